@@ -87,13 +87,15 @@ fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/pgreplica-bench-XXXXXX")"
 DATA="$WORK/data"
 STARTED=""
+PGBENCH_PID=""
 
 cleanup() {
     local rc=$?
+    [[ -z "$PGBENCH_PID" ]] || kill "$PGBENCH_PID" 2>/dev/null || true
     if [[ -n "$STARTED" ]]; then
         (cd "$WORK" && as_pg "$BIN/pg_ctl" -D "$DATA" -m immediate -w stop) >/dev/null 2>&1 || true
     fi
-    if ((rc != 0)) && [[ -f "$WORK/server.log" ]]; then
+    if ((rc != 0 && rc != 130 && rc != 143)) && [[ -f "$WORK/server.log" ]]; then
         log "server log (last lines):"
         tail -n 20 "$WORK/server.log" >&2 || true
     fi
@@ -164,8 +166,11 @@ SQL
 # run_pgbench MODE N: one timed run; sets TPS and TXNS.
 run_pgbench() {
     local out="$WORK/run-$1-$2.log"
-    "$PGBENCH" -n -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER_RUN" >"$out" 2>&1 ||
-        { cat "$out" >&2; die "pgbench run failed"; }
+    # In the background so that a TERM stops the script at once (see cleanup).
+    "$PGBENCH" -n -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER_RUN" >"$out" 2>&1 &
+    PGBENCH_PID=$!
+    wait "$PGBENCH_PID" || { cat "$out" >&2; die "pgbench run failed"; }
+    PGBENCH_PID=""
     TPS="$(sed -nE 's/^tps = ([0-9.]+) \((without initial connection time|excluding connections establishing)\).*/\1/p' "$out")"
     TXNS="$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$out")"
     [[ -n "$TPS" && -n "$TXNS" ]] || { cat "$out" >&2; die "could not read tps from pgbench"; }
