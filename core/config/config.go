@@ -1,0 +1,245 @@
+// Package config defines pgreplica's configuration: the replication set, its
+// origin and replicas, which tables to replicate and the engine's limits.
+//
+// A Config comes from a YAML file (Load) or from command-line flags
+// (FromFlags). Both start from Default, and both end with Validate, so a
+// Config handed to the engine is complete and valid. The package is pure: it
+// reads the file it is asked to read and nothing else, has no package state,
+// and never prints. Passwords in DSNs never appear in its error messages; use
+// Redact or Describe to show a DSN.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is one replication set: an origin, the replicas it feeds, and the
+// tables that go from one to the others.
+type Config struct {
+	Name         string        `yaml:"name"`          // replication set name
+	Origin       Endpoint      `yaml:"origin"`        // where changes are captured
+	Replicas     []Replica     `yaml:"replicas"`      // where they are applied; see RequireReplicas
+	Tables       Tables        `yaml:"tables"`        // which tables are replicated
+	PollInterval time.Duration `yaml:"poll_interval"` // how often to look for events when no NOTIFY arrives
+	Batch        Batch         `yaml:"batch"`         // limits of one replica transaction
+	Purge        Purge         `yaml:"purge"`         // removal of applied events from the origin's log
+	Control      Control       `yaml:"control"`       // the daemon's control endpoint
+	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
+}
+
+// Endpoint is a database to connect to.
+type Endpoint struct {
+	DSN string `yaml:"dsn"` // libpq key/value string or postgres:// URL
+}
+
+// Replica is a database that receives the set's changes.
+type Replica struct {
+	Name string `yaml:"name"` // unique within the set, same rules as the set name
+	DSN  string `yaml:"dsn"`  // libpq key/value string or postgres:// URL
+}
+
+// Tables selects tables by schema.table glob patterns.
+type Tables struct {
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
+}
+
+// Batch limits how much one replica transaction applies.
+type Batch struct {
+	MaxEvents int   `yaml:"max_events"`
+	MaxBytes  int64 `yaml:"max_bytes"`
+}
+
+// Purge controls the removal of events that every replica has applied.
+type Purge struct {
+	Interval time.Duration `yaml:"interval"` // 0 disables periodic purging
+}
+
+// Control is the daemon's control endpoint.
+type Control struct {
+	Socket string `yaml:"socket"` // unix socket path; "" turns the endpoint off
+}
+
+// Default values, also documented in configs/example.yaml.
+const (
+	DefaultName          = "default"
+	DefaultPollInterval  = 2 * time.Second
+	DefaultBatchEvents   = 5000
+	DefaultBatchBytes    = 16 << 20
+	DefaultPurgeInterval = time.Minute
+	DefaultInclude       = "*.*"
+)
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// Default returns a Config with every default set and no databases.
+func Default() Config {
+	return Config{
+		Name:         DefaultName,
+		Tables:       Tables{Include: []string{DefaultInclude}},
+		PollInterval: DefaultPollInterval,
+		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
+		Purge:        Purge{Interval: DefaultPurgeInterval},
+	}
+}
+
+// FromFlags builds a Config for a quick start without a config file: the
+// defaults, the set name (DefaultName when empty), the origin DSN and the
+// replica DSNs, named "replica", "replica2", "replica3"... in order.
+func FromFlags(name, origin string, replicas []string) (*Config, error) {
+	c := Default()
+	if name != "" {
+		c.Name = name
+	}
+	c.Origin.DSN = origin
+	for i, dsn := range replicas {
+		c.Replicas = append(c.Replicas, Replica{Name: flagReplicaName(i), DSN: dsn})
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func flagReplicaName(i int) string {
+	if i == 0 {
+		return "replica"
+	}
+	return fmt.Sprintf("replica%d", i+1)
+}
+
+// Validate checks every field and reports all problems at once, joined with
+// errors.Join, one "field: problem (got value)" line each. It does not require
+// a replica: commands that replicate call RequireReplicas as well.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, p := range c.problems() {
+		errs = append(errs, errors.New(p.String()))
+	}
+	return errors.Join(errs...)
+}
+
+// RequireReplicas reports an error when no replica is configured.
+func (c *Config) RequireReplicas() error {
+	if len(c.Replicas) > 0 {
+		return nil
+	}
+	where := c.Path
+	if where == "" {
+		where = "a config file"
+	}
+	return fmt.Errorf("no replicas configured: add one under replicas: in %s, or pass --replica DSN", where)
+}
+
+// Replica returns the replica called name.
+func (c *Config) Replica(name string) (Replica, error) {
+	var names []string
+	for _, r := range c.Replicas {
+		if r.Name == name {
+			return r, nil
+		}
+		names = append(names, r.Name)
+	}
+	if len(names) == 0 {
+		return Replica{}, fmt.Errorf("unknown replica %q: no replicas configured", name)
+	}
+	return Replica{}, fmt.Errorf("unknown replica %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+// problem is one thing wrong with a field, such as "replicas[0].dsn".
+type problem struct {
+	field string
+	msg   string
+}
+
+func (p problem) String() string { return p.field + ": " + p.msg }
+
+// problems lists what is wrong with c, in field order.
+func (c *Config) problems() []problem {
+	var ps []problem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, problem{field: field, msg: fmt.Sprintf(format, args...)})
+	}
+
+	if !validName(c.Name) {
+		add("name", nameRule+" (got %q)", c.Name)
+	}
+
+	if msg := dsnProblem(c.Origin.DSN); msg != "" {
+		add("origin.dsn", "%s", msg)
+	}
+
+	firstUse := map[string]int{}
+	for i, r := range c.Replicas {
+		field := fmt.Sprintf("replicas[%d]", i)
+		switch first, seen := firstUse[r.Name]; {
+		case r.Name == "":
+			add(field+".name", "missing")
+		case !validName(r.Name):
+			add(field+".name", nameRule+" (got %q)", r.Name)
+		case seen:
+			add(field+".name", "duplicate, already used by replicas[%d] (got %q)", first, r.Name)
+		default:
+			firstUse[r.Name] = i
+		}
+		if msg := dsnProblem(r.DSN); msg != "" {
+			add(field+".dsn", "%s", msg)
+		} else if r.DSN == c.Origin.DSN {
+			add(field+".dsn", "same as origin.dsn: a database cannot replicate into itself")
+		}
+	}
+
+	if len(c.Tables.Include) == 0 {
+		add("tables.include", "empty, so no table would be replicated (use %q for every table)", DefaultInclude)
+	}
+	for i, p := range c.Tables.Include {
+		if msg := patternProblem(p); msg != "" {
+			add(fmt.Sprintf("tables.include[%d]", i), "%s", msg)
+		}
+	}
+	for i, p := range c.Tables.Exclude {
+		if msg := patternProblem(p); msg != "" {
+			add(fmt.Sprintf("tables.exclude[%d]", i), "%s", msg)
+		}
+	}
+
+	if c.PollInterval <= 0 {
+		add("poll_interval", "must be positive (got %s)", c.PollInterval)
+	}
+	if c.Batch.MaxEvents <= 0 {
+		add("batch.max_events", "must be positive (got %d)", c.Batch.MaxEvents)
+	}
+	if c.Batch.MaxBytes <= 0 {
+		add("batch.max_bytes", "must be positive (got %d)", c.Batch.MaxBytes)
+	}
+	if c.Purge.Interval < 0 {
+		add("purge.interval", "must not be negative, 0 turns periodic purging off (got %s)", c.Purge.Interval)
+	}
+	if len(c.Control.Socket) > maxSocketPath {
+		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
+	}
+	return ps
+}
+
+const nameRule = "must be 1-63 characters of a-z, 0-9 and _, not starting with a digit"
+
+// validName reports whether s matches ^[a-z_][a-z0-9_]{0,62}$, the rule for
+// set and replica names (they end up in PostgreSQL names and file names).
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		ok := b >= 'a' && b <= 'z' || b == '_' || i > 0 && b >= '0' && b <= '9'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
