@@ -1,0 +1,381 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/config"
+	"pgreplica/core/pg"
+	pgsql "pgreplica/sql"
+)
+
+// Report receives one line per thing done, for the operator.
+type Report func(line string)
+
+// session holds the connections of one install-like operation.
+type session struct {
+	cfg      *config.Config
+	origin   *pgx.Conn
+	replicas []*pgx.Conn
+}
+
+func open(ctx context.Context, cfg *config.Config) (*session, error) {
+	s := &session{cfg: cfg}
+	var err error
+	if s.origin, err = pg.Connect(ctx, "origin", cfg.Origin.DSN); err != nil {
+		return nil, err
+	}
+	for _, r := range cfg.Replicas {
+		c, err := pg.Connect(ctx, "replica "+r.Name, r.DSN)
+		if err != nil {
+			s.close(ctx)
+			return nil, err
+		}
+		s.replicas = append(s.replicas, c)
+	}
+	return s, nil
+}
+
+func (s *session) close(ctx context.Context) {
+	if s.origin != nil {
+		s.origin.Close(ctx)
+	}
+	for _, c := range s.replicas {
+		c.Close(ctx)
+	}
+}
+
+// Install installs or upgrades capture on the origin (schema, triggers on
+// every selected table) and the bookkeeping schema on every replica.
+// Everything is checked before anything is changed; re-running it changes
+// nothing that is current.
+func Install(ctx context.Context, cfg *config.Config, report Report) error {
+	s, err := open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.close(ctx)
+	tables, err := ListTables(ctx, s.origin, cfg.Tables.Match)
+	if err != nil {
+		return err
+	}
+	var keyed []pg.Table
+	for _, t := range tables {
+		if t.Status != NoKey {
+			keyed = append(keyed, t.Table)
+		}
+	}
+	if err := s.checkReplicasHave(ctx, keyed); err != nil {
+		return err
+	}
+	snap, err := s.installOrigin(ctx, tables, report)
+	if err != nil {
+		return err
+	}
+	for i, r := range cfg.Replicas {
+		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// installOrigin runs in one origin transaction: the schema, the triggers and
+// the registration of the replicas. It returns the snapshot taken before any
+// trigger was created: every transaction not visible in it is captured.
+func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report Report) (string, error) {
+	tx, err := s.origin.Begin(ctx)
+	if err != nil {
+		return "", fmt.Errorf("origin: begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
+		return "", fmt.Errorf("origin: %w", err)
+	}
+	var snap string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
+		return "", fmt.Errorf("origin: take snapshot: %w", err)
+	}
+	v, err := SchemaVersion(ctx, tx)
+	if err != nil {
+		return "", fmt.Errorf("origin: %w", err)
+	}
+	if v == pgsql.OriginVersion {
+		report(fmt.Sprintf("origin: capture schema is current (version %s)", v))
+	} else {
+		if _, err := tx.Exec(ctx, pgsql.Origin); err != nil {
+			return "", fmt.Errorf("origin: install capture schema: %w", err)
+		}
+		verb := "installed"
+		if v != "" {
+			verb = "upgraded"
+		}
+		report(fmt.Sprintf("origin: %s capture schema (version %s)", verb, pgsql.OriginVersion))
+	}
+	for _, t := range tables {
+		line, err := addTable(ctx, tx, t.Table)
+		if err != nil {
+			return "", err
+		}
+		report(line)
+	}
+	for _, r := range s.cfg.Replicas {
+		if _, err := tx.Exec(ctx, `INSERT INTO pgreplica.replica (name, snapshot) VALUES ($1, $2::pg_snapshot)
+		                           ON CONFLICT (name) DO NOTHING`, r.Name, snap); err != nil {
+			return "", fmt.Errorf("origin: register replica %s: %w", r.Name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return "", fmt.Errorf("origin: commit install: %w", err)
+	}
+	return snap, nil
+}
+
+// installReplica installs the bookkeeping schema on one replica and sets its
+// starting position for the set unless it has one already.
+func installReplica(ctx context.Context, conn *pgx.Conn, name, set, snap string, report Report) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("replica %s: begin: %w", name, err)
+	}
+	defer tx.Rollback(ctx)
+	v, err := ReplicaSchemaVersion(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("replica %s: %w", name, err)
+	}
+	if v != pgsql.ReplicaVersion {
+		if _, err := tx.Exec(ctx, pgsql.Replica); err != nil {
+			return fmt.Errorf("replica %s: install bookkeeping schema: %w", name, err)
+		}
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO pgreplica.position (set_name, snapshot) VALUES ($1, $2)
+	                          ON CONFLICT (set_name) DO NOTHING`, set, snap)
+	if err != nil {
+		return fmt.Errorf("replica %s: set position: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("replica %s: commit: %w", name, err)
+	}
+	switch {
+	case v == pgsql.ReplicaVersion && tag.RowsAffected() == 0:
+		report(fmt.Sprintf("replica %s: bookkeeping schema is current (version %s)", name, v))
+	case tag.RowsAffected() == 1:
+		report(fmt.Sprintf("replica %s: installed bookkeeping schema (version %s), replicating from now on", name, pgsql.ReplicaVersion))
+	default:
+		report(fmt.Sprintf("replica %s: upgraded bookkeeping schema (version %s)", name, pgsql.ReplicaVersion))
+	}
+	return nil
+}
+
+// addTable installs the capture triggers on one table and returns the line
+// that pgreplica.add_table reports.
+func addTable(ctx context.Context, q Querier, t pg.Table) (string, error) {
+	var line *string
+	err := q.QueryRow(ctx, "SELECT pgreplica.add_table(to_regclass($1))", t.Ident()).Scan(&line)
+	if err != nil {
+		return "", fmt.Errorf("install trigger on %s: %w", t, err)
+	}
+	if line == nil {
+		return "", fmt.Errorf("install trigger on %s: no such table on the origin", t)
+	}
+	return *line, nil
+}
+
+// checkReplicasHave makes sure every replica has each table with every
+// column the origin captures, so that nothing is installed that could not
+// be applied.
+func (s *session) checkReplicasHave(ctx context.Context, tables []pg.Table) error {
+	if len(tables) == 0 || len(s.replicas) == 0 {
+		return nil
+	}
+	want := make(map[pg.Table][]string, len(tables))
+	for _, t := range tables {
+		cols, err := capturedColumns(ctx, s.origin, t)
+		if err != nil {
+			return fmt.Errorf("origin: %w", err)
+		}
+		want[t] = cols
+	}
+	var problems []error
+	for i, r := range s.cfg.Replicas {
+		for _, t := range tables {
+			have, err := capturedColumns(ctx, s.replicas[i], t)
+			if err != nil {
+				return fmt.Errorf("replica %s: %w", r.Name, err)
+			}
+			if have == nil {
+				problems = append(problems, fmt.Errorf("replica %s lacks table %s; create it there (pgreplica sync --schema) or exclude it under tables.exclude", r.Name, t))
+				continue
+			}
+			if missing := minus(want[t], have); len(missing) > 0 {
+				problems = append(problems, fmt.Errorf("replica %s: table %s lacks column %s", r.Name, t, strings.Join(quoteAll(missing), ", ")))
+			}
+		}
+	}
+	return errors.Join(problems...)
+}
+
+// capturedColumns lists a table's non-generated columns, or nil when the
+// table does not exist.
+func capturedColumns(ctx context.Context, q Querier, t pg.Table) ([]string, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.Ident()).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look up %s: %w", t, err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `SELECT attname::text FROM pg_attribute
+	                            WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+	                              AND attgenerated = '' ORDER BY attnum`, t.Ident())
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", t, err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", t, err)
+	}
+	return append([]string{}, cols...), nil
+}
+
+func minus(a, b []string) []string {
+	have := make(map[string]bool, len(b))
+	for _, x := range b {
+		have[x] = true
+	}
+	var out []string
+	for _, x := range a {
+		if !have[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = pgx.Identifier{n}.Sanitize()
+	}
+	return out
+}
+
+// AddTables installs capture on the named tables, one at a time, each after
+// checking that every replica has it.
+func AddTables(ctx context.Context, cfg *config.Config, tables []pg.Table, report Report) error {
+	s, err := open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.close(ctx)
+	if err := requireOrigin(ctx, s.origin); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if err := s.checkReplicasHave(ctx, []pg.Table{t}); err != nil {
+			return err
+		}
+		line, err := addTable(ctx, s.origin, t)
+		if err != nil {
+			return err
+		}
+		report(line)
+	}
+	return nil
+}
+
+// RemoveTables removes capture from the named tables. Their events already
+// in the log are still applied.
+func RemoveTables(ctx context.Context, cfg *config.Config, tables []pg.Table, report Report) error {
+	conn, err := pg.Connect(ctx, "origin", cfg.Origin.DSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if err := requireOrigin(ctx, conn); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		var line *string
+		if err := conn.QueryRow(ctx, "SELECT pgreplica.remove_table(to_regclass($1))", t.Ident()).Scan(&line); err != nil {
+			return fmt.Errorf("remove trigger from %s: %w", t, err)
+		}
+		if line == nil {
+			return fmt.Errorf("remove trigger from %s: no such table on the origin", t)
+		}
+		report(*line)
+	}
+	return nil
+}
+
+func requireOrigin(ctx context.Context, conn *pgx.Conn) error {
+	v, err := SchemaVersion(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	if v == "" {
+		return errors.New("capture is not installed on the origin; run pgreplica install first")
+	}
+	return nil
+}
+
+// Uninstall removes the capture triggers and the pgreplica schema from the
+// origin and the pgreplica schema from every replica. Application tables
+// and rows are not touched.
+func Uninstall(ctx context.Context, cfg *config.Config, report Report) error {
+	s, err := open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.close(ctx)
+	tx, err := s.origin.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("origin: begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	rows, err := tx.Query(ctx, `
+SELECT n.nspname, c.relname, t.tgname
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE t.tgname IN ('pgreplica_capture', 'pgreplica_truncate')
+ ORDER BY 1, 2, 3`)
+	if err != nil {
+		return fmt.Errorf("origin: list triggers: %w", err)
+	}
+	type trig struct {
+		t    pg.Table
+		name string
+	}
+	trigs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (trig, error) {
+		var x trig
+		return x, r.Scan(&x.t.Schema, &x.t.Name, &x.name)
+	})
+	if err != nil {
+		return fmt.Errorf("origin: list triggers: %w", err)
+	}
+	for _, tr := range trigs {
+		if _, err := tx.Exec(ctx, "DROP TRIGGER "+pgx.Identifier{tr.name}.Sanitize()+" ON "+tr.t.Ident()); err != nil {
+			return fmt.Errorf("origin: drop trigger on %s: %w", tr.t, err)
+		}
+		if tr.name == "pgreplica_capture" {
+			report("removed trigger from " + tr.t.String())
+		}
+	}
+	if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS pgreplica CASCADE"); err != nil {
+		return fmt.Errorf("origin: drop schema pgreplica: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("origin: commit: %w", err)
+	}
+	report("origin: removed schema pgreplica")
+	for i, r := range cfg.Replicas {
+		if _, err := s.replicas[i].Exec(ctx, "DROP SCHEMA IF EXISTS pgreplica CASCADE"); err != nil {
+			return fmt.Errorf("replica %s: drop schema pgreplica: %w", r.Name, err)
+		}
+		report(fmt.Sprintf("replica %s: removed schema pgreplica", r.Name))
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tidwall/gjson"
+
+	"pgreplica/core/pg"
+)
+
+// column is a replica column as the applier needs it.
+type column struct {
+	typ       string // format_type: safe SQL text made by the server
+	generated bool
+	viaText   bool // json or jsonb: the origin sends its text form, cast here
+}
+
+// tableMeta is what the applier knows of a replica table, loaded once.
+type tableMeta struct {
+	cols  map[string]column
+	stmts map[string]string // statement by op and column signature
+}
+
+// applier applies batches of events on one replica connection.
+type applier struct {
+	conn    *pgx.Conn
+	set     string
+	replica string
+	meta    map[pg.Table]*tableMeta
+}
+
+// stopError is an error the operator must fix (duplicate key, missing
+// table or column): the worker stops and retries only slowly.
+type stopError struct {
+	msg string
+	err error // the cause, kept in the chain (a *pgconn.PgError), or nil
+}
+
+func (e *stopError) Error() string { return e.msg }
+func (e *stopError) Unwrap() error { return e.err }
+
+func stop(format string, args ...any) error { return &stopError{msg: fmt.Sprintf(format, args...)} }
+
+// IsStop reports whether err needs the operator (as opposed to a transient
+// fault that a retry cures).
+func IsStop(err error) bool {
+	var s *stopError
+	return errors.As(err, &s)
+}
+
+func newApplier(conn *pgx.Conn, set, replica string) *applier {
+	return &applier{conn: conn, set: set, replica: replica, meta: map[pg.Table]*tableMeta{}}
+}
+
+// tableMeta loads the replica's columns of a table.
+func (a *applier) tableMeta(ctx context.Context, t pg.Table, eventID int64) (*tableMeta, error) {
+	if m, ok := a.meta[t]; ok {
+		return m, nil
+	}
+	rows, err := a.conn.Query(ctx, `
+SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '',
+       coalesce(nullif(t.typbasetype, 0), t.oid) IN ('json'::regtype, 'jsonb'::regtype)
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, t.Ident())
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", t, err)
+	}
+	m := &tableMeta{cols: map[string]column{}, stmts: map[string]string{}}
+	for rows.Next() {
+		var name string
+		var c column
+		if err := rows.Scan(&name, &c.typ, &c.generated, &c.viaText); err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", t, err)
+		}
+		m.cols[name] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", t, err)
+	}
+	if len(m.cols) == 0 {
+		return nil, stop("replica %s lacks table %s (event %d); create it there or resync", a.replica, t, eventID)
+	}
+	a.meta[t] = m
+	return m, nil
+}
+
+// columns returns the top-level keys of a JSON object, checked against the
+// replica table.
+func (a *applier) columns(m *tableMeta, t pg.Table, js []byte, eventID int64) ([]string, error) {
+	var names []string
+	var bad error
+	gjson.ParseBytes(js).ForEach(func(k, _ gjson.Result) bool {
+		c, ok := m.cols[k.Str]
+		switch {
+		case !ok:
+			bad = stop("replica %s: table %s lacks column %s (event %d)", a.replica, t, pgx.Identifier{k.Str}.Sanitize(), eventID)
+		case c.generated:
+			bad = stop("replica %s: column %s of %s is generated there and cannot be written (event %d)", a.replica, pgx.Identifier{k.Str}.Sanitize(), t, eventID)
+		}
+		names = append(names, k.Str)
+		return bad == nil
+	})
+	return names, bad
+}
+
+// recordDef is "AS alias(col type, ...)" for jsonb_to_record: only the
+// columns present, so a NOT NULL domain of an absent column does not fail.
+func recordDef(m *tableMeta, alias string, cols []string) string {
+	var b strings.Builder
+	b.WriteString(alias)
+	b.WriteByte('(')
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(pgx.Identifier{c}.Sanitize())
+		b.WriteByte(' ')
+		if m.cols[c].viaText {
+			b.WriteString("text")
+		} else {
+			b.WriteString(m.cols[c].typ)
+		}
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// value is the expression of column c of the record alias, cast back to
+// the column's type when it travels as text.
+func value(m *tableMeta, alias, c string) string {
+	v := alias + "." + pgx.Identifier{c}.Sanitize()
+	if col := m.cols[c]; col.viaText {
+		v += "::" + col.typ
+	}
+	return v
+}
+
+func keyMatch(m *tableMeta, keys []string) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = "t." + pgx.Identifier{k}.Sanitize() + " = " + value(m, "k", k)
+	}
+	return strings.Join(parts, " AND ")
+}
+
+func idents(cols []string) string {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return strings.Join(parts, ", ")
+}
+
+func values(m *tableMeta, alias string, cols []string) string {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = value(m, alias, c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// statement builds (once per table, operation and column set) the SQL that
+// applies an event, and returns it with its arguments.
+func (a *applier) statement(ctx context.Context, e *event) (string, []any, error) {
+	m, err := a.tableMeta(ctx, e.Table, e.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	var dataCols, keyCols []string
+	if e.Op == 'I' || e.Op == 'U' {
+		if dataCols, err = a.columns(m, e.Table, e.Data, e.ID); err != nil {
+			return "", nil, err
+		}
+	}
+	if e.Op == 'U' || e.Op == 'D' {
+		if keyCols, err = a.columns(m, e.Table, e.Key, e.ID); err != nil {
+			return "", nil, err
+		}
+	}
+	sig := string(e.Op) + strings.Join(dataCols, "\x00") + "\x01" + strings.Join(keyCols, "\x00")
+	sql, ok := m.stmts[sig]
+	if !ok {
+		t := e.Table.Ident()
+		switch e.Op {
+		case 'I':
+			sql = fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_to_record($1::jsonb) AS %s",
+				t, idents(dataCols), values(m, "n", dataCols), recordDef(m, "n", dataCols))
+		case 'U':
+			sets := make([]string, len(dataCols))
+			for i, c := range dataCols {
+				sets[i] = pgx.Identifier{c}.Sanitize() + " = " + value(m, "n", c)
+			}
+			sql = fmt.Sprintf("UPDATE %s AS t SET %s FROM jsonb_to_record($1::jsonb) AS %s, jsonb_to_record($2::jsonb) AS %s WHERE %s",
+				t, strings.Join(sets, ", "), recordDef(m, "n", dataCols), recordDef(m, "k", keyCols), keyMatch(m, keyCols))
+		case 'D':
+			sql = fmt.Sprintf("DELETE FROM %s AS t USING jsonb_to_record($1::jsonb) AS %s WHERE %s",
+				t, recordDef(m, "k", keyCols), keyMatch(m, keyCols))
+		default:
+			return "", nil, stop("event %d: unknown operation %q", e.ID, e.Op)
+		}
+		m.stmts[sig] = sql
+	}
+	switch e.Op {
+	case 'I':
+		return sql, []any{string(e.Data)}, nil
+	case 'U':
+		return sql, []any{string(e.Data), string(e.Key)}, nil
+	default:
+		return sql, []any{string(e.Key)}, nil
+	}
+}
+
+// catchupState is a table that was copied at snapshot Copied: its events
+// visible there are already in the copy and are skipped.
+type catchupState struct {
+	Table  pg.Table
+	Copied Snapshot
+}
+
+// applyBatch applies events (in id order) and moves the position from old
+// to next, all in one replica transaction. It returns the conflicts found.
+func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*event) ([]Conflict, error) {
+	tx, err := a.conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+
+	// Lock the tables first, then read which are catching up after a copy:
+	// a copy in progress holds its table locked until it has recorded its
+	// snapshot, so what is read here is never stale.
+	tables := distinctTables(events)
+	for _, t := range tables {
+		if _, err := a.tableMeta(ctx, t, firstEventOf(events, t)); err != nil {
+			return nil, err
+		}
+	}
+	catchup, err := a.lockAndReadCatchup(ctx, tx, tables)
+	if err != nil {
+		return nil, err
+	}
+
+	b := &pgx.Batch{}
+	var queued []*event
+	for i := 0; i < len(events); i++ {
+		e := events[i]
+		if c, ok := catchup[e.Table]; ok && c.Visible(e.Txid) {
+			continue // already in the copy
+		}
+		if e.Op == 'T' {
+			// Tables truncated by one statement go in one TRUNCATE, so that
+			// foreign keys between them do not refuse it.
+			group := []string{e.Table.Ident()}
+			for i+1 < len(events) && events[i+1].Op == 'T' && events[i+1].Txid == e.Txid && events[i+1].ID == events[i].ID+1 {
+				i++
+				group = append(group, events[i].Table.Ident())
+			}
+			b.Queue("TRUNCATE " + strings.Join(group, ", "))
+			queued = append(queued, e)
+			continue
+		}
+		sql, args, err := a.statement(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		b.Queue(sql, args...)
+		queued = append(queued, e)
+	}
+	var conflicts []Conflict
+	if b.Len() > 0 {
+		br := tx.SendBatch(ctx, b)
+		for _, e := range queued {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return nil, a.explain(e, err)
+			}
+			if tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
+				kind := UpdateNoRow
+				if e.Op == 'D' {
+					kind = DeleteNoRow
+				}
+				conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
+					Op: string(e.Op), Key: string(e.Key), Kind: kind, At: time.Now()})
+			}
+		}
+		if err := br.Close(); err != nil {
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+	}
+
+	b = &pgx.Batch{}
+	for _, c := range conflicts {
+		var data any
+		for _, e := range queued {
+			if e.ID == c.EventID && e.Data != nil {
+				data = string(e.Data)
+			}
+		}
+		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
+		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
+			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, data, c.Kind)
+	}
+	if next.Target.IsZero() {
+		// The interval is complete: tables whose copy is now covered by the
+		// position can no longer see events from before their copy.
+		for t, c := range catchup {
+			if next.Snapshot.Covers(c) {
+				b.Queue(`UPDATE pgreplica.table_state SET state = 'replicating', snapshot = NULL, updated_at = now()
+				          WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state = 'catchup'`,
+					a.set, t.Schema, t.Name)
+			}
+		}
+	}
+	pos := queuePositionUpdate(b, a.set, old, next, len(events))
+	var moved bool
+	pos.Exec(func(tag pgconn.CommandTag) error {
+		moved = tag.RowsAffected() == 1
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("record position: %w", err)
+	}
+	if !moved {
+		return nil, errPositionMoved
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return conflicts, nil
+}
+
+// errPositionMoved means the stored position is not the one this worker
+// applied from: another applier works on the same replica, or the position
+// was reset (sync). The worker re-reads it and goes on from there.
+var errPositionMoved = errors.New("the replica's position changed under this applier (another pgreplica applying, or a sync); re-reading it")
+
+func (a *applier) lockAndReadCatchup(ctx context.Context, tx pgx.Tx, tables []pg.Table) (map[pg.Table]Snapshot, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Ident()
+	}
+	b := &pgx.Batch{}
+	if len(names) > 0 {
+		b.Queue("LOCK TABLE " + strings.Join(names, ", ") + " IN ROW EXCLUSIVE MODE")
+	}
+	b.Queue(`SELECT schema_name, table_name, snapshot FROM pgreplica.table_state
+	          WHERE set_name = $1 AND state = 'catchup' AND snapshot IS NOT NULL`, a.set)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if len(names) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("lock tables: %w", err)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("read table states: %w", err)
+	}
+	out := map[pg.Table]Snapshot{}
+	for rows.Next() {
+		var c catchupState
+		if err := rows.Scan(&c.Table.Schema, &c.Table.Name, &c.Copied); err != nil {
+			return nil, fmt.Errorf("read table states: %w", err)
+		}
+		out[c.Table] = c.Copied
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read table states: %w", err)
+	}
+	return out, nil
+}
+
+// explain turns a failed statement into an error that names the event.
+func (a *applier) explain(e *event, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return fmt.Errorf("apply event %d to %s: %w", e.ID, e.Table, err)
+	}
+	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of"}[e.Op]
+	what := fmt.Sprintf("replica %s: %s %s (event %d)", a.replica, op, e.Table, e.ID)
+	switch {
+	case strings.HasPrefix(pgErr.Code, "08"), pgErr.Code == "57P01", pgErr.Code == "40001", pgErr.Code == "40P01", pgErr.Code == "55P03":
+		return fmt.Errorf("%s: %w", what, err) // transient: retried
+	case pgErr.Code == "42P01":
+		return &stopError{msg: fmt.Sprintf("replica %s lacks table %s (event %d)", a.replica, e.Table, e.ID), err: err}
+	}
+	msg := what + ": " + pgErr.Message
+	if pgErr.Detail != "" {
+		msg += " (" + strings.TrimSuffix(pgErr.Detail, ".") + ")"
+	}
+	if pgErr.Code == "23505" {
+		msg += "; the replica has a row the origin had not: remove it there or resync the table"
+	} else {
+		msg += " [SQLSTATE " + pgErr.Code + "]"
+	}
+	return &stopError{msg: msg, err: err}
+}
+
+func distinctTables(events []*event) []pg.Table {
+	seen := map[pg.Table]bool{}
+	var out []pg.Table
+	for _, e := range events {
+		if !seen[e.Table] {
+			seen[e.Table] = true
+			out = append(out, e.Table)
+		}
+	}
+	slices.SortFunc(out, func(x, y pg.Table) int {
+		if c := strings.Compare(x.Schema, y.Schema); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	return out
+}
+
+func firstEventOf(events []*event, t pg.Table) int64 {
+	for _, e := range events {
+		if e.Table == t {
+			return e.ID
+		}
+	}
+	return 0
+}

@@ -1,0 +1,173 @@
+package replay_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/capture"
+	"pgreplica/core/config"
+	"pgreplica/core/pgtest"
+	"pgreplica/core/replay"
+)
+
+var shared pgtest.Shared
+
+func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
+
+// env is one origin database and one or more replica databases with the
+// same schema and pgreplica installed.
+type env struct {
+	t        *testing.T
+	ctx      context.Context
+	cfg      *config.Config
+	origin   *pgx.Conn
+	replicas []*pgx.Conn
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("PGREPLICA_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// newEnv creates fresh databases, runs schema on all of them and installs
+// pgreplica with nReplicas replicas (the extra ones in the replica cluster).
+func newEnv(t *testing.T, schema string, nReplicas int) *env {
+	t.Helper()
+	p := shared.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	originDSN, replicaDSN := p.DBs(t)
+	dsns := []string{replicaDSN}
+	for i := 1; i < nReplicas; i++ {
+		db, err := p.Replica.CreateDB(ctx, "replica")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dsns = append(dsns, p.Replica.DSN(db))
+	}
+	cfg, err := config.FromFlags("test", originDSN, dsns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Purge.Interval = 0
+	e := &env{t: t, ctx: ctx, cfg: cfg}
+	e.origin = connect(t, originDSN)
+	exec(t, e.origin, schema)
+	for _, d := range dsns {
+		c := connect(t, d)
+		exec(t, c, schema)
+		e.replicas = append(e.replicas, c)
+	}
+	if err := capture.Install(ctx, cfg, func(string) {}); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	return e
+}
+
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func exec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", firstLine(sql), err)
+	}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i > 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (e *env) engine() *replay.Engine {
+	return replay.New(e.cfg, testLogger(e.t), replay.Options{})
+}
+
+// once applies everything pending and fails the test on error.
+func (e *env) once() int {
+	e.t.Helper()
+	n, err := e.engine().Once(e.ctx)
+	if err != nil {
+		e.t.Fatalf("replicate once: %v", err)
+	}
+	return n
+}
+
+// rows returns a table's rows as text, one line per row, in key order,
+// read in UTC so that time zones do not differ between servers.
+func rows(t *testing.T, c *pgx.Conn, table string) []string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = 'iso_8601'; SET LOCAL bytea_output = 'hex'; SET LOCAL DateStyle = 'ISO'"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := tx.Query(ctx, "SELECT row__::text FROM "+table+" AS row__ ORDER BY 1")
+	if err != nil {
+		t.Fatalf("read %s: %v", table, err)
+	}
+	out, err := pgx.CollectRows(r, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("read %s: %v", table, err)
+	}
+	return out
+}
+
+// requireEqual compares tables row by row between the origin and replica i.
+func (e *env) requireEqual(i int, tables ...string) {
+	e.t.Helper()
+	for _, tb := range tables {
+		o, r := rows(e.t, e.origin, tb), rows(e.t, e.replicas[i], tb)
+		if strings.Join(o, "\n") != strings.Join(r, "\n") {
+			e.t.Fatalf("%s differs on replica %d:\norigin (%d rows):\n%s\nreplica (%d rows):\n%s",
+				tb, i, len(o), clip(o), len(r), clip(r))
+		}
+	}
+}
+
+func clip(rows []string) string {
+	var b strings.Builder
+	for i, r := range rows {
+		if i == 20 {
+			b.WriteString("...\n")
+			break
+		}
+		if len(r) > 300 {
+			r = r[:300] + "..."
+		}
+		b.WriteString(r + "\n")
+	}
+	return b.String()
+}
+
+func queryInt(t *testing.T, c *pgx.Conn, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := c.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}

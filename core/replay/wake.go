@@ -1,0 +1,88 @@
+package replay
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"pgreplica/core/pg"
+)
+
+// Wake wakes any number of waiters at once: each waiter takes the current
+// channel with C and waits on it; Notify closes it and makes a new one.
+// Nothing is buffered and nobody blocks (litestream's Notify shape).
+type Wake struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// NewWake makes a Wake.
+func NewWake() *Wake { return &Wake{ch: make(chan struct{})} }
+
+// C is closed at the next Notify.
+func (w *Wake) C() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ch
+}
+
+// Notify wakes every current waiter.
+func (w *Wake) Notify() {
+	w.mu.Lock()
+	close(w.ch)
+	w.ch = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// listen holds a LISTEN session on the origin and wakes the workers on each
+// notification. It pings the origin every keepalive so that a dead
+// connection is noticed, reconnects with backoff, and wakes everyone after
+// a reconnect (notifications may have been lost meanwhile).
+func listen(ctx context.Context, dsn, set string, keepalive time.Duration, wake *Wake, log *slog.Logger) {
+	var backoff time.Duration
+	for ctx.Err() == nil {
+		err := listenOnce(ctx, dsn, set, keepalive, wake, func() { backoff = 0 })
+		if ctx.Err() != nil {
+			return
+		}
+		backoff = nextBackoff(backoff, false)
+		log.Warn("origin notifications lost; polling meanwhile", "err", err.Error(), "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func listenOnce(ctx context.Context, dsn, set string, keepalive time.Duration, wake *Wake, connected func()) error {
+	conn, err := pg.ConnectAs(ctx, "origin", dsn, "pgreplica listen "+set)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN pgreplica"); err != nil {
+		return err
+	}
+	connected()
+	wake.Notify()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, keepalive)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			wake.Notify()
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case wctx.Err() != nil:
+			// Keepalive: a dead connection fails here.
+			if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"pgreplica/core/config"
+	"pgreplica/core/pg"
+)
+
+// worker applies one replication set to one replica. It owns two
+// connections: one to the origin to read the log, one to the replica.
+type worker struct {
+	set     string
+	replica config.Replica
+	origin  string // origin DSN
+	limits  config.Batch
+	log     *slog.Logger
+	emit    func(Event)
+
+	originConn  *pgx.Conn
+	replicaConn *pgx.Conn
+	apply       *applier
+	pos         Position
+	havePos     bool
+
+	mu        sync.Mutex
+	status    ReplicaStatus
+	published time.Time
+}
+
+func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event)) *worker {
+	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch,
+		log: log.With("replica", r.Name), emit: emit}
+	w.status = ReplicaStatus{Name: r.Name, State: Starting}
+	return w
+}
+
+// connect (re)opens whatever connection is missing.
+func (w *worker) connect(ctx context.Context) error {
+	if w.originConn == nil {
+		c, err := pg.ConnectAs(ctx, "origin", w.origin, "pgreplica read "+w.set+"/"+w.replica.Name)
+		if err != nil {
+			return err
+		}
+		w.originConn = c
+	}
+	if w.replicaConn == nil {
+		c, err := pg.ConnectAs(ctx, "replica "+w.replica.Name, w.replica.DSN, "pgreplica apply "+w.set)
+		if err != nil {
+			return err
+		}
+		// The apply session must not capture what it applies (invariant 6):
+		// the origin tag makes pgreplica's triggers skip these changes, and
+		// session_replication_role=replica, where allowed, skips every
+		// ordinary trigger and foreign-key check as native replication does.
+		if _, err := c.Exec(ctx, "SELECT set_config('pgreplica.origin', $1, false)", w.set); err != nil {
+			c.Close(ctx)
+			return fmt.Errorf("replica %s: set origin tag: %w", w.replica.Name, err)
+		}
+		// Values that travel as text are read in the forms the capture
+		// functions write them.
+		if _, err := c.Exec(ctx, "SET DateStyle = ISO; SET IntervalStyle = postgres"); err != nil {
+			c.Close(ctx)
+			return fmt.Errorf("replica %s: %w", w.replica.Name, err)
+		}
+		if _, err := c.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+			w.log.Debug("session_replication_role not allowed; relying on the origin tag", "err", err)
+		}
+		w.replicaConn = c
+		w.apply = newApplier(c, w.set, w.replica.Name)
+		w.havePos = false
+	}
+	if !w.havePos {
+		p, err := ReadPosition(ctx, w.replicaConn, w.set)
+		if err != nil {
+			if errors.Is(err, ErrNoPosition) {
+				return &stopError{msg: fmt.Sprintf("replica %s: %v", w.replica.Name, err), err: err}
+			}
+			return fmt.Errorf("replica %s: %w", w.replica.Name, err)
+		}
+		w.pos, w.havePos = p, true
+		w.setStatus(func(s *ReplicaStatus) { s.Position = p; s.LastApplied = p.AppliedAt })
+	}
+	return nil
+}
+
+// disconnect drops the connections after an error, so the next attempt
+// starts clean.
+func (w *worker) disconnect() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if w.originConn != nil {
+		w.originConn.Close(ctx)
+		w.originConn = nil
+	}
+	if w.replicaConn != nil {
+		w.replicaConn.Close(ctx)
+		w.replicaConn = nil
+	}
+	w.havePos = false
+}
+
+// catchUp applies everything the origin has committed, interval after
+// interval, until an interval brings nothing new. stopping is checked
+// between batches: a batch in flight is always finished.
+func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error) {
+	if err := w.connect(ctx); err != nil {
+		return 0, err
+	}
+	for {
+		if stopping.Err() != nil {
+			return applied, nil
+		}
+		target := w.pos.Target
+		if target.IsZero() {
+			if target, err = currentSnapshot(ctx, w.originConn); err != nil {
+				return applied, err
+			}
+		}
+		n, err := w.applyInterval(ctx, stopping, target)
+		applied += n
+		if err != nil {
+			return applied, err
+		}
+		w.publish(ctx, false)
+		if n == 0 {
+			return applied, nil
+		}
+	}
+}
+
+// applyInterval applies the events of (pos.Snapshot, target] in batches of
+// bounded size, each in its own replica transaction.
+func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (int, error) {
+	var batch []*event
+	var bytes, applied int
+	flush := func(final bool) error {
+		next := Position{Snapshot: w.pos.Snapshot, Target: target}
+		if len(batch) > 0 {
+			next.LastID = batch[len(batch)-1].ID
+		}
+		if final {
+			next = Position{Snapshot: target}
+		}
+		if len(batch) == 0 && (!final || w.pos.Target.IsZero()) {
+			// Nothing to record: keep the position in memory only.
+			w.pos.Snapshot = next.Snapshot
+			return nil
+		}
+		start := time.Now()
+		conflicts, err := w.apply.applyBatch(ctx, w.pos, next, batch)
+		if err != nil {
+			return err
+		}
+		next.AppliedEvents = w.pos.AppliedEvents + int64(len(batch))
+		next.AppliedAt = time.Now()
+		w.pos = next
+		applied += len(batch)
+		w.reportBatch(batch, bytes, time.Since(start), conflicts)
+		batch, bytes = batch[:0], 0
+		return nil
+	}
+	if w.pos.Target.IsZero() && w.pos.Snapshot.Covers(target) {
+		return 0, nil
+	}
+	if !w.pos.Target.IsZero() {
+		w.setState(Catchup, nil)
+	}
+	var pending *event
+	errFull := errors.New("batch full")
+	err := readInterval(ctx, w.originConn, w.pos.Snapshot, target, w.pos.LastID, func(e *event) error {
+		if pending != nil {
+			// The batch was full and more events follow: apply it as part of
+			// the interval, then go on with this one.
+			if w.status.State == Streaming {
+				w.setState(Catchup, nil)
+			}
+			if err := flush(false); err != nil {
+				return err
+			}
+			if stopping.Err() != nil {
+				return errFull
+			}
+			batch = append(batch, pending)
+			bytes += pending.size()
+			pending = nil
+		}
+		if len(batch) >= w.limits.MaxEvents || int64(bytes+e.size()) > w.limits.MaxBytes && len(batch) > 0 {
+			pending = e
+			return nil
+		}
+		batch = append(batch, e)
+		bytes += e.size()
+		return nil
+	})
+	if errors.Is(err, errFull) {
+		return applied, nil // stopping: the position records how far we got
+	}
+	if err != nil {
+		return applied, err
+	}
+	if pending != nil {
+		if err := flush(false); err != nil {
+			return applied, err
+		}
+		batch = append(batch, pending)
+		bytes += pending.size()
+	}
+	return applied, flush(true)
+}
+
+func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conflicts []Conflict) {
+	ev := BatchApplied{Replica: w.replica.Name, Events: len(batch), Bytes: bytes, Took: took, Position: w.pos}
+	if len(batch) > 0 {
+		ev.Oldest = batch[0].At
+		for _, e := range batch {
+			if e.At.Before(ev.Oldest) {
+				ev.Oldest = e.At
+			}
+		}
+	}
+	w.setStatus(func(s *ReplicaStatus) {
+		s.Position = w.pos
+		s.LastApplied = w.pos.AppliedAt
+		s.AppliedEvents += int64(len(batch))
+		s.Conflicts += len(conflicts)
+		s.LastBatch = ev
+	})
+	if len(batch) > 0 {
+		w.log.Info("batch applied", "events", len(batch), "bytes", bytes, "ms", took.Milliseconds(),
+			"last_event", batch[len(batch)-1].ID, "position", w.pos.Snapshot.String())
+	}
+	w.emit(ev)
+	for _, c := range conflicts {
+		w.log.Warn("conflict", "table", c.Table.String(), "op", c.Op, "key", c.Key, "event", c.EventID,
+			"kind", c.Kind, "txid", c.Txid)
+		w.emit(ConflictFound{Replica: w.replica.Name, Conflict: c})
+	}
+}
+
+// publish copies the position to the origin's pgreplica.replica, which
+// the purge and the tables view read. At most once a second unless forced.
+func (w *worker) publish(ctx context.Context, force bool) {
+	if w.originConn == nil || (!force && time.Since(w.published) < time.Second) {
+		return
+	}
+	_, err := w.originConn.Exec(ctx, `INSERT INTO pgreplica.replica (name, snapshot, updated_at)
+	                                   VALUES ($1, $2::pg_snapshot, now())
+	                                   ON CONFLICT (name) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated_at = now()`,
+		w.replica.Name, w.pos.Snapshot.String())
+	if err != nil {
+		w.log.Warn("could not record position on the origin", "err", err)
+		return
+	}
+	w.published = time.Now()
+}
+
+func (w *worker) setStatus(f func(*ReplicaStatus)) {
+	w.mu.Lock()
+	f(&w.status)
+	w.mu.Unlock()
+}
+
+func (w *worker) setState(s State, err error) {
+	w.mu.Lock()
+	from := w.status.State
+	w.status.State = s
+	w.status.Err = ""
+	if err != nil {
+		w.status.Err = err.Error()
+	}
+	w.mu.Unlock()
+	if from != s {
+		w.emit(StateChanged{Replica: w.replica.Name, From: from, To: s, Err: err})
+		if err == nil {
+			w.log.Info("state", "state", string(s))
+		}
+	}
+}
+
+func (w *worker) snapshot() ReplicaStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
+}
+
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000")
+}

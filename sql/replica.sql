@@ -1,0 +1,60 @@
+-- pgreplica bookkeeping schema for a replica database, version 1.
+--
+-- Installed by `pgreplica install` on every replica; can also be run by hand:
+--   psql -v ON_ERROR_STOP=1 -1 -f sql/replica.sql "dbname=shop"
+-- Re-running it is safe. A database that is both an origin and a replica
+-- (multi-master) holds both schemas' tables side by side.
+
+CREATE SCHEMA IF NOT EXISTS pgreplica;
+
+CREATE TABLE IF NOT EXISTS pgreplica.meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+-- How far this replica has applied each replication set. Written in the same
+-- transaction as the changes it describes, so a crash anywhere resumes exactly
+-- here: nothing lost, nothing applied twice (DESIGN.md invariant 1).
+--   snapshot  origin snapshot whose transactions are all applied
+--   target    while a long interval is applied in several transactions: the
+--             snapshot being worked towards, and last_id the last event of it
+--             applied so far (events of an interval are applied in id order)
+CREATE TABLE IF NOT EXISTS pgreplica.position (
+    set_name       text PRIMARY KEY,
+    snapshot       text NOT NULL,
+    target         text,
+    last_id        bigint,
+    applied_events bigint NOT NULL DEFAULT 0,
+    applied_at     timestamptz NOT NULL DEFAULT now()
+);
+
+-- Changes that could not be applied as captured: an UPDATE or DELETE that
+-- found no row (applied as a no-op), recorded for later inspection.
+CREATE TABLE IF NOT EXISTS pgreplica.conflict (
+    id          bigserial PRIMARY KEY,
+    set_name    text NOT NULL,
+    event_id    bigint NOT NULL,
+    txid        text NOT NULL,
+    schema_name text NOT NULL,
+    table_name  text NOT NULL,
+    op          "char" NOT NULL,
+    key         jsonb,
+    data        jsonb,
+    kind        text NOT NULL,
+    detected_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Per-table state of the initial copy: copying, catchup (events visible in
+-- the copy's snapshot are skipped), replicating.
+CREATE TABLE IF NOT EXISTS pgreplica.table_state (
+    set_name    text NOT NULL,
+    schema_name text NOT NULL,
+    table_name  text NOT NULL,
+    state       text NOT NULL,
+    snapshot    text,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (set_name, schema_name, table_name)
+);
+
+INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '1')
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

@@ -1,0 +1,22 @@
+// Package sql holds the SQL that pgreplica installs, embedded in the binary.
+// The same files can be run by hand with psql -f.
+package sql
+
+import _ "embed"
+
+// Origin is the capture schema for the origin database (sql/origin.sql).
+//
+//go:embed origin.sql
+var Origin string
+
+// Replica is the bookkeeping schema for a replica database (sql/replica.sql).
+//
+//go:embed replica.sql
+var Replica string
+
+// Versions of the schemas above; the install is skipped when the database
+// already has this version (pgreplica.meta).
+const (
+	OriginVersion  = "1"
+	ReplicaVersion = "1"
+)
