@@ -22,7 +22,9 @@ type event struct {
 	Data  []byte
 }
 
-func (e *event) size() int { return len(e.Key) + len(e.Data) + len(e.Table.Schema) + len(e.Table.Name) + 48 }
+func (e *event) size() int {
+	return len(e.Key) + len(e.Data) + len(e.Table.Schema) + len(e.Table.Name) + 48
+}
 
 // readSQL selects the events of the interval (from, to]: those whose
 // transaction is visible in snapshot $2 and was not in $1, after event $3,

@@ -36,8 +36,8 @@ func TestSnapshotCovers(t *testing.T) {
 	}{
 		{"200:200:", "100:150:120", true},
 		{"100:150:120", "100:150:120", true},
-		{"100:150:120", "100:150:", false},   // o saw 120 finished, s still running
-		{"100:150:", "100:160:", false},      // o saw 150..159
+		{"100:150:120", "100:150:", false},    // o saw 120 finished, s still running
+		{"100:150:", "100:160:", false},       // o saw 150..159
 		{"120:160:130", "100:150:120", false}, // o saw 130 finished, s still running
 		{"120:160:125", "100:150:120,125", true},
 	}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"pgreplica/core/capture"
+	"pgreplica/core/pg"
+)
+
+func (a *app) installCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "install",
+		Short: "Install or upgrade capture on the origin and bookkeeping on the replicas",
+		Long: `Installs the pgreplica schema and the capture triggers on every selected table
+of the origin (tables.include/exclude), and the bookkeeping schema on each
+replica. Everything is checked first (connections, versions, that each replica
+has every captured table and column); nothing is changed if a check fails.
+Re-running it is safe and changes nothing that is current.
+
+A replica starts replicating from the moment of install: give it the same data
+first (pgreplica sync copies it online).`,
+		Example: "  pgreplica -c shop.yaml install",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			return capture.Install(cmd.Context(), cfg, a.line)
+		},
+	}
+}
+
+func (a *app) uninstallCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Remove triggers and the pgreplica schema from the origin and replicas",
+		Long: `Removes the capture triggers from every table of the origin and drops the
+pgreplica schema (event log, positions, conflicts) from the origin and every
+replica. Application tables and rows are not touched. Events not yet applied
+are lost: run 'pgreplica replicate --once' first to apply them.`,
+		Example: "  pgreplica -c shop.yaml uninstall --yes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			if err := a.confirm(fmt.Sprintf("Remove pgreplica from the origin and %d replica(s)?", len(cfg.Replicas))); err != nil {
+				return err
+			}
+			return capture.Uninstall(cmd.Context(), cfg, a.line)
+		},
+	}
+	a.addYesFlag(cmd)
+	return cmd
+}
+
+// tableJSON is one line of `tables --json`.
+type tableJSON struct {
+	Table       string   `json:"table"`
+	Key         []string `json:"key"`
+	Status      string   `json:"status"`
+	Pending     int64    `json:"pending"`
+	LastEventAt *string  `json:"last_event_at"`
+}
+
+func (a *app) tablesCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "tables",
+		Short: "List the selected tables with key, trigger status and pending events",
+		Long: `Lists every table of the origin matched by tables.include/exclude with its
+primary key, the status of its capture trigger (installed, missing,
+no primary key, disabled) and the events captured for it that the slowest
+replica has not applied yet. Problems are listed first.`,
+		Example: "  pgreplica -c shop.yaml tables\n  pgreplica -c shop.yaml tables --json | jq '.[] | select(.status != \"installed\")'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			conn, err := pg.Connect(cmd.Context(), "origin", cfg.Origin.DSN)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(cmd.Context())
+			tables, err := capture.ListTables(cmd.Context(), conn, cfg.Tables.Match)
+			if err != nil {
+				return err
+			}
+			capture.SortByStatus(tables)
+			if asJSON {
+				out := make([]tableJSON, len(tables))
+				for i, t := range tables {
+					out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status), Pending: t.Pending}
+					if out[i].Key == nil {
+						out[i].Key = []string{}
+					}
+					if !t.Last.IsZero() {
+						s := t.Last.UTC().Format(time.RFC3339)
+						out[i].LastEventAt = &s
+					}
+				}
+				return a.printJSON(out)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "STATUS\tTABLE\tKEY\tPENDING\tLAST EVENT")
+			for _, t := range tables {
+				key, last := "-", "-"
+				if len(t.Key) > 0 {
+					key = strings.Join(t.Key, ",")
+				}
+				if !t.Last.IsZero() {
+					last = t.Last.Local().Format("2006-01-02 15:04:05")
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, t.Pending, last)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, status, pending, last_event_at}")
+	return cmd
+}
+
+func parseTables(args []string) ([]pg.Table, error) {
+	out := make([]pg.Table, 0, len(args))
+	for _, s := range args {
+		t, err := pg.ParseTable(s)
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func (a *app) addTableCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "add-table TABLE...",
+		Short: "Install capture on tables, one at a time",
+		Long: `Installs the capture triggers on each named table of the origin, after checking
+that every replica has it. Names are schema.table (public when the schema is
+left out); quote parts with double quotes as in SQL: '"My Schema"."Orders"'.`,
+		Example: "  pgreplica -c shop.yaml add-table public.invoices sales.refunds",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tables, err := parseTables(args)
+			if err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			return capture.AddTables(cmd.Context(), cfg, tables, a.line)
+		},
+	}
+	return cmd
+}
+
+func (a *app) removeTableCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "remove-table TABLE...",
+		Short: "Remove capture from tables, one at a time",
+		Long: `Removes the capture triggers from each named table of the origin. Its changes
+from then on are not replicated; events already captured are still applied.`,
+		Example: "  pgreplica -c shop.yaml remove-table public.sessions --yes",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tables, err := parseTables(args)
+			if err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			names := make([]string, len(tables))
+			for i, t := range tables {
+				names[i] = t.String()
+			}
+			if err := a.confirm("Stop capturing " + strings.Join(names, ", ") + "?"); err != nil {
+				return err
+			}
+			return capture.RemoveTables(cmd.Context(), cfg, tables, a.line)
+		},
+	}
+	a.addYesFlag(cmd)
+	return cmd
+}
