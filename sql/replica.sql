@@ -44,8 +44,11 @@ CREATE TABLE IF NOT EXISTS pgreplica.conflict (
     detected_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Per-table state of the initial copy: copying, catchup (events visible in
--- the copy's snapshot are skipped), replicating.
+-- Per-table state of an online copy (pgreplica sync):
+--   copying      the copy is running; the engine holds this table's events
+--   catchup      the copy committed at snapshot; events visible in it are
+--                skipped, held ones applied first
+--   replicating  the position has passed the copy: nothing special
 CREATE TABLE IF NOT EXISTS pgreplica.table_state (
     set_name    text NOT NULL,
     schema_name text NOT NULL,
@@ -55,6 +58,24 @@ CREATE TABLE IF NOT EXISTS pgreplica.table_state (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (set_name, schema_name, table_name)
 );
+
+-- Events of a table that is being copied (state 'copying'), held back by
+-- the engine instead of applied; when the copy has committed (state
+-- 'catchup', snapshot = the copy's snapshot), they are applied in seq order,
+-- skipping those the copy already contains.
+CREATE TABLE IF NOT EXISTS pgreplica.held (
+    seq         bigserial PRIMARY KEY,
+    set_name    text NOT NULL,
+    event_id    bigint NOT NULL,
+    txid        bigint NOT NULL,
+    at          timestamptz NOT NULL,
+    schema_name text NOT NULL,
+    table_name  text NOT NULL,
+    op          "char" NOT NULL,
+    key         jsonb,
+    data        jsonb
+);
+CREATE INDEX IF NOT EXISTS held_table ON pgreplica.held (set_name, schema_name, table_name, seq);
 
 INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '1')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

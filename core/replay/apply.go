@@ -217,48 +217,81 @@ func (a *applier) statement(ctx context.Context, e *event) (string, []any, error
 	}
 }
 
-// catchupState is a table that was copied at snapshot Copied: its events
-// visible there are already in the copy and are skipped.
-type catchupState struct {
-	Table  pg.Table
-	Copied Snapshot
+// tableState is a table's state of an online copy on this replica.
+type tableState struct {
+	state  string   // "copying" or "catchup"
+	copied Snapshot // for catchup: the snapshot the copy was taken at
 }
 
-// applyBatch applies events (in id order) and moves the position from old
-// to next, all in one replica transaction. It returns the conflicts found.
+// applyBatch applies events (in order) and moves the position from old to
+// next, all in one replica transaction. It returns the conflicts found.
 func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*event) ([]Conflict, error) {
 	tx, err := a.conn.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
-
-	// Lock the tables first, then read which are catching up after a copy:
-	// a copy in progress holds its table locked until it has recorded its
-	// snapshot, so what is read here is never stale.
-	tables := distinctTables(events)
-	for _, t := range tables {
-		if _, err := a.tableMeta(ctx, t, firstEventOf(events, t)); err != nil {
-			return nil, err
-		}
-	}
-	catchup, err := a.lockAndReadCatchup(ctx, tx, tables)
+	conflicts, err := a.applyIn(ctx, tx, old, next, events)
 	if err != nil {
 		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return conflicts, nil
+}
+
+// applyIn is applyBatch inside a transaction the caller owns.
+//
+// Tables being copied by `pgreplica sync` get special care: while a table
+// is "copying" its events are held in pgreplica.held instead of applied;
+// once the copy has committed ("catchup" at the copy's snapshot) the held
+// events are applied first, and every event the copy already contains (its
+// transaction visible in the copy's snapshot) is skipped. So a copy never
+// blocks the stream and nothing is lost or applied twice.
+func (a *applier) applyIn(ctx context.Context, tx pgx.Tx, old, next Position, events []*event) ([]Conflict, error) {
+	states, err := a.lockAndReadStates(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	var catchup []pg.Table
+	for t, st := range states {
+		if st.state == "catchup" {
+			catchup = append(catchup, t)
+		}
+	}
+	if len(catchup) > 0 {
+		held, err := a.takeHeld(ctx, tx, catchup)
+		if err != nil {
+			return nil, err
+		}
+		events = append(held, events...)
 	}
 
 	b := &pgx.Batch{}
 	var queued []*event
 	for i := 0; i < len(events); i++ {
 		e := events[i]
-		if c, ok := catchup[e.Table]; ok && c.Visible(e.Txid) {
-			continue // already in the copy
+		st := states[e.Table]
+		if st.state == "copying" {
+			b.Queue(`INSERT INTO pgreplica.held (set_name, event_id, txid, at, schema_name, table_name, op, key, data)
+			         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
+				a.set, e.ID, int64(e.Txid), e.At, e.Table.Schema, e.Table.Name, string(e.Op), nullText(e.Key), nullText(e.Data))
+			queued = append(queued, nil)
+			continue
+		}
+		if st.state == "catchup" && st.copied.Visible(e.Txid) {
+			continue // the copy already has it
 		}
 		if e.Op == 'T' {
 			// Tables truncated by one statement go in one TRUNCATE, so that
 			// foreign keys between them do not refuse it.
+			if _, err := a.tableMeta(ctx, e.Table, e.ID); err != nil {
+				return nil, err
+			}
 			group := []string{e.Table.Ident()}
-			for i+1 < len(events) && events[i+1].Op == 'T' && events[i+1].Txid == e.Txid && events[i+1].ID == events[i].ID+1 {
+			for i+1 < len(events) && events[i+1].Op == 'T' && events[i+1].Txid == e.Txid &&
+				events[i+1].ID == events[i].ID+1 && states[events[i+1].Table].state == "" {
 				i++
 				group = append(group, events[i].Table.Ident())
 			}
@@ -280,15 +313,18 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 			tag, err := br.Exec()
 			if err != nil {
 				br.Close()
+				if e == nil {
+					return nil, fmt.Errorf("hold event of a table being copied: %w", err)
+				}
 				return nil, a.explain(e, err)
 			}
-			if tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
+			if e != nil && tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
 				kind := UpdateNoRow
 				if e.Op == 'D' {
 					kind = DeleteNoRow
 				}
 				conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
-					Op: string(e.Op), Key: string(e.Key), Kind: kind, At: time.Now()})
+					Op: string(e.Op), Key: string(e.Key), Data: string(e.Data), Kind: kind, At: time.Now()})
 			}
 		}
 		if err := br.Close(); err != nil {
@@ -298,21 +334,15 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 
 	b = &pgx.Batch{}
 	for _, c := range conflicts {
-		var data any
-		for _, e := range queued {
-			if e.ID == c.EventID && e.Data != nil {
-				data = string(e.Data)
-			}
-		}
 		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
 		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
-			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, data, c.Kind)
+			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, nullText([]byte(c.Data)), c.Kind)
 	}
 	if next.Target.IsZero() {
-		// The interval is complete: tables whose copy is now covered by the
-		// position can no longer see events from before their copy.
-		for t, c := range catchup {
-			if next.Snapshot.Covers(c) {
+		// The interval is complete: a table whose copy the position now
+		// covers can no longer meet an event from before its copy.
+		for _, t := range catchup {
+			if next.Snapshot.Covers(states[t].copied) {
 				b.Queue(`UPDATE pgreplica.table_state SET state = 'replicating', snapshot = NULL, updated_at = now()
 				          WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state = 'catchup'`,
 					a.set, t.Schema, t.Name)
@@ -331,51 +361,107 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 	if !moved {
 		return nil, errPositionMoved
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
 	return conflicts, nil
 }
 
-// errPositionMoved means the stored position is not the one this worker
-// applied from: another applier works on the same replica, or the position
-// was reset (sync). The worker re-reads it and goes on from there.
-var errPositionMoved = errors.New("the replica's position changed under this applier (another pgreplica applying, or a sync); re-reading it")
+func nullText(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
 
-func (a *applier) lockAndReadCatchup(ctx context.Context, tx pgx.Tx, tables []pg.Table) (map[pg.Table]Snapshot, error) {
-	names := make([]string, len(tables))
-	for i, t := range tables {
-		names[i] = t.Ident()
-	}
+// errPositionMoved means the stored position is not the one this worker
+// applied from: another applier works on the same replica, or a verify or
+// sync moved it. The worker re-reads it and goes on from there.
+var errPositionMoved = errors.New("the replica's position changed under this applier (another pgreplica applying, or a verify); re-reading it")
+
+// lockAndReadStates locks the position row first (so that a concurrent
+// applier or verify waits here, before any row is touched) and reads the
+// tables of the set that are being copied or catching up.
+func (a *applier) lockAndReadStates(ctx context.Context, tx pgx.Tx) (map[pg.Table]tableState, error) {
 	b := &pgx.Batch{}
-	if len(names) > 0 {
-		b.Queue("LOCK TABLE " + strings.Join(names, ", ") + " IN ROW EXCLUSIVE MODE")
-	}
-	b.Queue(`SELECT schema_name, table_name, snapshot FROM pgreplica.table_state
-	          WHERE set_name = $1 AND state = 'catchup' AND snapshot IS NOT NULL`, a.set)
+	b.Queue(`SELECT 1 FROM pgreplica.position WHERE set_name = $1 FOR UPDATE`, a.set)
+	b.Queue(`SELECT schema_name, table_name, state, coalesce(snapshot, '') FROM pgreplica.table_state
+	          WHERE set_name = $1 AND state IN ('copying', 'catchup')`, a.set)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
-	if len(names) > 0 {
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("lock tables: %w", err)
-		}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("lock position: %w", err)
 	}
 	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("read table states: %w", err)
 	}
-	out := map[pg.Table]Snapshot{}
+	out := map[pg.Table]tableState{}
 	for rows.Next() {
-		var c catchupState
-		if err := rows.Scan(&c.Table.Schema, &c.Table.Name, &c.Copied); err != nil {
+		var t pg.Table
+		var st tableState
+		var snap string
+		if err := rows.Scan(&t.Schema, &t.Name, &st.state, &snap); err != nil {
 			return nil, fmt.Errorf("read table states: %w", err)
 		}
-		out[c.Table] = c.Copied
+		if st.state == "catchup" {
+			if st.copied, err = ParseSnapshot(snap); err != nil {
+				return nil, fmt.Errorf("table state of %s: %w", t, err)
+			}
+		}
+		out[t] = st
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read table states: %w", err)
 	}
 	return out, nil
+}
+
+// takeHeld removes and returns the held events of tables, in the order
+// they were held.
+func (a *applier) takeHeld(ctx context.Context, tx pgx.Tx, tables []pg.Table) ([]*event, error) {
+	schemas, names := make([]string, len(tables)), make([]string, len(tables))
+	for i, t := range tables {
+		schemas[i], names[i] = t.Schema, t.Name
+	}
+	rows, err := tx.Query(ctx, `
+DELETE FROM pgreplica.held
+ WHERE set_name = $1 AND (schema_name, table_name) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+RETURNING seq, event_id, txid, at, schema_name, table_name, op::text, key::text, data::text`, a.set, schemas, names)
+	if err != nil {
+		return nil, fmt.Errorf("take held events: %w", err)
+	}
+	type heldEvent struct {
+		seq int64
+		e   *event
+	}
+	var hs []heldEvent
+	for rows.Next() {
+		e := &event{}
+		var seq, txid int64
+		var op string
+		if err := rows.Scan(&seq, &e.ID, &txid, &e.At, &e.Table.Schema, &e.Table.Name, &op, &e.Key, &e.Data); err != nil {
+			return nil, fmt.Errorf("take held events: %w", err)
+		}
+		e.Txid, e.Op = uint64(txid), op[0]
+		hs = append(hs, heldEvent{seq, e})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("take held events: %w", err)
+	}
+	slices.SortFunc(hs, func(x, y heldEvent) int { return cmpInt(x.seq, y.seq) })
+	out := make([]*event, len(hs))
+	for i, h := range hs {
+		out[i] = h.e
+	}
+	return out, nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // explain turns a failed statement into an error that names the event.
@@ -404,29 +490,3 @@ func (a *applier) explain(e *event, err error) error {
 	return &stopError{msg: msg, err: err}
 }
 
-func distinctTables(events []*event) []pg.Table {
-	seen := map[pg.Table]bool{}
-	var out []pg.Table
-	for _, e := range events {
-		if !seen[e.Table] {
-			seen[e.Table] = true
-			out = append(out, e.Table)
-		}
-	}
-	slices.SortFunc(out, func(x, y pg.Table) int {
-		if c := strings.Compare(x.Schema, y.Schema); c != 0 {
-			return c
-		}
-		return strings.Compare(x.Name, y.Name)
-	})
-	return out
-}
-
-func firstEventOf(events []*event, t pg.Table) int64 {
-	for _, e := range events {
-		if e.Table == t {
-			return e.ID
-		}
-	}
-	return 0
-}

@@ -69,6 +69,7 @@ type Conflict struct {
 	Table   pg.Table
 	Op      string // "U" or "D"
 	Key     string // the row's key as JSON
+	Data    string // the changed columns as JSON (UPDATE)
 	Kind    string
 	At      time.Time // when it was found
 }

@@ -41,7 +41,14 @@ SELECT id, txid::text::int8, at, schema_name, table_name, op::text, key::text, d
 // readInterval streams the events of (from, to] after afterID to fn, one at
 // a time, in id order. fn may stop the stream by returning an error.
 func readInterval(ctx context.Context, conn *pgx.Conn, from, to Snapshot, afterID int64, fn func(*event) error) error {
-	rows, err := conn.Query(ctx, readSQL, from.String(), to.String(), afterID)
+	return readIntervalTx(ctx, conn, from, to, afterID, fn)
+}
+
+// readIntervalTx is readInterval on any connection or transaction.
+func readIntervalTx(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, from, to Snapshot, afterID int64, fn func(*event) error) error {
+	rows, err := q.Query(ctx, readSQL, from.String(), to.String(), afterID)
 	if err != nil {
 		return fmt.Errorf("read events: %w", err)
 	}

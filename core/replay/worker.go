@@ -34,7 +34,12 @@ type worker struct {
 	mu        sync.Mutex
 	status    ReplicaStatus
 	published time.Time
+	written   time.Time // when the position was last stored on the replica
 }
+
+// idleWriteEvery is how often an idle worker stores its position although
+// no event came, so that the position and the status keep up with the origin.
+const idleWriteEvery = 10 * time.Second
 
 func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event)) *worker {
 	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch,
@@ -57,22 +62,9 @@ func (w *worker) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		// The apply session must not capture what it applies (invariant 6):
-		// the origin tag makes pgreplica's triggers skip these changes, and
-		// session_replication_role=replica, where allowed, skips every
-		// ordinary trigger and foreign-key check as native replication does.
-		if _, err := c.Exec(ctx, "SELECT set_config('pgreplica.origin', $1, false)", w.set); err != nil {
-			c.Close(ctx)
-			return fmt.Errorf("replica %s: set origin tag: %w", w.replica.Name, err)
-		}
-		// Values that travel as text are read in the forms the capture
-		// functions write them.
-		if _, err := c.Exec(ctx, "SET DateStyle = ISO; SET IntervalStyle = postgres"); err != nil {
+		if err := prepareApplySession(ctx, c, w.set); err != nil {
 			c.Close(ctx)
 			return fmt.Errorf("replica %s: %w", w.replica.Name, err)
-		}
-		if _, err := c.Exec(ctx, "SET session_replication_role = replica"); err != nil {
-			w.log.Debug("session_replication_role not allowed; relying on the origin tag", "err", err)
 		}
 		w.replicaConn = c
 		w.apply = newApplier(c, w.set, w.replica.Name)
@@ -127,6 +119,16 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		}
 		n, err := w.applyInterval(ctx, stopping, target)
 		applied += n
+		if errors.Is(err, errPositionMoved) {
+			// Someone else moved the position (a verify, a second applier):
+			// read it again and go on from there.
+			w.log.Info("position moved by another session; re-reading it")
+			w.havePos = false
+			if err := w.connect(ctx); err != nil {
+				return applied, err
+			}
+			continue
+		}
 		if err != nil {
 			return applied, err
 		}
@@ -150,10 +152,8 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 		if final {
 			next = Position{Snapshot: target}
 		}
-		if len(batch) == 0 && (!final || w.pos.Target.IsZero()) {
-			// Nothing to record: keep the position in memory only.
-			w.pos.Snapshot = next.Snapshot
-			return nil
+		if len(batch) == 0 {
+			return w.idle(ctx, next)
 		}
 		start := time.Now()
 		conflicts, err := w.apply.applyBatch(ctx, w.pos, next, batch)
@@ -162,14 +162,14 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 		}
 		next.AppliedEvents = w.pos.AppliedEvents + int64(len(batch))
 		next.AppliedAt = time.Now()
-		w.pos = next
+		w.pos, w.written = next, time.Now()
 		applied += len(batch)
 		w.reportBatch(batch, bytes, time.Since(start), conflicts)
 		batch, bytes = batch[:0], 0
 		return nil
 	}
 	if w.pos.Target.IsZero() && w.pos.Snapshot.Covers(target) {
-		return 0, nil
+		return 0, w.idle(ctx, w.pos)
 	}
 	if !w.pos.Target.IsZero() {
 		w.setState(Catchup, nil)
@@ -215,6 +215,31 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 		bytes += pending.size()
 	}
 	return applied, flush(true)
+}
+
+// idle runs when an interval brought no event. The position moves to next
+// only in storage, at most every idleWriteEvery, or at once when a copied
+// table is catching up (its held events are applied then).
+func (w *worker) idle(ctx context.Context, next Position) error {
+	var catchup bool
+	err := w.replicaConn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgreplica.table_state
+	                                                    WHERE set_name = $1 AND state = 'catchup')`, w.set).Scan(&catchup)
+	if err != nil {
+		return fmt.Errorf("replica %s: read table states: %w", w.replica.Name, err)
+	}
+	if !catchup && time.Since(w.written) < idleWriteEvery {
+		return nil
+	}
+	next.AppliedEvents, next.AppliedAt = w.pos.AppliedEvents, w.pos.AppliedAt
+	conflicts, err := w.apply.applyBatch(ctx, w.pos, next, nil)
+	if err != nil {
+		return err
+	}
+	w.pos, w.written = next, time.Now()
+	if len(conflicts) > 0 {
+		w.reportBatch(nil, 0, 0, conflicts)
+	}
+	return nil
 }
 
 func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conflicts []Conflict) {
@@ -291,6 +316,27 @@ func (w *worker) snapshot() ReplicaStatus {
 	defer w.mu.Unlock()
 	return w.status
 }
+
+// prepareApplySession sets up a replica session that applies changes.
+func prepareApplySession(ctx context.Context, c *pgx.Conn, set string) error {
+	// The apply session must not capture what it applies (invariant 6): the
+	// origin tag makes pgreplica's triggers skip these changes, and
+	// session_replication_role=replica, where allowed, skips every ordinary
+	// trigger and foreign-key check as native replication does.
+	if _, err := c.Exec(ctx, "SELECT set_config('pgreplica.origin', $1, false)", set); err != nil {
+		return fmt.Errorf("set origin tag: %w", err)
+	}
+	// Values that travel as text are read in the forms the capture
+	// functions write them.
+	if _, err := c.Exec(ctx, "SET DateStyle = ISO; SET IntervalStyle = postgres"); err != nil {
+		return err
+	}
+	// Not allowed without superuser (or a GRANT SET): the origin tag suffices.
+	_, _ = c.Exec(ctx, "SET session_replication_role = replica")
+	return nil
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func isUndefinedTable(err error) bool {
 	var pgErr *pgconn.PgError
