@@ -489,4 +489,3 @@ func (a *applier) explain(e *event, err error) error {
 	}
 	return &stopError{msg: msg, err: err}
 }
-
