@@ -8,7 +8,12 @@ import (
 
 // extraCommands are the commands of the replay engine, the copy and the TUI.
 func (a *app) extraCommands() []*cobra.Command {
-	return nil
+	return []*cobra.Command{
+		a.runCommand(),
+		a.replicateCommand(),
+		a.statusCommand(),
+		a.purgeCommand(),
+	}
 }
 
 func (a *app) runTUI(cmd *cobra.Command) error {

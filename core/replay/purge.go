@@ -7,6 +7,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"pgreplica/core/config"
+	"pgreplica/core/pg"
 )
 
 // PurgeResult says what a purge removed from the origin's log.
@@ -121,4 +124,61 @@ func count(ctx context.Context, q interface {
 func isLockNotAvailable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+}
+
+// PurgeNowResult is PurgeResult plus the replicas registered on the origin
+// that the config does not name (they hold the purge back).
+type PurgeNowResult struct {
+	PurgeResult
+	Holding []string
+}
+
+// PurgeNow reads every replica's position, records it on the origin and
+// purges (what `pgreplica purge` does without a running engine). A replica
+// that cannot be read is reported to unreachable and keeps the position
+// the origin last recorded for it.
+func PurgeNow(ctx context.Context, cfg *config.Config, unreachable func(name string, err error)) (PurgeNowResult, error) {
+	var res PurgeNowResult
+	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica purge "+cfg.Name)
+	if err != nil {
+		return res, err
+	}
+	defer origin.Close(context.WithoutCancel(ctx))
+	known := map[string]bool{}
+	for _, r := range cfg.Replicas {
+		known[r.Name] = true
+		pos, err := readReplicaPosition(ctx, cfg, r)
+		if err != nil {
+			unreachable(r.Name, err)
+			continue
+		}
+		if _, err := origin.Exec(ctx, `UPDATE pgreplica.replica SET snapshot = $2::pg_snapshot, updated_at = now()
+		                                WHERE name = $1`, r.Name, pos.Snapshot.String()); err != nil {
+			return res, fmt.Errorf("origin: record position of %s: %w", r.Name, err)
+		}
+	}
+	rows, err := origin.Query(ctx, "SELECT name FROM pgreplica.replica ORDER BY name")
+	if err != nil {
+		return res, fmt.Errorf("origin: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return res, fmt.Errorf("origin: %w", err)
+	}
+	for _, n := range names {
+		if !known[n] {
+			res.Holding = append(res.Holding, n)
+		}
+	}
+	res.PurgeResult, err = Purge(ctx, origin)
+	return res, err
+}
+
+func readReplicaPosition(ctx context.Context, cfg *config.Config, r config.Replica) (Position, error) {
+	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica purge "+cfg.Name)
+	if err != nil {
+		return Position{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return ReadPosition(ctx, conn, cfg.Name)
 }

@@ -118,3 +118,22 @@ func (s *Snapshot) Scan(src any) error {
 	}
 	return fmt.Errorf("scan snapshot from %T", src)
 }
+
+// MarshalText writes the snapshot in pg_snapshot's text form (JSON, logs).
+func (s Snapshot) MarshalText() ([]byte, error) {
+	if s.IsZero() {
+		return []byte{}, nil
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText reads pg_snapshot's text form; empty is the zero snapshot.
+func (s *Snapshot) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*s = Snapshot{}
+		return nil
+	}
+	p, err := ParseSnapshot(string(b))
+	*s = p
+	return err
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"pgreplica/core/capture"
+	"pgreplica/core/config"
+	"pgreplica/core/control"
+	"pgreplica/core/logring"
+	"pgreplica/core/pg"
+	"pgreplica/core/replay"
+)
+
+type runOptions struct {
+	daemon    bool
+	logFormat string
+	logFile   string
+	logLevel  string
+}
+
+func (a *app) runCommand() *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the replay engine (foreground, or --daemon for systemd)",
+		Long: `Runs the replay engine: applies every change captured on the origin to every
+replica, waking on NOTIFY within milliseconds and polling every poll_interval
+in case a notification is lost. Everything missed while it was down is applied
+first. Connection faults are retried with backoff; it never exits on a
+transient fault.
+
+SIGTERM or SIGINT finish the batch in flight and exit 0. SIGHUP reloads the
+config file (and reopens --log-file, for logrotate); an invalid new config is
+logged and the running one kept. With control.socket set, the daemon serves
+its status and log there for 'pgreplica status' and the TUI.`,
+		Example: `  pgreplica -c /etc/pgreplica/shop.yaml run
+  pgreplica -c /etc/pgreplica/shop.yaml run --daemon --log-format json
+  systemctl enable --now pgreplica   # see scripts/pgreplica.service`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runEngine(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.daemon, "daemon", false, "run headless for systemd (plain logs, no terminal assumed)")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logFile, "log-file", "", "append logs to FILE instead of standard error")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// logSink is where the daemon's log goes: stderr or a file reopened on SIGHUP.
+type logSink struct {
+	path string
+	file *os.File
+	w    io.Writer
+}
+
+func (s *logSink) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+func (s *logSink) reopen() error {
+	if s.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(s.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	old := s.file
+	s.file, s.w = f, f
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (a *app) runEngine(ctx context.Context, o runOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return usagef("--log-format must be text or json (got %q)", o.logFormat)
+	}
+	sink := &logSink{path: o.logFile, w: a.stderr}
+	if err := sink.reopen(); err != nil {
+		return err
+	}
+	var out slog.Handler
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.logFormat == "json" {
+		out = slog.NewJSONHandler(sink, hopts)
+	} else {
+		out = slog.NewTextHandler(sink, hopts)
+	}
+	ring := logring.New(2000)
+	log := slog.New(slog.NewMultiHandler(out, ring.Handler(slog.LevelInfo)))
+
+	cfg, err := a.loadConfigWithReplicas()
+	if err != nil {
+		return err
+	}
+	if err := preflight(ctx, cfg, log); err != nil {
+		return err
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		engCtx, stop := context.WithCancel(ctx)
+		eng := replay.New(cfg, log, replay.Options{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if cfg.Control.Socket != "" {
+				go func() {
+					if err := control.Serve(engCtx, cfg.Control.Socket, control.Source{Set: cfg.Name, Engine: eng, Log: ring}); err != nil {
+						log.Error("control endpoint", "err", err.Error())
+					}
+				}()
+			}
+			eng.Run(engCtx)
+		}()
+		// Wait for the end, or for a SIGHUP with a valid config.
+		for reload := false; !reload; {
+			select {
+			case <-ctx.Done():
+				<-done
+				stop()
+				return nil
+			case <-hup:
+				if err := sink.reopen(); err != nil {
+					log.Error("reopen log file", "err", err.Error())
+				}
+				next, err := a.loadConfigWithReplicas()
+				if err != nil {
+					log.Error("reload failed; keeping the running config", "err", oneLine(err))
+					continue
+				}
+				log.Info("reloading config", "path", next.Path)
+				cfg, reload = next, true
+			}
+		}
+		stop()
+		<-done
+	}
+}
+
+// preflight stops the daemon at once, with one clear line, on what no
+// retry can cure: pgreplica not installed on the origin. An unreachable
+// server is not fatal: the engine retries.
+func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	conn, err := pg.Connect(ctx, "origin", cfg.Origin.DSN)
+	if err != nil {
+		log.Warn("origin unreachable at start; retrying", "err", err.Error())
+		return nil
+	}
+	defer conn.Close(ctx)
+	v, err := capture.SchemaVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if v == "" {
+		return withHint(errors.New("pgreplica is not installed on the origin "+config.Describe(cfg.Origin.DSN)),
+			"pgreplica install (or pgreplica sync --schema for a new replica)")
+	}
+	return nil
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func (a *app) replicateCommand() *cobra.Command {
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "replicate",
+		Short: "Apply everything pending to every replica, then exit",
+		Long: `Applies every change committed on the origin so far to every replica and exits
+(rserv's Replicate): exit 0 when all replicas are caught up, 1 when a replica
+could not be brought up to date (the error says which and why).`,
+		Example: "  pgreplica -c shop.yaml replicate --once",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfigWithReplicas()
+			if err != nil {
+				return err
+			}
+			eng := replay.New(cfg, a.logger(slog.LevelWarn), replay.Options{})
+			n, err := eng.Once(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Replicas))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&once, "once", true, "apply what is pending and exit (the only mode; 'run' keeps going)")
+	return cmd
+}
+
+func (a *app) purgeCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "purge",
+		Short: "Remove events every replica has applied from the origin's log",
+		Long: `Reads each replica's position, records it on the origin and removes from the
+origin's log the events that every replica has applied (rserv's CleanLog).
+The engine does this every purge.interval by itself. A replica that cannot be
+reached keeps its last recorded position, so nothing it still needs is removed.`,
+		Example: "  pgreplica -c shop.yaml purge",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfigWithReplicas()
+			if err != nil {
+				return err
+			}
+			res, err := replay.PurgeNow(cmd.Context(), cfg, func(name string, err error) {
+				fmt.Fprintf(a.stderr, "replica %s: %v (its last recorded position is kept)\n", name, err)
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "purged %d events (%d by truncating a log table, %d deleted); %d kept for replicas behind\n",
+				res.Truncated+res.Deleted, res.Truncated, res.Deleted, res.Kept)
+			for _, s := range res.Holding {
+				fmt.Fprintf(a.stdout, "note: replica %s is registered on the origin but not in the config; it holds back the purge\n", s)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"pgreplica/core/control"
+	"pgreplica/core/replay"
+)
+
+// statusJSON is the stable shape of `status --json`.
+type statusJSON struct {
+	Set           string              `json:"set"`
+	Origin        string              `json:"origin"`
+	DaemonRunning bool                `json:"daemon_running"`
+	LogEvents     int64               `json:"log_events"`
+	Replicas      []replicaStatusJSON `json:"replicas"`
+}
+
+type replicaStatusJSON struct {
+	Name          string            `json:"name"`
+	State         string            `json:"state"`
+	Position      string            `json:"position"`
+	Pending       int64             `json:"pending"`
+	LagSeconds    float64           `json:"lag_seconds"`
+	LastAppliedAt *string           `json:"last_applied_at"`
+	Conflicts     int64             `json:"conflicts"`
+	Error         string            `json:"error,omitempty"`
+	Tables        map[string]string `json:"tables_syncing,omitempty"`
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show where each replica stands: position, pending events, lag, conflicts",
+		Long: `Reads, from the databases themselves, where each replica stands: its position,
+the events captured and not yet applied there, the lag (the age of the oldest
+of them, 0 when caught up), when it last applied a batch, the conflicts
+recorded there, and whether a pgreplica engine is running for the set. With
+control.socket set and a daemon listening, the daemon's view of each replica
+(streaming, catchup, retrying, stopped) is shown too.`,
+		Example: "  pgreplica -c shop.yaml status\n  pgreplica -c shop.yaml status --json | jq '.replicas[] | {name, lag_seconds}'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfigWithReplicas()
+			if err != nil {
+				return err
+			}
+			rep, err := replay.QueryStatus(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			states := map[string]replay.ReplicaStatus{}
+			if cfg.Control.Socket != "" {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+				if st, err := control.Dial(cfg.Control.Socket).Status(ctx); err == nil {
+					for _, r := range st.Replicas {
+						states[r.Name] = r
+					}
+				}
+				cancel()
+			}
+			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
+			for _, r := range rep.Replicas {
+				j := replicaStatusJSON{Name: r.Name, Position: r.Position.Snapshot.String(), Pending: r.Pending,
+					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Error, Tables: r.TableStates}
+				switch {
+				case !r.Reachable:
+					j.State = "unreachable"
+				case r.Error != "":
+					j.State = "error"
+				case states[r.Name].State != "":
+					j.State = string(states[r.Name].State)
+					if states[r.Name].Err != "" {
+						j.Error = states[r.Name].Err
+					}
+				case r.Pending == 0:
+					j.State = "caught up"
+				default:
+					j.State = "behind"
+				}
+				if r.Position.Snapshot.IsZero() {
+					j.Position = ""
+				}
+				if !r.LastAppliedAt.IsZero() {
+					s := r.LastAppliedAt.UTC().Format(time.RFC3339)
+					j.LastAppliedAt = &s
+				}
+				out.Replicas = append(out.Replicas, j)
+			}
+			if asJSON {
+				return a.printJSON(out)
+			}
+			daemon := "no engine running"
+			if rep.DaemonRunning {
+				daemon = "engine running"
+			}
+			fmt.Fprintf(a.stdout, "set %s · origin %s · %s · %d events in the log\n\n", out.Set, out.Origin, daemon, out.LogEvents)
+			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "REPLICA\tSTATE\tPENDING\tLAG\tLAST APPLIED\tCONFLICTS")
+			for _, r := range out.Replicas {
+				last := "-"
+				if r.LastAppliedAt != nil {
+					t, _ := time.Parse(time.RFC3339, *r.LastAppliedAt)
+					last = t.Local().Format("2006-01-02 15:04:05")
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\n", r.Name, r.State, r.Pending, lagText(r.LagSeconds), last, r.Conflicts)
+			}
+			w.Flush()
+			for _, r := range out.Replicas {
+				if r.Error != "" {
+					fmt.Fprintf(a.stdout, "\n%s: %s\n", r.Name, strings.TrimSpace(r.Error))
+				}
+				for t, st := range r.Tables {
+					fmt.Fprintf(a.stdout, "%s: %s is %s\n", r.Name, t, st)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending, lag_seconds, last_applied_at, conflicts, error}]}")
+	return cmd
+}
+
+func lagText(s float64) string {
+	switch {
+	case s == 0:
+		return "0"
+	case s < 1:
+		return fmt.Sprintf("%.0fms", s*1000)
+	case s < 120:
+		return fmt.Sprintf("%.1fs", s)
+	}
+	return time.Duration(s * float64(time.Second)).Round(time.Second).String()
+}
