@@ -259,7 +259,7 @@ func minus(a, b []string) []string {
 func quoteAll(names []string) []string {
 	out := make([]string, len(names))
 	for i, n := range names {
-		out[i] = pgx.Identifier{n}.Sanitize()
+		out[i] = pg.Name(n)
 	}
 	return out
 }

@@ -88,6 +88,9 @@ func (t Table) String() string { return quoteIfNeeded(t.Schema) + "." + quoteIfN
 // Ident is the table's quoted SQL identifier.
 func (t Table) Ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
 
+// Name is an identifier as an operator reads it: quoted only where needed.
+func Name(s string) string { return quoteIfNeeded(s) }
+
 func quoteIfNeeded(s string) string {
 	plain := s != ""
 	for i, r := range s {

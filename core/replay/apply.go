@@ -100,9 +100,9 @@ func (a *applier) columns(m *tableMeta, t pg.Table, js []byte, eventID int64) ([
 		c, ok := m.cols[k.Str]
 		switch {
 		case !ok:
-			bad = stop("replica %s: table %s lacks column %s (event %d)", a.replica, t, pgx.Identifier{k.Str}.Sanitize(), eventID)
+			bad = stop("replica %s: table %s lacks column %s (event %d)", a.replica, t, pg.Name(k.Str), eventID)
 		case c.generated:
-			bad = stop("replica %s: column %s of %s is generated there and cannot be written (event %d)", a.replica, pgx.Identifier{k.Str}.Sanitize(), t, eventID)
+			bad = stop("replica %s: column %s of %s is generated there and cannot be written (event %d)", a.replica, pg.Name(k.Str), t, eventID)
 		}
 		names = append(names, k.Str)
 		return bad == nil
@@ -365,7 +365,7 @@ func (a *applier) applyIn(ctx context.Context, tx pgx.Tx, old, next Position, ev
 }
 
 func nullText(b []byte) any {
-	if b == nil {
+	if len(b) == 0 {
 		return nil
 	}
 	return string(b)
