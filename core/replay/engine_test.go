@@ -264,4 +264,3 @@ func TestNoPositionIsAClearError(t *testing.T) {
 		t.Fatal("error does not wrap ErrNoPosition")
 	}
 }
-
