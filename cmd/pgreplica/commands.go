@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/spf13/cobra"
 )
 
@@ -13,9 +11,11 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.replicateCommand(),
 		a.statusCommand(),
 		a.purgeCommand(),
+		a.tuiCommand(),
+		a.demoCommand(),
 	}
 }
 
 func (a *app) runTUI(cmd *cobra.Command) error {
-	return errors.New("the TUI is not built yet; run pgreplica --help for the commands")
+	return a.openTUI(cmd.Context(), tuiOptions{color: "auto"})
 }

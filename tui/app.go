@@ -1,0 +1,100 @@
+package tui
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"pgreplica/core/capture"
+	"pgreplica/core/config"
+	"pgreplica/core/logring"
+	"pgreplica/core/pg"
+	"pgreplica/core/replay"
+	"pgreplica/tui/conflicts"
+	"pgreplica/tui/logpane"
+	"pgreplica/tui/monitor"
+	"pgreplica/tui/screen"
+	"pgreplica/tui/source"
+	"pgreplica/tui/tables"
+	"pgreplica/tui/theme"
+)
+
+// AppOptions describe the TUI as pgreplica opens it.
+type AppOptions struct {
+	Config   *config.Config
+	Theme    *theme.Theme
+	ReadOnly bool
+	Version  string
+	Ring     *logring.Ring
+	Log      *slog.Logger
+	// Source is the engine here or a daemon; nil makes an engine source.
+	Source source.Source
+	// Wizard, when set, is shown first.
+	Wizard screen.Screen
+	// StartEngine starts the engine in this process at once (the demo).
+	StartEngine bool
+}
+
+// NewApp builds the root model with the four screens wired to core.
+func NewApp(o AppOptions) *Model {
+	env := &screen.Env{Theme: o.Theme, Config: o.Config, ReadOnly: o.ReadOnly, Now: time.Now, Log: o.Log}
+	src := o.Source
+	if src == nil {
+		src = source.NewEngine(o.Config, o.Ring, o.Log)
+	}
+	cfg := o.Config
+	tab := tables.New(env, tables.Deps{
+		List: func(ctx context.Context) ([]capture.TableInfo, error) {
+			conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica tui")
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close(context.WithoutCancel(ctx))
+			return capture.ListTables(ctx, conn, cfg.Tables.Match)
+		},
+		Install: func(ctx context.Context, t pg.Table, report func(string)) error {
+			return capture.AddTables(ctx, cfg, []pg.Table{t}, report)
+		},
+		Remove: func(ctx context.Context, t pg.Table, report func(string)) error {
+			return capture.RemoveTables(ctx, cfg, []pg.Table{t}, report)
+		},
+	})
+	mon := monitor.New(env, src.Startable())
+	con := conflicts.New(env, conflicts.Deps{
+		Read: func(ctx context.Context) ([]conflicts.Conflict, []error) { return conflicts.Read(ctx, cfg) },
+		Row: func(ctx context.Context, c conflicts.Conflict) (map[string]string, error) {
+			return conflicts.ReplicaRow(ctx, cfg, c)
+		},
+	})
+	logs := logpane.NewScreen(env)
+	m := New(Options{
+		Env:     env,
+		Source:  src,
+		Version: o.Version,
+		Live:    true,
+		Monitor: 1,
+		Wizard:  o.Wizard,
+		Report: func(ctx context.Context) (replay.Report, error) {
+			if len(cfg.Replicas) == 0 {
+				return replay.Report{}, nil
+			}
+			return replay.QueryStatus(ctx, cfg)
+		},
+		Tabs: []Tab{
+			{Name: "Tables", Screen: tab},
+			{Name: "Monitor", Screen: mon},
+			{Name: "Conflicts", Screen: con, Badge: func() string {
+				if n := con.Count(); n > 0 {
+					return screen.Count(int64(n))
+				}
+				return ""
+			}},
+			{Name: "Log", Screen: logs},
+		},
+	})
+	if o.Wizard == nil {
+		m.active = 1
+	}
+	m.startEngine = o.StartEngine
+	return m
+}

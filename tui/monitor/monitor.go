@@ -1,0 +1,335 @@
+// Package monitor is the Monitor screen: per replica state, lag (time and
+// events), throughput sparkline, last batch and conflicts, over a live log
+// pane. The engine runs in this process (start/stop) or in a daemon.
+package monitor
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"pgreplica/core/replay"
+	"pgreplica/tui/layout"
+	"pgreplica/tui/logpane"
+	"pgreplica/tui/screen"
+	"pgreplica/tui/source"
+)
+
+// History is how many samples the sparklines keep.
+const History = 150
+
+// Row is one replica as the monitor shows it, merged from the live
+// snapshot and the databases' report.
+type Row struct {
+	Name      string
+	State     string // word: STREAMING, CATCHUP, ...
+	Err       string
+	Lag       time.Duration
+	HasLag    bool
+	Pending   int64
+	Rate      float64 // applied events per second
+	Conflicts int64
+	LastApply time.Time
+	LastBatch replay.BatchApplied
+}
+
+type series struct {
+	lastEvents int64
+	lastAt     time.Time
+	rate       []float64
+	lag        []float64
+}
+
+// Model is the Monitor screen.
+type Model struct {
+	env    *screen.Env
+	keys   keys
+	Pane   *logpane.Model
+	snap   source.Snapshot
+	snapOK bool
+	report replay.Report
+	repErr error
+	hasRep bool
+	hist   map[string]*series
+	cursor int
+	paused bool
+}
+
+type keys struct {
+	Engine, Scope, Unscope, Pause key.Binding
+}
+
+// New makes the screen. startable says whether the engine runs here.
+func New(env *screen.Env, startable bool) *Model {
+	k := keys{
+		Engine:  key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "start/stop engine")),
+		Scope:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "log of this replica")),
+		Unscope: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "log of all replicas")),
+		Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause updates")),
+	}
+	k.Engine.SetEnabled(startable && !env.ReadOnly)
+	return &Model{env: env, keys: k, Pane: logpane.New(env.Theme), hist: map[string]*series{}}
+}
+
+// Init does nothing: data comes from the root's polling.
+func (m *Model) Init() tea.Cmd { return nil }
+
+// Capturing is true while the log search has the keyboard.
+func (m *Model) Capturing() bool { return m.Pane.Searching() }
+
+// Update handles a message.
+func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
+	switch msg := msg.(type) {
+	case screen.StatusMsg:
+		if !m.paused && msg.Err == nil {
+			m.snap, m.snapOK = msg.Snap, true
+		}
+		if msg.Err != nil {
+			m.snapOK = false
+		}
+	case screen.ReportMsg:
+		if m.paused {
+			return m, nil
+		}
+		m.repErr = msg.Err
+		if msg.Err == nil {
+			m.report, m.hasRep = msg.Report, true
+			m.sample(msg.Report)
+		}
+	case screen.LogMsg:
+		m.Pane.Add(msg.Records)
+	case tea.KeyPressMsg:
+		return m.key(msg)
+	}
+	return m, nil
+}
+
+// sample adds one point to each replica's sparklines.
+func (m *Model) sample(r replay.Report) {
+	for _, rr := range r.Replicas {
+		s := m.hist[rr.Name]
+		if s == nil {
+			s = &series{}
+			m.hist[rr.Name] = s
+		}
+		ev := rr.Position.AppliedEvents
+		if !s.lastAt.IsZero() && r.TakenAt.After(s.lastAt) {
+			rate := float64(ev-s.lastEvents) / r.TakenAt.Sub(s.lastAt).Seconds()
+			s.rate = appendCapped(s.rate, max(rate, 0))
+			s.lag = appendCapped(s.lag, rr.Lag.Seconds())
+		}
+		s.lastEvents, s.lastAt = ev, r.TakenAt
+	}
+}
+
+func appendCapped(v []float64, x float64) []float64 {
+	v = append(v, x)
+	if len(v) > History {
+		v = v[len(v)-History:]
+	}
+	return v
+}
+
+func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
+	if m.Pane.Searching() {
+		_, cmd := m.Pane.Update(msg, false)
+		return m, cmd
+	}
+	rows := m.Rows()
+	if c, ok := screen.MoveCursor(msg, m.cursor, len(rows), len(rows)); ok && !key.Matches(msg, screen.HalfDown, screen.HalfUp, screen.Bottom) {
+		m.cursor = c
+		return m, nil
+	}
+	switch {
+	case key.Matches(msg, m.keys.Engine):
+		return m, func() tea.Msg { return screen.EngineMsg{Start: !m.snap.Running} }
+	case key.Matches(msg, m.keys.Scope):
+		if m.cursor < len(rows) {
+			m.Pane.SetScope(rows[m.cursor].Name)
+		}
+		return m, nil
+	case key.Matches(msg, m.keys.Unscope):
+		m.Pane.SetScope("")
+		return m, nil
+	case key.Matches(msg, m.keys.Pause):
+		m.paused = !m.paused
+		m.Pane.SetPaused(m.paused)
+		return m, nil
+	}
+	_, cmd := m.Pane.Update(msg, false)
+	return m, cmd
+}
+
+// Rows merges the configured replicas with live and stored status.
+func (m *Model) Rows() []Row {
+	var names []string
+	if m.env.Config != nil {
+		for _, r := range m.env.Config.Replicas {
+			names = append(names, r.Name)
+		}
+	}
+	live := map[string]replay.ReplicaStatus{}
+	for _, r := range m.snap.Replicas {
+		live[r.Name] = r
+		if !contains(names, r.Name) {
+			names = append(names, r.Name)
+		}
+	}
+	stored := map[string]replay.ReplicaReport{}
+	for _, r := range m.report.Replicas {
+		stored[r.Name] = r
+	}
+	var rows []Row
+	for _, n := range names {
+		row := Row{Name: n, State: "–"}
+		if l, ok := live[n]; ok && m.snap.Running {
+			row.State = strings.ToUpper(string(l.State))
+			row.Err = l.Err
+			row.LastBatch = l.LastBatch
+			row.LastApply = l.LastApplied
+		} else if m.snapOK {
+			row.State = "IDLE"
+			if m.report.DaemonRunning && m.snap.Kind != "daemon" {
+				row.State = "DAEMON"
+			}
+		}
+		if s, ok := stored[n]; ok && m.hasRep {
+			switch {
+			case !s.Reachable:
+				row.State, row.Err = "DOWN", s.Error
+			case s.Error != "" && row.Err == "":
+				row.Err = s.Error
+			}
+			row.Lag, row.HasLag, row.Pending, row.Conflicts = s.Lag, s.Reachable, s.Pending, s.Conflicts
+			if row.LastApply.IsZero() {
+				row.LastApply = s.LastAppliedAt
+			}
+		}
+		if h := m.hist[n]; h != nil && len(h.rate) > 0 {
+			row.Rate = h.rate[len(h.rate)-1]
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// View renders the screen.
+func (m *Model) View(w, h int) string {
+	t := m.env.Theme
+	g := t.Glyphs
+	rows := m.Rows()
+	m.cursor = min(m.cursor, max(len(rows)-1, 0))
+	var lines []string
+	nameW := max(w-2-11-9-10-11-10-10-2, 10)
+	head := "   " + screen.Fit("REPLICA", nameW) + screen.Fit("STATE", 11) + screen.FitRight("LAG", 8) + screen.FitRight("PENDING", 10) + screen.FitRight("APPLIED/s", 11) + screen.FitRight("CONFLICTS", 10) + "  " + screen.Fit("LAST APPLY", 10)
+	lines = append(lines, t.Title.Render(screen.Fit(head, w)))
+	if len(rows) == 0 {
+		lines = append(lines, "   no replicas configured")
+	}
+	for i, r := range rows {
+		cur := "  "
+		if i == m.cursor {
+			cur = g.Cursor + " "
+		}
+		lag, pend, rate, conf, last := "–", "–", "–", "–", "–"
+		if r.HasLag {
+			lag, pend, conf = screen.Dur(r.Lag), screen.Count(r.Pending), screen.Count(r.Conflicts)
+		}
+		if m.hist[r.Name] != nil && len(m.hist[r.Name].rate) > 0 {
+			rate = screen.Count(int64(r.Rate + 0.5))
+		}
+		if !r.LastApply.IsZero() {
+			last = r.LastApply.In(m.env.Now().Location()).Format("15:04:05")
+		}
+		confCell := screen.FitRight(conf, 10)
+		if r.Conflicts > 0 {
+			confCell = t.Err.Render(confCell)
+		}
+		line := " " + cur + screen.Fit(r.Name, nameW) + t.StateStyle(r.State).Render(screen.Fit(r.State, 11)) + screen.FitRight(lag, 8) +
+			screen.FitRight(pend, 10) + screen.FitRight(rate, 11) + confCell + "  " + screen.Fit(last, 10)
+		lines = append(lines, line)
+	}
+	// Selected replica: sparklines, last batch, error.
+	if m.cursor < len(rows) {
+		r := rows[m.cursor]
+		h := m.hist[r.Name]
+		var rate, lag []float64
+		if h != nil {
+			rate, lag = h.rate, h.lag
+		}
+		sparkW := max(w-40, 10)
+		peakRate, peakLag := 0.0, 0.0
+		for _, v := range rate {
+			peakRate = max(peakRate, v)
+		}
+		for _, v := range lag {
+			peakLag = max(peakLag, v)
+		}
+		lines = append(lines,
+			" "+screen.Fit("applied/s", 10)+screen.FitRight(screen.Short(int64(r.Rate+0.5)), 6)+" "+t.OK.Render(screen.Spark(rate, sparkW, g.Spark))+"  peak "+screen.Short(int64(peakRate+0.5)),
+			" "+screen.Fit("lag", 10)+screen.FitRight(lagText(r), 6)+" "+t.Warn.Render(screen.Spark(lag, sparkW, g.Spark))+"  max "+screen.Dur(time.Duration(peakLag*float64(time.Second))))
+		info := " " + r.Name + ": "
+		if b := r.LastBatch; b.Events > 0 {
+			info += fmt.Sprintf("last batch %s events in %s", screen.Count(int64(b.Events)), b.Took.Round(time.Millisecond))
+		} else {
+			info += "no batch applied by this process yet"
+		}
+		if !m.snap.Running && m.snap.Kind == "engine" {
+			info += " · engine stopped (S starts it)"
+		}
+		lines = append(lines, info)
+		if r.Err != "" {
+			lines = append(lines, " "+t.Err.Render(g.Cross+" "+r.Err))
+		}
+	}
+	if m.repErr != nil {
+		lines = append(lines, " "+t.Err.Render(g.Cross+" "+m.repErr.Error()))
+	}
+	if m.paused {
+		lines = append(lines, " "+t.Warn.Render("PAUSED")+" · p resumes updates")
+	}
+	paneH := h - len(lines)
+	if paneH < 3 {
+		lines = lines[:max(h-3, 0)]
+		paneH = h - len(lines)
+	}
+	return screen.Block(strings.Join(lines, "\n"), w, h-paneH) + "\n" + m.Pane.View(w, paneH)
+}
+
+func lagText(r Row) string {
+	if !r.HasLag {
+		return "–"
+	}
+	return screen.Dur(r.Lag)
+}
+
+// ShortHelp is the footer.
+func (m *Model) ShortHelp() []key.Binding {
+	if m.Pane.Searching() {
+		return nil
+	}
+	k := m.Pane.Keys
+	return []key.Binding{screen.Up, m.keys.Scope, k.Follow, k.Level, k.Search, m.keys.Pause, m.keys.Engine}
+}
+
+// Help is the overlay's part.
+func (m *Model) Help() []screen.HelpGroup {
+	return []screen.HelpGroup{
+		{Title: "MONITOR", Keys: []key.Binding{screen.Up, m.keys.Scope, m.keys.Unscope, m.keys.Pause, m.keys.Engine}},
+		m.Pane.HelpGroup(),
+	}
+}
+
+var _ = layout.MinWidth
