@@ -17,11 +17,14 @@ import (
 	"pgreplica/core/config"
 	"pgreplica/core/control"
 	"pgreplica/core/logring"
+	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/core/tablecopy"
 	"pgreplica/tui"
 	"pgreplica/tui/screen"
 	"pgreplica/tui/source"
 	"pgreplica/tui/theme"
+	"pgreplica/tui/wizard"
 )
 
 // tuiOptions are the flags of `pgreplica tui`.
@@ -132,10 +135,34 @@ func needsWizard(ctx context.Context, cfg *config.Config) bool {
 }
 
 func (a *app) newWizard(cfg *config.Config, cfgErr error, th *theme.Theme, log *slog.Logger, ring *logring.Ring) (screen.Screen, error) {
-	if cfgErr != nil {
-		return nil, cfgErr
+	path := a.configPath
+	if path == "" {
+		if found, err := config.Find(""); err == nil && found != "" {
+			path = found
+		} else {
+			path = "pgreplica.yaml"
+		}
 	}
-	return nil, nil
+	if cfgErr != nil && a.configPath != "" {
+		if _, err := os.Stat(a.configPath); err == nil {
+			return nil, cfgErr // a config that exists but does not load: say why
+		}
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		bin = "pgreplica"
+	}
+	env := &screen.Env{Theme: th, Config: cfg, Now: time.Now, Log: log}
+	return wizard.New(env, cfg, wizard.Deps{
+		ConfigPath: path,
+		Binary:     bin,
+		EngineLog:  log,
+		Copy: func(ctx context.Context, cfg *config.Config, tables []pg.Table, progress func(wizard.CopyProgress)) error {
+			return tablecopy.Sync(ctx, cfg, tablecopy.Options{Tables: tables}, func(p tablecopy.Progress) {
+				progress(wizard.CopyProgress{Replica: p.Replica, Table: p.Table, Rows: p.Rows, TotalRows: p.TotalRows, Bytes: p.Bytes, Done: p.Done})
+			})
+		},
+	}, cfgErr), nil
 }
 
 // daemonSource attaches to the daemon when control.socket is set and a

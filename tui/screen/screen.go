@@ -7,6 +7,7 @@ package screen
 import (
 	"log/slog"
 	"os"
+	"os/user"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -52,7 +53,13 @@ func (e *Env) Audit(action string, args ...any) {
 	if e.Log == nil {
 		return
 	}
-	args = append(args, "user", os.Getenv("USER"))
+	who := os.Getenv("USER")
+	if who == "" {
+		if u, err := user.Current(); err == nil {
+			who = u.Username
+		}
+	}
+	args = append(args, "user", who)
 	if ssh := os.Getenv("SSH_CONNECTION"); ssh != "" {
 		args = append(args, "ssh", ssh)
 	}

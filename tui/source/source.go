@@ -90,7 +90,6 @@ func (e *Engine) Start() error {
 		}
 	}()
 	e.eng, e.cancel, e.done, e.started = eng, cancel, done, time.Now()
-	e.log.Info("engine started", "set", e.cfg.Name, "replicas", len(e.cfg.Replicas))
 	return nil
 }
 
@@ -108,7 +107,6 @@ func (e *Engine) Stop() {
 	e.last = eng.Status()
 	e.eng = nil
 	e.mu.Unlock()
-	e.log.Info("engine stopped", "set", e.cfg.Name)
 }
 
 // Snapshot is the engine's current status.

@@ -418,7 +418,7 @@ func (m *Model) View(w, h int) string {
 			key = strings.Join(r.Key, ",")
 		}
 		pend, last := "–", "–"
-		if r.Status == capture.Installed || r.Status == capture.Disabled {
+		if r.Status == capture.Installed || r.Status == capture.Disabled || r.Pending > 0 {
 			pend = screen.Count(r.Pending)
 			last = screen.Ago(now, r.Last)
 		}

@@ -1,0 +1,254 @@
+package wizard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	tea "charm.land/bubbletea/v2"
+
+	"pgreplica/core/config"
+	"pgreplica/tui/screen"
+)
+
+type connectStep struct {
+	editing bool
+	field   int
+	inputs  [3]screen.Input
+	report  *CheckReport
+	cfgErr  error
+	wrote   string
+}
+
+func (c *connectStep) init(cfg *config.Config, cfgErr error) {
+	c.inputs = [3]screen.Input{{Prompt: "set name  "}, {Prompt: "origin    "}, {Prompt: "replica   "}}
+	c.inputs[0].Value = cfg.Name
+	c.inputs[1].Value = cfg.Origin.DSN
+	if len(cfg.Replicas) > 0 {
+		c.inputs[2].Value = cfg.Replicas[0].DSN
+	}
+	c.cfgErr = cfgErr
+	c.editing = cfg.Origin.DSN == "" || len(cfg.Replicas) == 0
+}
+
+type checkResult struct {
+	report CheckReport
+	resume resumeState
+}
+
+func (m *Model) runChecks() tea.Cmd {
+	cfg := *m.cfg
+	return m.run(func(ctx context.Context, _ func(any)) (any, error) {
+		r := Check(ctx, &cfg)
+		var rs resumeState
+		if f, _ := r.Blocking(); f == 0 {
+			rs = detect(ctx, &cfg)
+		}
+		return checkResult{report: r, resume: rs}, nil
+	})
+}
+
+func (m *Model) checked(r checkResult) tea.Cmd {
+	m.connect.report = &r.report
+	fails, warns := r.report.Blocking()
+	if fails > 0 {
+		m.states[stepConnect] = failed
+		return screen.Flash(screen.Bad, fmt.Sprintf("%d blocking %s, %d %s · fix and press r", fails, plural(fails, "problem", "problems"), warns, plural(warns, "warning", "warnings")))
+	}
+	m.states[stepConnect] = done
+	var cmds []tea.Cmd
+	if _, err := os.Stat(m.deps.ConfigPath); errors.Is(err, os.ErrNotExist) {
+		if err := WriteConfig(m.deps.ConfigPath, m.cfg); err != nil {
+			m.connect.wrote = "could not write the config: " + err.Error()
+		} else {
+			m.connect.wrote = "config written to " + m.absConfig()
+			m.cfg.Path = m.deps.ConfigPath
+			m.env.Audit("wizard: wrote config", "path", m.absConfig())
+		}
+	}
+	msg := "all checks passed"
+	if warns > 0 {
+		msg = fmt.Sprintf("no blocking problem, %d %s", warns, plural(warns, "warning", "warnings"))
+	}
+	if !m.resumed {
+		m.resumed = true
+		if cmd := m.resume(r.resume); cmd != nil {
+			return cmd
+		}
+	}
+	cmds = append(cmds, screen.Flash(screen.Good, msg))
+	return tea.Batch(cmds...)
+}
+
+func (m *Model) connectKey(msg tea.KeyPressMsg) tea.Cmd {
+	c := &m.connect
+	if c.editing {
+		switch msg.String() {
+		case "tab", "down":
+			c.field = (c.field + 1) % len(c.inputs)
+		case "shift+tab", "up":
+			c.field = (c.field + len(c.inputs) - 1) % len(c.inputs)
+		case "esc":
+			if m.cfg.Origin.DSN != "" {
+				c.editing = false
+				c.init(m.cfg, c.cfgErr)
+				c.editing = false
+			}
+		case "enter":
+			if c.field < len(c.inputs)-1 {
+				c.field++
+				return nil
+			}
+			return m.saveDSNs()
+		default:
+			c.inputs[c.field].Update(msg)
+		}
+		return nil
+	}
+	switch msg.String() {
+	case "e":
+		c.editing, c.field = true, 1
+	case "r":
+		return m.runChecks()
+	case "enter":
+		if c.report == nil {
+			return m.runChecks()
+		}
+		if f, _ := c.report.Blocking(); f > 0 {
+			return screen.Flash(screen.Bad, "blocked: fix the FAIL lines (Try: says how), then r to re-run the checks")
+		}
+		return m.next()
+	}
+	return nil
+}
+
+// saveDSNs applies the edited set name and DSNs and checks them.
+func (m *Model) saveDSNs() tea.Cmd {
+	c := &m.connect
+	name := strings.TrimSpace(c.inputs[0].Value)
+	if name == "" {
+		name = config.DefaultName
+	}
+	origin, replica := strings.TrimSpace(c.inputs[1].Value), strings.TrimSpace(c.inputs[2].Value)
+	if origin == "" || replica == "" {
+		return screen.Flash(screen.Bad, "enter the origin and the replica DSN (libpq key=value or postgres:// URL)")
+	}
+	next := *m.cfg
+	next.Name, next.Origin.DSN = name, origin
+	if len(next.Replicas) > 0 {
+		next.Replicas = append([]config.Replica{{Name: next.Replicas[0].Name, DSN: replica}}, next.Replicas[1:]...)
+	} else {
+		next.Replicas = []config.Replica{{Name: "replica", DSN: replica}}
+	}
+	if err := next.Validate(); err != nil {
+		return screen.Flash(screen.Bad, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	*m.cfg = next
+	c.editing = false
+	if _, err := os.Stat(m.deps.ConfigPath); err == nil {
+		// An existing file is rewritten (kept as .bak) so that it matches.
+		if err := WriteConfig(m.deps.ConfigPath, m.cfg); err != nil {
+			return screen.Flash(screen.Bad, err.Error())
+		}
+		c.wrote = "config updated: " + m.absConfig() + " (old one kept as .bak)"
+	}
+	m.resumed = false
+	return m.runChecks()
+}
+
+func (m *Model) connectView(w, h int) string {
+	t := m.env.Theme
+	g := t.Glyphs
+	c := &m.connect
+	var lines []string
+	if c.editing {
+		lines = append(lines, "Where are the databases? libpq key=value strings or postgres:// URLs;",
+			"passwords are best kept in ~/.pgpass (PG* variables work too).", "")
+		for i := range c.inputs {
+			lines = append(lines, c.inputs[i].View(i == c.field))
+		}
+		lines = append(lines, "", t.Dim.Render("tab next field · enter on the last field saves and checks"))
+		if c.cfgErr != nil && !strings.Contains(c.cfgErr.Error(), "no configuration") {
+			lines = append(lines, "", t.Err.Render(g.Cross+" config: "+c.cfgErr.Error()))
+		}
+		return strings.Join(lines, "\n")
+	}
+	lines = append(lines, screen.Fit("origin", 9)+config.Describe(m.cfg.Origin.DSN))
+	for _, r := range m.cfg.Replicas {
+		lines = append(lines, screen.Fit("replica", 9)+config.Describe(r.DSN)+"  ("+r.Name+")")
+	}
+	lines = append(lines, "")
+	if c.report == nil {
+		lines = append(lines, "Checking connections, versions and privileges… (nothing is changed)")
+		return strings.Join(lines, "\n")
+	}
+	r := c.report
+	colW := max((w-6-18)/max(len(r.Columns), 1), 10)
+	colW = min(colW, 16)
+	head := screen.Fit("", 6) + screen.Fit("CHECK", 18)
+	for _, col := range r.Columns {
+		head += screen.Fit(col, colW)
+	}
+	lines = append(lines, t.Title.Render(head))
+	for _, f := range r.Findings {
+		line := t.StateStyle(f.Level).Render(screen.Fit(f.Level, 6)) + screen.Fit(f.Name, 18)
+		for _, v := range f.Values {
+			line += screen.Fit(v, colW)
+		}
+		lines = append(lines, line)
+	}
+	lines = append(lines, "")
+	for _, f := range r.Findings {
+		if f.Level == OK || f.Problem == "" {
+			continue
+		}
+		st := t.Warn
+		if f.Level == Fail {
+			st = t.Err
+		}
+		for i, l := range screen.Wrap(f.Problem, w-len(f.Level)-1) {
+			if i == 0 {
+				l = st.Render(f.Level) + " " + l
+			} else {
+				l = strings.Repeat(" ", len(f.Level)+1) + l
+			}
+			lines = append(lines, l)
+		}
+		for i, l := range screen.Wrap(f.Try, w-5) {
+			if i == 0 {
+				lines = append(lines, "Try: "+l)
+			} else {
+				lines = append(lines, "     "+l)
+			}
+		}
+	}
+	fails, warns := r.Blocking()
+	sum := fmt.Sprintf("checks took %.1fs · nothing was changed", r.Took.Seconds())
+	if fails > 0 {
+		sum = t.Err.Render(fmt.Sprintf("%s %d blocking, %d %s", g.Cross, fails, warns, plural(warns, "warning", "warnings"))) + " · " + sum
+	} else {
+		sum = t.OK.Render(g.Check+" ready") + " · " + sum + " · enter continues"
+	}
+	lines = append(lines, sum)
+	if c.wrote != "" {
+		lines = append(lines, c.wrote)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

@@ -1,0 +1,165 @@
+package wizard
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"pgreplica/core/pg"
+	"pgreplica/tui/screen"
+)
+
+type copyRow struct {
+	replica string
+	table   pg.Table
+	p       CopyProgress
+	started time.Time
+	took    time.Duration
+}
+
+type copyStep struct {
+	prepared bool
+	rows     []copyRow
+	err      error
+	skipped  bool
+}
+
+func (c *copyStep) prepare(m *Model) {
+	if c.prepared {
+		return
+	}
+	c.prepared = true
+	c.rows = nil
+	for _, r := range m.cfg.Replicas {
+		for _, t := range m.pick.confirmed {
+			c.rows = append(c.rows, copyRow{replica: r.Name, table: t})
+		}
+	}
+}
+
+func (c *copyStep) event(ev any) {
+	p, ok := ev.(CopyProgress)
+	if !ok {
+		return
+	}
+	for i := range c.rows {
+		r := &c.rows[i]
+		if r.table == p.Table && (r.replica == p.Replica || p.Replica == "") {
+			if r.started.IsZero() {
+				r.started = time.Now()
+			}
+			r.p = p
+			if p.Done && r.took == 0 {
+				r.took = time.Since(r.started)
+			}
+		}
+	}
+}
+
+func (m *Model) copyKey(msg tea.KeyPressMsg) tea.Cmd {
+	switch msg.String() {
+	case "esc":
+		return m.back()
+	case "S":
+		m.prompt = &screen.Prompt{
+			Level: 3,
+			Title: "Skip the initial copy?",
+			Body: []string{
+				"Only if every replica already holds exactly the origin's rows of the picked tables, as of the install (e.g. restored from the same backup while no one wrote).",
+				"Otherwise the replicas will differ from the origin, and UPDATEs and DELETEs of missing rows become conflicts. Way back: pgreplica sync copies the tables later.",
+			},
+			Expect: "skip",
+			OnYes:  func() tea.Msg { return skipCopyMsg{} },
+		}
+	case "enter", "r":
+		if m.states[stepCopy] == done && msg.String() == "enter" {
+			return m.next()
+		}
+		if m.deps.Copy == nil {
+			return screen.Flash(screen.Bad, "the online copy is not available in this build; copy the data yourself and S to skip")
+		}
+		return m.startCopy()
+	}
+	return nil
+}
+
+type skipCopyMsg struct{}
+
+func (m *Model) startCopy() tea.Cmd {
+	m.copy.prepared = false
+	m.copy.prepare(m)
+	m.copy.err = nil
+	cfg := *m.cfg
+	tables := append([]pg.Table(nil), m.pick.confirmed...)
+	copyFn := m.deps.Copy
+	m.env.Audit("wizard: initial copy", "tables", len(tables))
+	return m.run(func(ctx context.Context, emit func(any)) (any, error) {
+		return nil, copyFn(ctx, &cfg, tables, func(p CopyProgress) { emit(p) })
+	})
+}
+
+func (m *Model) copyDone(err error) tea.Cmd {
+	m.copy.err = err
+	if err != nil {
+		m.states[stepCopy] = failed
+		return screen.Flash(screen.Bad, "copy failed: "+err.Error())
+	}
+	m.states[stepCopy] = done
+	for i := range m.copy.rows {
+		m.copy.rows[i].p.Done = true
+	}
+	return screen.Flash(screen.Good, "initial copy done · enter continues to the smoke test")
+}
+
+func (m *Model) copyView(w, h int) string {
+	t := m.env.Theme
+	g := t.Glyphs
+	c := &m.copy
+	lines := screen.Wrap("The capture triggers are already on, so nothing written during the copy is missed: the engine holds those changes and applies them after each table's copy.", w)
+	if n := m.notes[stepCopy]; n != "" && m.states[stepCopy] == done && m.job == nil {
+		lines = append(lines, "", t.OK.Render(g.Check+" "+n), "", "enter continues · r copies again")
+		return strings.Join(lines, "\n")
+	}
+	if c.skipped {
+		lines = append(lines, "", t.Warn.Render("skipped: you confirmed the replicas already hold the data"), "", "enter continues")
+		return strings.Join(lines, "\n")
+	}
+	lines = append(lines, "")
+	nameW := max(w-2-12-10-16, 14)
+	lines = append(lines, t.Title.Render("  "+screen.Fit("TABLE", nameW)+screen.Fit("REPLICA", 12)+screen.FitRight("ROWS", 9)+"  PROGRESS"))
+	for _, r := range c.rows {
+		mark, prog := " ", ""
+		switch {
+		case r.p.Done:
+			mark, prog = t.OK.Render(g.Check), fmt.Sprintf("done %6s", r.took.Round(100*time.Millisecond))
+		case !r.started.IsZero():
+			mark = t.Warn.Render(g.Spinner[m.spin%len(g.Spinner)])
+			if r.p.TotalRows > 0 {
+				prog = screen.Bar(r.p.Rows, r.p.TotalRows, 8, g.Bar, g.BarEmpty) + fmt.Sprintf(" %d%%", 100*r.p.Rows/r.p.TotalRows)
+			} else {
+				prog = screen.Bytes(r.p.Bytes)
+			}
+		case m.job != nil:
+			prog = "waiting"
+		}
+		lines = append(lines, mark+" "+screen.Fit(r.table.String(), nameW)+screen.Fit(r.replica, 12)+screen.FitRight(screen.Short(r.p.Rows), 9)+"  "+prog)
+	}
+	lines = append(lines, "")
+	switch {
+	case c.err != nil:
+		for _, l := range screen.Wrap(g.Cross+" "+c.err.Error(), w) {
+			lines = append(lines, t.Err.Render(l))
+		}
+		lines = append(lines, "r copies again (tables left half-copied are copied anew)")
+	case m.job != nil:
+		lines = append(lines, "esc cancels (tables not finished are copied again next time)")
+	case m.states[stepCopy] == done:
+		lines = append(lines, t.OK.Render(g.Check+" every table copied")+" · enter continues")
+	default:
+		lines = append(lines, "enter copies the picked tables to every replica (their rows there are replaced) · S skips…")
+	}
+	return strings.Join(lines, "\n")
+}

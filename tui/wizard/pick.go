@@ -1,0 +1,285 @@
+package wizard
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	tea "charm.land/bubbletea/v2"
+
+	"pgreplica/core/capture"
+	"pgreplica/core/config"
+	"pgreplica/core/pg"
+	"pgreplica/tui/layout"
+	"pgreplica/tui/screen"
+)
+
+type pickRow struct {
+	info     capture.TableInfo
+	selected bool
+	reason   string // why it cannot be selected
+	rows     int64  // estimated
+}
+
+type pickStep struct {
+	rows      []pickRow
+	err       error
+	cursor    int
+	offset    int
+	filter    screen.Input
+	filtering bool
+	preselect []pg.Table
+	confirmed []pg.Table
+}
+
+type tablesResult struct {
+	tables    []capture.TableInfo
+	estimates map[pg.Table]int64
+	missing   map[pg.Table][]string // replicas without the table
+}
+
+func (m *Model) loadTables() tea.Cmd {
+	cfg := *m.cfg
+	return m.run(func(ctx context.Context, _ func(any)) (any, error) {
+		conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica wizard")
+		if err != nil {
+			return tablesResult{}, err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		tables, err := capture.ListTables(ctx, conn, userTables)
+		if err != nil {
+			return tablesResult{}, err
+		}
+		res := tablesResult{tables: tables, estimates: map[pg.Table]int64{}, missing: map[pg.Table][]string{}}
+		for _, t := range tables {
+			var n int64
+			// The planner's estimate; never analysed tables (-1) are counted
+			// when small.
+			if conn.QueryRow(ctx, `SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint
+			    WHEN relpages < 10000 THEN (SELECT count(*) FROM `+t.Table.Ident()+`) ELSE 0 END
+			    FROM pg_class WHERE oid = to_regclass($1)`, t.Table.Ident()).Scan(&n) == nil {
+				res.estimates[t.Table] = n
+			}
+		}
+		for _, r := range cfg.Replicas {
+			rc, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica wizard")
+			if err != nil {
+				return res, err
+			}
+			for _, t := range tables {
+				var ok bool
+				if rc.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.Table.Ident()).Scan(&ok) == nil && !ok {
+					res.missing[t.Table] = append(res.missing[t.Table], r.Name)
+				}
+			}
+			rc.Close(context.WithoutCancel(ctx))
+		}
+		return res, nil
+	})
+}
+
+func (m *Model) tablesLoaded(r tablesResult, err error) tea.Cmd {
+	p := &m.pick
+	p.err = err
+	if err != nil {
+		return screen.Flash(screen.Bad, "read tables: "+err.Error())
+	}
+	old := map[pg.Table]bool{}
+	for _, row := range p.rows {
+		old[row.info.Table] = row.selected
+	}
+	pre := map[pg.Table]bool{}
+	for _, t := range p.preselect {
+		pre[t] = true
+	}
+	p.rows = nil
+	for _, t := range r.tables {
+		row := pickRow{info: t, rows: r.estimates[t.Table]}
+		switch {
+		case len(t.Key) == 0:
+			row.reason = "no primary key"
+		case len(r.missing[t.Table]) > 0:
+			row.reason = "missing on " + strings.Join(r.missing[t.Table], ", ")
+		}
+		if row.reason == "" {
+			switch {
+			case len(old) > 0:
+				row.selected = old[t.Table]
+			case len(pre) > 0:
+				row.selected = pre[t.Table]
+			default:
+				row.selected = m.cfg.Tables.Match(t.Table.Schema, t.Table.Name)
+			}
+		}
+		p.rows = append(p.rows, row)
+	}
+	return nil
+}
+
+func (p *pickStep) visible() []int {
+	var out []int
+	f := strings.ToLower(p.filter.Value)
+	for i, r := range p.rows {
+		if f == "" || strings.Contains(strings.ToLower(r.info.Table.String()), f) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (p *pickStep) selected() []pg.Table {
+	var out []pg.Table
+	for _, r := range p.rows {
+		if r.selected {
+			out = append(out, r.info.Table)
+		}
+	}
+	return out
+}
+
+func (m *Model) pickKey(msg tea.KeyPressMsg) tea.Cmd {
+	p := &m.pick
+	if p.filtering {
+		switch msg.String() {
+		case "enter":
+			p.filtering = false
+		case "esc":
+			p.filtering, p.filter.Value = false, ""
+		default:
+			p.filter.Update(msg)
+			p.cursor = 0
+		}
+		return nil
+	}
+	vis := p.visible()
+	if c, ok := screen.MoveCursor(msg, p.cursor, len(vis), 10); ok {
+		p.cursor = c
+		return nil
+	}
+	switch msg.String() {
+	case "space", "x":
+		if p.cursor < len(vis) {
+			r := &p.rows[vis[p.cursor]]
+			if r.reason != "" {
+				return screen.Flash(screen.Warning, r.info.Table.String()+" cannot be selected: "+r.reason)
+			}
+			r.selected = !r.selected
+		}
+	case "a":
+		for _, i := range vis {
+			if p.rows[i].reason == "" {
+				p.rows[i].selected = true
+			}
+		}
+	case "n":
+		for _, i := range vis {
+			p.rows[i].selected = false
+		}
+	case "/":
+		p.filtering = true
+	case "r":
+		return m.loadTables()
+	case "esc":
+		if p.filter.Value != "" {
+			p.filter.Value = ""
+			return nil
+		}
+		return m.back()
+	case "enter":
+		sel := p.selected()
+		if len(sel) == 0 {
+			return screen.Flash(screen.Bad, "select at least one table (space toggles, a selects all)")
+		}
+		p.confirmed = sel
+		m.cfg.Tables = config.Tables{}
+		for _, t := range sel {
+			m.cfg.Tables.Include = append(m.cfg.Tables.Include, Pattern(t))
+		}
+		if err := WriteConfig(m.deps.ConfigPath, m.cfg); err != nil {
+			return screen.Flash(screen.Bad, err.Error())
+		}
+		m.cfg.Path = m.deps.ConfigPath
+		m.env.Audit("wizard: tables picked", "tables", len(sel))
+		return tea.Batch(m.next(), screen.Flash(screen.Good, fmt.Sprintf("%d tables picked; tables.include written to %s", len(sel), m.deps.ConfigPath)))
+	}
+	return nil
+}
+
+func (m *Model) pickView(w, h int) string {
+	t := m.env.Theme
+	g := t.Glyphs
+	p := &m.pick
+	if p.err != nil {
+		return t.Err.Render(g.Cross+" "+p.err.Error()) + "\n\nr retries · esc back"
+	}
+	if p.rows == nil {
+		return "reading the tables of the origin…"
+	}
+	vis := p.visible()
+	nsel, nbad := 0, 0
+	for _, r := range p.rows {
+		if r.selected {
+			nsel++
+		}
+		if r.reason != "" {
+			nbad++
+		}
+	}
+	lines := []string{fmt.Sprintf("%d of %d selected · %d cannot be selected", nsel, len(p.rows), nbad)}
+	if p.filtering || p.filter.Value != "" {
+		lines = append(lines, p.filter.View(p.filtering))
+	} else {
+		lines = append(lines, t.Dim.Render("space toggles · a all · n none · / filter"))
+	}
+	nameW := max(w-2-6-18-8, 16)
+	lines = append(lines, t.Title.Render("  "+screen.Fit("SEL", 6)+screen.Fit("TABLE", nameW)+screen.Fit("KEY", 18)+screen.FitRight("ROWS", 8)))
+	var detail []string
+	if p.cursor < len(vis) {
+		r := p.rows[vis[p.cursor]]
+		switch {
+		case r.reason == "no primary key":
+			detail = screen.Wrap(r.info.Table.String()+" has no primary key: UPDATE and DELETE could not be matched on the replica. Add a primary key (then r), or leave it out.", w)
+		case r.reason != "":
+			detail = screen.Wrap(r.info.Table.String()+" is "+r.reason+": create it there (pg_dump --schema-only -t …), then r.", w)
+		}
+	}
+	listH, _ := layout.Split(h-len(lines), len(detail)+1, 4)
+	p.cursor = min(p.cursor, max(len(vis)-1, 0))
+	p.offset = layout.Window(p.offset, p.cursor, len(vis), listH)
+	for k := p.offset; k < min(len(vis), p.offset+listH); k++ {
+		r := p.rows[vis[k]]
+		cur := "  "
+		if k == p.cursor {
+			cur = g.Cursor + " "
+		}
+		box := "[ ]"
+		if r.selected {
+			box = "[x]"
+		}
+		key := strings.Join(r.info.Key, ",")
+		if r.reason != "" {
+			box = " - "
+			key = strings.ToUpper(r.reason)
+			if r.reason == "no primary key" {
+				key = "NO PK"
+			}
+		}
+		line := cur + screen.Fit(box, 6) + screen.Fit(r.info.Table.String(), nameW) + screen.Fit(key, 18) + screen.FitRight(screen.Short(r.rows), 8)
+		if r.reason != "" {
+			line = t.Dim.Render(line)
+		}
+		if k == p.cursor {
+			line = t.Selected.Render(screen.Fit(line, w))
+		}
+		lines = append(lines, line)
+	}
+	if len(detail) > 0 {
+		for len(lines) < h-len(detail) {
+			lines = append(lines, "")
+		}
+		for _, d := range detail {
+			lines = append(lines, t.Warn.Render(d))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
