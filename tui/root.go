@@ -406,23 +406,35 @@ func (m *Model) Render() string {
 func (m *Model) header() string {
 	t := m.env.Theme
 	cfg := m.env.Config
-	var parts []string
+	title := t.Header.Render("pgreplica")
 	if m.wizard {
-		parts = append(parts, t.Header.Render("pgreplica "+m.opt.Version+" · install wizard"))
-	} else {
-		parts = append(parts, t.Header.Render("pgreplica"))
+		title = t.Header.Render("pgreplica " + m.opt.Version + " · install wizard")
 	}
+	var set, short string
 	if cfg != nil && cfg.Origin.DSN != "" {
-		parts = append(parts, fmt.Sprintf("%s %s → %d %s", cfg.Name, config.Describe(cfg.Origin.DSN), len(cfg.Replicas), plural(len(cfg.Replicas), "replica", "replicas")))
+		n := len(cfg.Replicas)
+		set = fmt.Sprintf("%s %s → %d %s", cfg.Name, config.Describe(cfg.Origin.DSN), n, plural(n, "replica", "replicas"))
+		short = fmt.Sprintf("%s → %d %s", cfg.Name, n, plural(n, "replica", "replicas"))
 	}
+	var tail []string
 	if !m.wizard {
-		parts = append(parts, m.engineState())
+		tail = append(tail, m.engineState())
 		if lag, ok := m.maxLag(); ok {
-			parts = append(parts, "max lag "+screen.Dur(lag))
+			tail = append(tail, "max lag "+screen.Dur(lag))
 		}
 	}
-	left := " " + strings.Join(parts, " · ")
 	clock := m.now().Format("15:04") + " "
+	build := func(set string) string {
+		parts := []string{title}
+		if set != "" {
+			parts = append(parts, set)
+		}
+		return " " + strings.Join(append(parts, tail...), " · ")
+	}
+	left := build(set)
+	if ansi.StringWidth(left)+len(clock)+1 > m.lay.Width {
+		left = build(short)
+	}
 	gap := m.lay.Width - ansi.StringWidth(left) - len(clock)
 	if gap < 1 {
 		return left

@@ -253,7 +253,7 @@ func (m *Model) detail(c Conflict, w int) []string {
 	t := m.env.Theme
 	g := t.Glyphs
 	title := fmt.Sprintf("%s conflict %d · event #%d · tx %s · %s ", g.HRule, c.ID, c.EventID, c.Txid, c.At.In(m.env.Now().Location()).Format("2006-01-02 15:04:05.000"))
-	out := []string{t.Rule.Render(screen.Fit(title+strings.Repeat(g.HRule, w), w))}
+	out := []string{t.Rule.Render(screen.Rule(g.HRule, strings.TrimPrefix(strings.TrimSpace(title), g.HRule+" "), w))}
 	text := fmt.Sprintf("%s %s %s could not be applied on %s: %s. It was applied as a no-op; the replica may differ from the origin for this row until the table is copied again (pgreplica sync).",
 		opWord(c.Op), c.Table, keyText(c.Key), c.Replica, c.Kind)
 	for _, l := range screen.Wrap(text, w-2) {

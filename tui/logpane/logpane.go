@@ -266,7 +266,7 @@ func (m *Model) View(w, h int) string {
 	count := screen.Count(int64(len(rows)))
 	title := g.HRule + " " + m.Title() + " "
 	fill := w - screen.Width(title) - screen.Width(count) - 3
-	lines := []string{t.Rule.Render(title + strings.Repeat(g.HRule, max(fill, 1)) + " " + count + " " + g.HRule)}
+	lines := []string{t.Rule.Render(screen.Fit(title+strings.Repeat(g.HRule, max(fill, 1))+" "+count+" "+g.HRule, w))}
 	bodyH := h - 1
 	if m.inSearch {
 		bodyH--

@@ -219,3 +219,15 @@ func Spark(values []float64, w int, levels []string) string {
 
 // Width is the display width of s (escape sequences ignored).
 func Width(s string) int { return lipgloss.Width(s) }
+
+// Rule is a horizontal rule of exactly w cells with a title: "─ title ───".
+func Rule(hrule, title string, w int) string {
+	if title == "" {
+		return strings.Repeat(hrule, max(w, 0))
+	}
+	head := hrule + " " + title + " "
+	if n := lipgloss.Width(head); n < w {
+		return head + strings.Repeat(hrule, w-n)
+	}
+	return Fit(head, w)
+}

@@ -452,7 +452,16 @@ func (m *Model) View(w, h int) string {
 
 func (m *Model) stateOf(r capture.TableInfo) string {
 	if st := m.states[r.Table.String()]; len(st) > 0 {
-		return strings.Join(st, ",")
+		seen := map[string]bool{}
+		var words []string
+		for _, s := range st {
+			w := s[strings.LastIndexByte(s, ':')+1:]
+			if !seen[w] {
+				seen[w] = true
+				words = append(words, w)
+			}
+		}
+		return strings.Join(words, ",")
 	}
 	if r.Status == capture.Installed {
 		return "replicating"
@@ -466,7 +475,7 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 	if !ok {
 		return nil
 	}
-	title := t.Rule.Render(screen.Fit(t.Glyphs.HRule+" "+r.Table.String()+" "+strings.Repeat(t.Glyphs.HRule, w), w))
+	title := t.Rule.Render(screen.Rule(t.Glyphs.HRule, r.Table.String(), w))
 	var text string
 	key := strings.Join(r.Key, ", ")
 	switch r.Status {
