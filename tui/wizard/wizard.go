@@ -96,6 +96,8 @@ type Model struct {
 	smoke   smokeStep
 	start   startStep
 	resumed bool
+	// lastFlash is the last flash text (for tests).
+	lastFlash string
 }
 
 type keys struct {
