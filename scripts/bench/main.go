@@ -1,0 +1,202 @@
+// Command bench measures pgreplica side by side with native logical
+// replication and (with --with-slony) Slony-I on two throwaway clusters of
+// this machine: origin overhead, apply rate, lag and footprint. It prints a
+// markdown table and writes JSON (bench-results/bench.json). Run it through
+// scripts/bench.sh; see docs/performance.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// Options of one bench run. Zero sizes take the full (or --quick) defaults.
+type Options struct {
+	Quick      bool
+	WithSlony  bool
+	Runs       int
+	Out        string // JSON file; "" writes none
+	Pgreplica  string // pgreplica binary; built from this module when empty
+	ProfileDir string // profile the engine in-process on both backlogs instead of the scenarios
+	Keep       bool   // keep the work directory (logs)
+	Log        io.Writer
+
+	Scale, Clients, Seconds int
+	TPCBTxns, Inserts       int
+	InsertTxnRows           int
+	LagSeconds, LagTPS      int
+	Scenarios               map[string]bool // overhead, apply, lag; nil: all
+}
+
+func (o *Options) defaults() {
+	set := func(p *int, full, quick int) {
+		if *p == 0 {
+			*p = full
+			if o.Quick {
+				*p = quick
+			}
+		}
+	}
+	set(&o.Runs, 3, 1)
+	set(&o.Scale, 10, 1)
+	set(&o.Clients, 4, 4)
+	set(&o.Seconds, 30, 4)
+	set(&o.TPCBTxns, 200000, 5000)
+	set(&o.Inserts, 1000000, 20000)
+	set(&o.InsertTxnRows, 1000, 1000)
+	set(&o.LagSeconds, 30, 4)
+	set(&o.LagTPS, 200, 200)
+	if o.Log == nil {
+		o.Log = os.Stderr
+	}
+}
+
+func (o *Options) want(s string) bool { return o.Scenarios == nil || o.Scenarios[s] }
+
+func main() {
+	var o Options
+	var scen string
+	flag.BoolVar(&o.Quick, "quick", false, "a smoke test: scale 1, a few seconds per scenario, small backlogs, 1 run")
+	flag.BoolVar(&o.WithSlony, "with-slony", false, "also measure Slony-I (needs slonik and slon on PATH)")
+	flag.IntVar(&o.Runs, "runs", 0, "interleaved runs per figure (default 3; 1 with --quick)")
+	flag.StringVar(&o.Out, "out", "bench-results/bench.json", "JSON output file")
+	flag.StringVar(&o.Pgreplica, "pgreplica", "", "pgreplica binary (default: build ./cmd/pgreplica)")
+	flag.StringVar(&o.ProfileDir, "profile", "", "instead of the scenarios, profile the engine in-process on the two backlogs; write pprof files and pg_stat_statements tops to DIR")
+	flag.BoolVar(&o.Keep, "keep", false, "keep the work directory (server, slon and pgreplica logs)")
+	flag.IntVar(&o.Scale, "scale", 0, "pgbench scale (default 10; 1 with --quick)")
+	flag.IntVar(&o.Seconds, "seconds", 0, "seconds per overhead run (default 30)")
+	flag.IntVar(&o.TPCBTxns, "tpcb-txns", 0, "TPC-B transactions in the apply backlog (default 200000)")
+	flag.IntVar(&o.Inserts, "inserts", 0, "rows in the insert backlog (default 1000000)")
+	flag.IntVar(&o.InsertTxnRows, "insert-txn-rows", 0, "rows per transaction in the insert backlog (default 1000)")
+	flag.IntVar(&o.LagSeconds, "lag-seconds", 0, "seconds of the steady-rate lag run (default 30)")
+	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag (default all)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	if scen != "" {
+		o.Scenarios = map[string]bool{}
+		for _, s := range splitComma(scen) {
+			if s != "overhead" && s != "apply" && s != "lag" {
+				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (overhead, apply, lag)\n", s)
+				os.Exit(2)
+			}
+			o.Scenarios[s] = true
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.ProfileDir != "" {
+		if err := Profile(ctx, o); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: error: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	rep, err := Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: error: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Print(rep.Markdown())
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// Run starts the clusters, runs every scenario Runs times interleaved and
+// returns the report (also written to o.Out as JSON).
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	if o.Runs < 1 {
+		return nil, errors.New("--runs must be at least 1")
+	}
+	started := time.Now()
+	e, err := setup(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	rep := newReport(e)
+	for run := 0; run < o.Runs; run++ {
+		if o.want("overhead") {
+			for _, v := range rotate(e.overheadVariants(), run) {
+				e.logf("run %d/%d overhead: %s", run+1, o.Runs, v)
+				tps, err := e.overhead(ctx, v)
+				if err != nil {
+					return nil, fmt.Errorf("overhead %s: %w", v, err)
+				}
+				e.logf("  %.1f tps", tps)
+				rep.addOverhead(v, tps)
+			}
+		}
+		if o.want("apply") {
+			for _, kind := range []string{kindTPCB, kindInserts} {
+				for _, r := range rotate(e.replicators(), run) {
+					e.logf("run %d/%d apply %s backlog: %s", run+1, o.Runs, kind, r)
+					s, err := e.apply(ctx, r, kind)
+					if err != nil {
+						return nil, fmt.Errorf("apply %s %s: %w", kind, r, err)
+					}
+					e.logf("  %d row changes in %.2fs: %.0f/s", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds)
+					rep.addApply(kind, r, s)
+				}
+			}
+			e.logf("run %d/%d apply %s backlog: pgreplica", run+1, o.Runs, kindSmall)
+			s, err := e.apply(ctx, "pgreplica", kindSmall)
+			if err != nil {
+				return nil, fmt.Errorf("apply %s: %w", kindSmall, err)
+			}
+			rep.addApply(kindSmall, "pgreplica", s)
+		}
+		if o.want("lag") {
+			for _, r := range rotate(e.replicators(), run) {
+				e.logf("run %d/%d lag at %d TPS: %s", run+1, o.Runs, o.LagTPS, r)
+				s, err := e.lag(ctx, r)
+				if err != nil {
+					return nil, fmt.Errorf("lag %s: %w", r, err)
+				}
+				e.logf("  p50 %.2f ms, p95 %.2f ms, p99 %.2f ms (%d probes, %d lost)", s.P50, s.P95, s.P99, s.Probes, s.Lost)
+				rep.addLag(r, s)
+			}
+		}
+	}
+	rep.finish(time.Since(started))
+	if o.Out != "" {
+		if err := rep.writeJSON(o.Out); err != nil {
+			return nil, err
+		}
+		e.logf("wrote %s", o.Out)
+	}
+	return rep, nil
+}
+
+func cpus() int { return runtime.NumCPU() }
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

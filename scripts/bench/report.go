@@ -1,0 +1,457 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Stat is one figure over the runs.
+type Stat struct {
+	Runs   []float64 `json:"runs"`
+	Median float64   `json:"median"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
+}
+
+func (s *Stat) add(v float64) { s.Runs = append(s.Runs, v) }
+
+func (s *Stat) finish() {
+	if len(s.Runs) == 0 {
+		return
+	}
+	v := append([]float64{}, s.Runs...)
+	sort.Float64s(v)
+	s.Min, s.Max = v[0], v[len(v)-1]
+	if n := len(v); n%2 == 1 {
+		s.Median = v[n/2]
+	} else {
+		s.Median = (v[n/2-1] + v[n/2]) / 2
+	}
+}
+
+// Meta describes the machine and the parameters.
+type Meta struct {
+	Date            string   `json:"date"`
+	PostgresVersion string   `json:"postgres_version"`
+	CPUs            int      `json:"cpus"`
+	Quick           bool     `json:"quick"`
+	Runs            int      `json:"runs"`
+	Scale           int      `json:"scale"`
+	Clients         int      `json:"clients"`
+	SecondsPerRun   int      `json:"seconds_per_run"`
+	TPCBTxns        int      `json:"tpcb_backlog_txns"`
+	Inserts         int      `json:"insert_backlog_rows"`
+	InsertTxnRows   int      `json:"insert_rows_per_txn"`
+	LagTPS          int      `json:"lag_tps"`
+	LagSeconds      int      `json:"lag_seconds"`
+	Slony           bool     `json:"slony"`
+	Duration        float64  `json:"duration_seconds"`
+	Notes           []string `json:"notes"`
+}
+
+// OverheadRow is one variant of scenario 1.
+type OverheadRow struct {
+	Variant string  `json:"variant"`
+	TPS     Stat    `json:"tps"`
+	Ratio   float64 `json:"ratio_to_none"`
+}
+
+// ApplyResult is one replicator on one backlog of scenario 2.
+type ApplyResult struct {
+	Changes       int64   `json:"row_changes"`
+	Txns          int64   `json:"transactions"`
+	Seconds       Stat    `json:"seconds"`
+	ChangesPerSec Stat    `json:"row_changes_per_second"`
+	TxnsPerSec    Stat    `json:"transactions_per_second"`
+	RatioToNative float64 `json:"ratio_to_native"`
+	Events        int64   `json:"events,omitempty"` // pgreplica: events in the log
+	PeakRSSKB     *Stat   `json:"peak_rss_kb,omitempty"`
+	CPUSeconds    *Stat   `json:"cpu_seconds,omitempty"`
+	LogBytesPerEv *Stat   `json:"log_bytes_per_event,omitempty"`
+}
+
+// LagResult is one replicator in scenario 3.
+type LagResult struct {
+	P50    Stat  `json:"p50_ms"`
+	P95    Stat  `json:"p95_ms"`
+	P99    Stat  `json:"p99_ms"`
+	Max    Stat  `json:"max_ms"`
+	TPS    Stat  `json:"tps"`
+	Probes int64 `json:"probes"`
+	Lost   int64 `json:"probes_lost"`
+}
+
+// Footprint is scenario 4 (pgreplica only).
+type Footprint struct {
+	PeakRSSKB        Stat  `json:"peak_rss_kb"`
+	CPUSeconds       Stat  `json:"cpu_seconds"`
+	LogBytesPerEvent Stat  `json:"log_bytes_per_event"`
+	Events           int64 `json:"events"`
+	SmallPeakRSSKB   Stat  `json:"peak_rss_kb_tenth_backlog"`
+	SmallEvents      int64 `json:"events_tenth_backlog"`
+}
+
+// Target is one goal of the issue against the measurement.
+type Target struct {
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+// Report is everything measured, as written to JSON.
+type Report struct {
+	Meta      Meta                               `json:"meta"`
+	Overhead  []*OverheadRow                     `json:"overhead"`
+	Apply     map[string]map[string]*ApplyResult `json:"apply"` // backlog -> replicator
+	Lag       map[string]*LagResult              `json:"lag"`
+	Footprint *Footprint                         `json:"footprint,omitempty"`
+	Targets   []Target                           `json:"targets"`
+}
+
+func newReport(e *env) *Report {
+	o := e.opt
+	r := &Report{
+		Meta: Meta{Date: time.Now().UTC().Format(time.RFC3339), PostgresVersion: e.pgVersion, CPUs: cpus(),
+			Quick: o.Quick, Runs: o.Runs, Scale: o.Scale, Clients: o.Clients, SecondsPerRun: o.Seconds,
+			TPCBTxns: o.TPCBTxns, Inserts: o.Inserts, InsertTxnRows: o.InsertTxnRows, LagTPS: o.LagTPS,
+			LagSeconds: o.LagSeconds, Slony: e.slony != nil,
+			Notes: []string{
+				"both clusters run on this machine with fsync = off and full_page_writes = off (synchronous_commit = on, wal_level = logical, shared_buffers = 128MB; the same for every variant): figures are for relative comparison, not what a server with durable commits does",
+				"each run rotates the order of the variants/replicators so that machine drift affects all; medians with min and max",
+				"pgbench_history has a bigserial primary key in every variant",
+				"pgreplica: default config (batch 5000 events, poll 2s + NOTIFY); timed as the wall time of `pgreplica replicate --once` (apply) or `pgreplica run` (overhead, lag) as subprocesses",
+				"native: a fresh subscription (copy_data = false) per measurement; apply is timed from ALTER SUBSCRIPTION ENABLE until a marker row committed after the backlog is visible on the replica",
+				"lag: a probe row inserted every 20 ms on the origin; an ENABLE ALWAYS trigger on the replica records clock_timestamp() - t0 on arrival (one machine, one clock)",
+				fmt.Sprintf("insert backlog: one event per row, %d rows per origin transaction (INSERT ... SELECT generate_series)", o.InsertTxnRows),
+			}},
+		Apply: map[string]map[string]*ApplyResult{},
+		Lag:   map[string]*LagResult{},
+	}
+	if e.slony != nil {
+		r.Meta.Notes = append(r.Meta.Notes,
+			"Slony-I 2.2: slon -s 100 -t 1000 (SYNC every 100 ms when busy; default 2 s); apply timed from starting the subscriber's slon (the origin's slon kept making SYNCs during the backlog) until the marker is visible",
+			"Slony-I log triggers alone: the origin's _bench_logtrigger on every table with no slon running (the log is caught up, untimed, after each such run)")
+	}
+	for _, v := range e.overheadVariants() {
+		if o.want("overhead") {
+			r.Overhead = append(r.Overhead, &OverheadRow{Variant: v})
+		}
+	}
+	return r
+}
+
+func (r *Report) addOverhead(v string, tps float64) {
+	for _, row := range r.Overhead {
+		if row.Variant == v {
+			row.TPS.add(tps)
+		}
+	}
+}
+
+func (r *Report) addApply(kind, rep string, s applySample) {
+	if kind == kindSmall {
+		if r.Footprint == nil {
+			r.Footprint = &Footprint{}
+		}
+		r.Footprint.SmallPeakRSSKB.add(float64(s.MaxRSS))
+		r.Footprint.SmallEvents = s.Events
+		return
+	}
+	m := r.Apply[kind]
+	if m == nil {
+		m = map[string]*ApplyResult{}
+		r.Apply[kind] = m
+	}
+	a := m[rep]
+	if a == nil {
+		a = &ApplyResult{}
+		if rep == "pgreplica" {
+			a.PeakRSSKB, a.CPUSeconds, a.LogBytesPerEv = &Stat{}, &Stat{}, &Stat{}
+		}
+		m[rep] = a
+	}
+	a.Changes, a.Txns = s.Changes, s.Txns
+	a.Seconds.add(s.Seconds)
+	a.ChangesPerSec.add(float64(s.Changes) / s.Seconds)
+	a.TxnsPerSec.add(float64(s.Txns) / s.Seconds)
+	if rep == "pgreplica" {
+		a.Events = s.Events
+		a.PeakRSSKB.add(float64(s.MaxRSS))
+		a.CPUSeconds.add(s.CPU)
+		if s.Events > 0 {
+			a.LogBytesPerEv.add(float64(s.LogBytes) / float64(s.Events))
+		}
+		if kind == kindInserts {
+			if r.Footprint == nil {
+				r.Footprint = &Footprint{}
+			}
+			r.Footprint.PeakRSSKB.add(float64(s.MaxRSS))
+			r.Footprint.CPUSeconds.add(s.CPU)
+			if s.Events > 0 {
+				r.Footprint.LogBytesPerEvent.add(float64(s.LogBytes) / float64(s.Events))
+			}
+			r.Footprint.Events = s.Events
+		}
+	}
+}
+
+func (r *Report) addLag(rep string, s lagSample) {
+	l := r.Lag[rep]
+	if l == nil {
+		l = &LagResult{}
+		r.Lag[rep] = l
+	}
+	l.P50.add(s.P50)
+	l.P95.add(s.P95)
+	l.P99.add(s.P99)
+	l.Max.add(s.Max)
+	l.TPS.add(s.TPS)
+	l.Probes += s.Probes
+	l.Lost += s.Lost
+}
+
+func (r *Report) finish(d time.Duration) {
+	r.Meta.Duration = math.Round(d.Seconds())
+	var none float64
+	for _, row := range r.Overhead {
+		row.TPS.finish()
+		if row.Variant == vNone {
+			none = row.TPS.Median
+		}
+	}
+	for _, row := range r.Overhead {
+		if none > 0 {
+			row.Ratio = round3(row.TPS.Median / none)
+		}
+	}
+	for _, m := range r.Apply {
+		for _, a := range m {
+			for _, s := range []*Stat{&a.Seconds, &a.ChangesPerSec, &a.TxnsPerSec, a.PeakRSSKB, a.CPUSeconds, a.LogBytesPerEv} {
+				if s != nil {
+					s.finish()
+				}
+			}
+		}
+		if n := m["native"]; n != nil && n.ChangesPerSec.Median > 0 {
+			for _, a := range m {
+				a.RatioToNative = round3(a.ChangesPerSec.Median / n.ChangesPerSec.Median)
+			}
+		}
+	}
+	for _, l := range r.Lag {
+		for _, s := range []*Stat{&l.P50, &l.P95, &l.P99, &l.Max, &l.TPS} {
+			s.finish()
+		}
+	}
+	if f := r.Footprint; f != nil {
+		for _, s := range []*Stat{&f.PeakRSSKB, &f.CPUSeconds, &f.LogBytesPerEvent, &f.SmallPeakRSSKB} {
+			s.finish()
+		}
+	}
+	r.Targets = r.targets()
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+func (r *Report) overheadRatio(v string) (float64, bool) {
+	for _, row := range r.Overhead {
+		if row.Variant == v && row.TPS.Median > 0 {
+			return row.Ratio, true
+		}
+	}
+	return 0, false
+}
+
+func (r *Report) targets() []Target {
+	var t []Target
+	if pr, ok := r.overheadRatio(vPgreplica); ok {
+		t = append(t, Target{"origin TPS with pgreplica capture + applier ≥ 0.85 × no replication",
+			fmt.Sprintf("%.3f×", pr), pr >= 0.85})
+		for _, peer := range []string{vNative, vSlony} {
+			if x, ok := r.overheadRatio(peer); ok {
+				t = append(t, Target{"… and ≥ " + peer + "'s ratio",
+					fmt.Sprintf("%.3f× vs %.3f×", pr, x), pr >= x})
+			}
+		}
+	}
+	for _, kind := range []string{kindTPCB, kindInserts} {
+		m := r.Apply[kind]
+		if m == nil || m["pgreplica"] == nil || m["native"] == nil {
+			continue
+		}
+		p, n := m["pgreplica"], m["native"]
+		t = append(t, Target{fmt.Sprintf("apply rate on the %s backlog ≥ 1.0 × native", backlogName(kind)),
+			fmt.Sprintf("%.0f vs %.0f row changes/s (%.2f×)", p.ChangesPerSec.Median, n.ChangesPerSec.Median, p.RatioToNative),
+			p.RatioToNative >= 1.0})
+	}
+	if l := r.Lag["pgreplica"]; l != nil {
+		t = append(t, Target{"lag p50 ≤ 5 ms at 200 TPS", fmt.Sprintf("%.2f ms", l.P50.Median), l.P50.Median <= 5})
+		t = append(t, Target{"lag p99 ≤ 15 ms at 200 TPS", fmt.Sprintf("%.2f ms", l.P99.Median), l.P99.Median <= 15})
+	}
+	if f := r.Footprint; f != nil && f.PeakRSSKB.Median > 0 {
+		t = append(t, Target{fmt.Sprintf("peak RSS ≤ 64 MB during the %s-event backlog", thousands(f.Events)),
+			fmt.Sprintf("%.1f MB", f.PeakRSSKB.Max/1024), f.PeakRSSKB.Max <= 64*1024})
+		if f.SmallPeakRSSKB.Median > 0 {
+			grow := f.PeakRSSKB.Median - f.SmallPeakRSSKB.Median
+			t = append(t, Target{"memory does not grow with the backlog (peak RSS at 10× the backlog within 8 MB)",
+				fmt.Sprintf("%.1f MB at %s events, %.1f MB at %s", f.PeakRSSKB.Median/1024, thousands(f.Events),
+					f.SmallPeakRSSKB.Median/1024, thousands(f.SmallEvents)), grow <= 8*1024})
+		}
+	}
+	return t
+}
+
+func backlogName(kind string) string {
+	if kind == kindTPCB {
+		return "TPC-B"
+	}
+	return "single-row insert"
+}
+
+func (r *Report) writeJSON(path string) error {
+	if err := os.MkdirAll(filepath.Dir(absPath(path)), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// thousands formats 1234567 as 1,234,567.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func num(v float64) string { return thousands(int64(math.Round(v))) }
+
+func mmm(s Stat, f func(float64) string) string {
+	if len(s.Runs) <= 1 {
+		return f(s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", f(s.Median), f(s.Min), f(s.Max))
+}
+
+func ms(v float64) string  { return fmt.Sprintf("%.2f", v) }
+func sec(v float64) string { return fmt.Sprintf("%.2f", v) }
+func mb(v float64) string  { return fmt.Sprintf("%.1f", v/1024) }
+
+func replicatorName(r string) string {
+	switch r {
+	case "native":
+		return "native logical replication"
+	case "slony":
+		return "Slony-I"
+	}
+	return r
+}
+
+// Markdown is the report as markdown tables.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	m := r.Meta
+	mode := ""
+	if m.Quick {
+		mode = " — quick mode (smoke test, not a measurement)"
+	}
+	fmt.Fprintf(&b, "## pgreplica benchmark%s\n\n", mode)
+	fmt.Fprintf(&b, "PostgreSQL %s, %d CPUs, %s; medians of %d interleaved run(s), (min–max) when more than one; %s.\n\n",
+		m.PostgresVersion, m.CPUs, m.Date, m.Runs, (time.Duration(m.Duration) * time.Second).String())
+	if len(r.Overhead) > 0 {
+		fmt.Fprintf(&b, "### Origin overhead — pgbench TPC-B, scale %d, %d clients, %d s\n\n", m.Scale, m.Clients, m.SecondsPerRun)
+		b.WriteString("| variant | TPS | ratio to none |\n|---|---:|---:|\n")
+		for _, row := range r.Overhead {
+			fmt.Fprintf(&b, "| %s | %s | %.3f |\n", row.Variant, mmm(row.TPS, num), row.Ratio)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Apply) > 0 {
+		b.WriteString("### Apply rate — catching up a backlog built with the applier stopped\n\n")
+		b.WriteString("| backlog | replicator | seconds | row changes/s | transactions/s | ratio to native |\n|---|---|---:|---:|---:|---:|\n")
+		for _, kind := range []string{kindTPCB, kindInserts} {
+			mm := r.Apply[kind]
+			if mm == nil {
+				continue
+			}
+			var desc string
+			for _, rep := range []string{"pgreplica", "native", "slony"} {
+				a := mm[rep]
+				if a == nil {
+					continue
+				}
+				if kind == kindTPCB {
+					desc = fmt.Sprintf("TPC-B, %s txns (%s row changes)", thousands(a.Txns), thousands(a.Changes))
+				} else {
+					desc = fmt.Sprintf("inserts, %s rows in %s txns", thousands(a.Changes), thousands(a.Txns))
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.2f |\n", desc, replicatorName(rep),
+					mmm(a.Seconds, sec), mmm(a.ChangesPerSec, num), mmm(a.TxnsPerSec, num), a.RatioToNative)
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Lag) > 0 {
+		fmt.Fprintf(&b, "### Lag — commit on the origin to arrival on the replica, pgbench TPC-B at %d TPS for %d s\n\n", m.LagTPS, m.LagSeconds)
+		b.WriteString("| replicator | p50 ms | p95 ms | p99 ms | max ms | probes (lost) |\n|---|---:|---:|---:|---:|---:|\n")
+		for _, rep := range []string{"pgreplica", "native", "slony"} {
+			l := r.Lag[rep]
+			if l == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s (%d) |\n", replicatorName(rep), mmm(l.P50, ms), mmm(l.P95, ms),
+				mmm(l.P99, ms), mmm(l.Max, ms), thousands(l.Probes), l.Lost)
+		}
+		b.WriteString("\n")
+	}
+	if f := r.Footprint; f != nil {
+		b.WriteString("### Footprint — pgreplica replicate --once on the insert backlog\n\n")
+		b.WriteString("| figure | value |\n|---|---:|\n")
+		fmt.Fprintf(&b, "| peak RSS, %s events (MB) | %s |\n", thousands(f.Events), mmm(f.PeakRSSKB, mb))
+		if f.SmallPeakRSSKB.Median > 0 {
+			fmt.Fprintf(&b, "| peak RSS, %s events (MB) | %s |\n", thousands(f.SmallEvents), mmm(f.SmallPeakRSSKB, mb))
+		}
+		fmt.Fprintf(&b, "| CPU seconds (user+sys), %s events | %s |\n", thousands(f.Events), mmm(f.CPUSeconds, sec))
+		fmt.Fprintf(&b, "| event log on the origin, bytes per event | %s |\n", mmm(f.LogBytesPerEvent, num))
+		if a := r.Apply[kindTPCB]["pgreplica"]; a != nil && a.LogBytesPerEv != nil && a.LogBytesPerEv.Median > 0 {
+			fmt.Fprintf(&b, "| event log bytes per event, TPC-B backlog | %s |\n", mmm(*a.LogBytesPerEv, num))
+			fmt.Fprintf(&b, "| peak RSS, TPC-B backlog of %s events (MB) | %s |\n", thousands(a.Events), mmm(*a.PeakRSSKB, mb))
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Targets) > 0 {
+		b.WriteString("### Targets (issue 6)\n\n| target | measured | |\n|---|---|---|\n")
+		for _, t := range r.Targets {
+			mark := "**missed**"
+			if t.Met {
+				mark = "met"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Target, t.Measured, mark)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("Notes:\n")
+	for _, n := range m.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	return b.String()
+}
