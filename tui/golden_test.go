@@ -16,6 +16,7 @@ import (
 	"pgreplica/core/config"
 	"pgreplica/core/logring"
 	"pgreplica/core/pg"
+	"pgreplica/core/pgtest"
 	"pgreplica/core/replay"
 	"pgreplica/tui/conflicts"
 	"pgreplica/tui/logpane"
@@ -26,6 +27,8 @@ import (
 	"pgreplica/tui/theme"
 )
 
+var cmdTimeout = 100 * time.Millisecond
+
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // now is the fixed clock of the golden tests.
@@ -33,7 +36,7 @@ var now = time.Date(2026, 11, 21, 12, 4, 33, 0, time.UTC)
 
 func TestMain(m *testing.M) {
 	time.Local = time.UTC
-	os.Exit(m.Run())
+	pgtest.Main(m, &shared)
 }
 
 // golden compares got with testdata/name.golden (colour stripped).
@@ -85,7 +88,7 @@ func runCmd(m tea.Model, cmd tea.Cmd, depth int) tea.Model {
 			m, next = m.Update(msg)
 			m = runCmd(m, next, depth+1)
 		}
-	case <-time.After(100 * time.Millisecond):
+	case <-time.After(cmdTimeout):
 	}
 	return m
 }
