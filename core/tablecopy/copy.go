@@ -182,9 +182,13 @@ func loadTableInfo(ctx context.Context, q pgx.Tx, t pg.Table) (*tableInfo, error
 	var cols []string
 	err := q.QueryRow(ctx, `
 SELECT c.relkind::text,
-       (SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::int8
-          FROM pg_partition_tree(c.oid) p JOIN pg_class l ON l.oid = p.relid WHERE p.isleaf),
-       (SELECT coalesce(sum(pg_relation_size(p.relid)), 0)::int8 FROM pg_partition_tree(c.oid) p WHERE p.isleaf),
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::int8
+                    FROM pg_partition_tree(c.oid) p JOIN pg_class l ON l.oid = p.relid WHERE p.isleaf)
+            ELSE greatest(c.reltuples, 0)::int8 END,
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(pg_relation_size(p.relid)), 0)::int8 FROM pg_partition_tree(c.oid) p WHERE p.isleaf)
+            ELSE pg_relation_size(c.oid) END,
        (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
   FROM pg_class c WHERE c.oid = to_regclass($1)`, t.Ident()).Scan(&kind, &ti.rows, &ti.size, &cols)

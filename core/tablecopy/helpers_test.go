@@ -2,6 +2,7 @@ package tablecopy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
 	"pgreplica/core/pgtest"
@@ -252,6 +254,10 @@ func startLoad(t *testing.T, dsn string, clients int, maxTxns int64, kinds bool)
 			rng := rand.New(rand.NewPCG(uint64(i), 42))
 			for ctx.Err() == nil && l.txns.Load() < maxTxns {
 				if err := l.txn(ctx, conn, rng, kinds); err != nil {
+					var pgErr *pgconn.PgError
+					if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
+						continue // a deadlock with the install of capture: retry, as applications do
+					}
 					if ctx.Err() == nil {
 						l.errs <- err
 					}

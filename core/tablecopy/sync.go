@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/capture"
 	"pgreplica/core/config"
@@ -86,6 +87,11 @@ func Sync(ctx context.Context, cfg *config.Config, opt Options, progress func(Pr
 	if err != nil {
 		return err
 	}
+	if opt.Tables == nil {
+		if err := reportNoKey(ctx, origin, cfg, report); err != nil {
+			return err
+		}
+	}
 	if len(tables) == 0 {
 		return errors.New("no table to copy: no selected table of the origin has a primary key")
 	}
@@ -99,7 +105,7 @@ func Sync(ctx context.Context, cfg *config.Config, opt Options, progress func(Pr
 			created[r.Name] = c
 		}
 	}
-	if err := ensureCapture(ctx, cfg, targets, opt.Tables != nil, tables, report); err != nil {
+	if err := ensureCapture(ctx, cfg, targets, tables, report); err != nil {
 		return err
 	}
 	workers := opt.Workers
@@ -178,14 +184,32 @@ func SelectTables(ctx context.Context, origin *pgx.Conn, cfg *config.Config, nam
 	return out, errors.Join(problems...)
 }
 
+// reportNoKey says which selected tables are left out for want of a
+// primary key.
+func reportNoKey(ctx context.Context, origin *pgx.Conn, cfg *config.Config, report func(string)) error {
+	all, err := capture.ListTables(ctx, origin, cfg.Tables.Match)
+	if err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	for _, t := range all {
+		if t.Key == nil {
+			report(t.Table.String() + " has no primary key: not replicated, not copied")
+		}
+	}
+	return nil
+}
+
 // ensureCapture installs what must exist before a copy can start: capture on
 // the origin for the tables (so that every change not in the copy is
 // logged) and the bookkeeping schema with a position on each target replica.
-// It is capture.Install on the target replicas plus the other replicas that
+// It runs capture.Install on the target replicas plus the other replicas that
 // already replicate (so that no trigger is created that one of them could
-// not apply), and, when the tables were named, only for those tables.
-// Re-running it changes nothing that is current.
-func ensureCapture(ctx context.Context, cfg *config.Config, targets []config.Replica, named bool, tables []pg.Table, report func(string)) error {
+// not apply), once per table: creating a trigger locks its table until
+// commit, and one transaction that locks several tables of a busy origin
+// one after another deadlocks with application transactions that write them
+// in another order. Install changes nothing when it fails, so lock trouble
+// is retried. Re-running it changes nothing that is current.
+func ensureCapture(ctx context.Context, cfg *config.Config, targets []config.Replica, tables []pg.Table, report func(string)) error {
 	sub := *cfg
 	sub.Replicas = slices.Clone(targets)
 	for _, r := range cfg.Replicas {
@@ -196,17 +220,44 @@ func ensureCapture(ctx context.Context, cfg *config.Config, targets []config.Rep
 			sub.Replicas = append(sub.Replicas, r)
 		}
 	}
-	if named {
-		include := make([]string, len(tables))
-		for i, t := range tables {
-			if strings.Contains(t.Schema, ".") {
-				return fmt.Errorf("cannot select %s for capture: its schema name contains a dot; add it to tables.include and sync without --table", t)
+	seen := map[string]bool{}
+	quiet := func(line string) {
+		// The schema lines repeat for every table: say each once.
+		if strings.Contains(line, "schema is current") || strings.Contains(line, "bookkeeping schema") {
+			if seen[line] {
+				return
 			}
-			include[i] = globQuote(t.Schema) + "." + globQuote(t.Name)
+			seen[line] = true
 		}
-		sub.Tables = config.Tables{Include: include}
+		report(line)
 	}
-	return capture.Install(ctx, &sub, report)
+	for _, t := range tables {
+		if strings.Contains(t.Schema, ".") {
+			return fmt.Errorf("cannot install capture on %s from sync: its schema name contains a dot; run pgreplica install first", t)
+		}
+		sub.Tables = config.Tables{Include: []string{globQuote(t.Schema) + "." + globQuote(t.Name)}}
+		for attempt := 1; ; attempt++ {
+			err := capture.Install(ctx, &sub, quiet)
+			if err == nil {
+				break
+			}
+			if attempt == 5 || !lockTrouble(err) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// lockTrouble reports a deadlock or a lock timeout.
+func lockTrouble(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "55P03")
 }
 
 // replicates reports whether a replica has a position for the set (or
