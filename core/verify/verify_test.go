@@ -224,9 +224,9 @@ func TestVerifyFindsAndRepairsPlantedDifferences(t *testing.T) {
 
 func TestVerifyListsAtMostMaxKeys(t *testing.T) {
 	e := newEnv(t)
-	exec(t, e.replica, `DELETE FROM items WHERE id % 10 = 0`)     // 6000 missing
-	exec(t, e.replica, `DELETE FROM "Pair Keys"`)                 // all missing: one-sided
-	exec(t, e.replica, `UPDATE counter SET n = 42`)               // different
+	exec(t, e.replica, `DELETE FROM items WHERE id % 10 = 0`) // 6000 missing
+	exec(t, e.replica, `DELETE FROM "Pair Keys"`)             // all missing: one-sided
+	exec(t, e.replica, `UPDATE counter SET n = 42`)           // different
 	res := e.verify(verify.Options{MaxKeys: 100})
 	items := find(t, res, table("items"))
 	if !items.Truncated || len(items.Missing) < 100 || items.MissingCount < int64(len(items.Missing)) {
