@@ -30,7 +30,7 @@ func Aligned(ctx context.Context, cfg *config.Config, replicaName string, fn Ali
 	if err != nil {
 		return err
 	}
-	w := newWorker(cfg, r, discardLogger(), func(Event) {})
+	w := newWorker(cfg, r, discardLogger(), func(Event) {}, ApplyAuto)
 	if err := w.connect(ctx); err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/tidwall/gjson"
 
 	"pgreplica/core/pg"
 )
@@ -30,11 +29,28 @@ type tableMeta struct {
 
 // applier applies batches of events on one replica connection.
 type applier struct {
-	conn    *pgx.Conn
-	set     string
-	replica string
-	meta    map[pg.Table]*tableMeta
+	conn      *pgx.Conn
+	set       string
+	replica   string
+	meta      map[pg.Table]*tableMeta
+	mode      ApplyMode
+
+	fallbacks    int   // batches replayed event by event after the set-based apply failed
+	lastFallback error // why, for the log
 }
+
+// ApplyMode chooses how batches are applied.
+type ApplyMode string
+
+// The apply modes. Auto folds batches of 16 events or more and applies them
+// set-based, smaller ones event by event, and replays a batch event by event
+// when the set-based apply fails; Exact never folds; Fast folds every batch
+// and never falls back (tests use it to prove the fast path on small data).
+const (
+	ApplyAuto  ApplyMode = ""
+	ApplyExact ApplyMode = "exact"
+	ApplyFast  ApplyMode = "fast"
+)
 
 // stopError is an error the operator must fix (duplicate key, missing
 // table or column): the worker stops and retries only slowly.
@@ -55,8 +71,8 @@ func IsStop(err error) bool {
 	return errors.As(err, &s)
 }
 
-func newApplier(conn *pgx.Conn, set, replica string) *applier {
-	return &applier{conn: conn, set: set, replica: replica, meta: map[pg.Table]*tableMeta{}}
+func newApplier(conn *pgx.Conn, set, replica string, mode ApplyMode) *applier {
+	return &applier{conn: conn, set: set, replica: replica, mode: mode, meta: map[pg.Table]*tableMeta{}}
 }
 
 // tableMeta loads the replica's columns of a table.
@@ -91,23 +107,11 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> 
 	return m, nil
 }
 
-// columns returns the top-level keys of a JSON object, checked against the
+// columns returns the column names of a parsed image, checked against the
 // replica table.
-func (a *applier) columns(m *tableMeta, t pg.Table, js []byte, eventID int64) ([]string, error) {
-	var names []string
-	var bad error
-	gjson.ParseBytes(js).ForEach(func(k, _ gjson.Result) bool {
-		c, ok := m.cols[k.Str]
-		switch {
-		case !ok:
-			bad = stop("replica %s: table %s lacks column %s (event %d)", a.replica, t, pg.Name(k.Str), eventID)
-		case c.generated:
-			bad = stop("replica %s: column %s of %s is generated there and cannot be written (event %d)", a.replica, pg.Name(k.Str), t, eventID)
-		}
-		names = append(names, k.Str)
-		return bad == nil
-	})
-	return names, bad
+func (a *applier) columns(m *tableMeta, t pg.Table, im image, eventID int64) ([]string, error) {
+	names := im.keys()
+	return names, a.checkColumns(m, t, names, eventID)
 }
 
 // recordDef is "AS alias(col type, ...)" for jsonb_to_record: only the
@@ -173,14 +177,15 @@ func (a *applier) statement(ctx context.Context, e *event) (string, []any, error
 	if err != nil {
 		return "", nil, err
 	}
+	e.parse()
 	var dataCols, keyCols []string
 	if e.Op == 'I' || e.Op == 'U' {
-		if dataCols, err = a.columns(m, e.Table, e.Data, e.ID); err != nil {
+		if dataCols, err = a.columns(m, e.Table, e.data, e.ID); err != nil {
 			return "", nil, err
 		}
 	}
 	if e.Op == 'U' || e.Op == 'D' {
-		if keyCols, err = a.columns(m, e.Table, e.Key, e.ID); err != nil {
+		if keyCols, err = a.columns(m, e.Table, e.key, e.ID); err != nil {
 			return "", nil, err
 		}
 	}
@@ -268,71 +273,33 @@ func (a *applier) applyIn(ctx context.Context, tx pgx.Tx, old, next Position, ev
 		events = append(held, events...)
 	}
 
-	b := &pgx.Batch{}
-	var queued []*event
-	for i := 0; i < len(events); i++ {
-		e := events[i]
+	// Hold the events of tables being copied; skip what a copy already has.
+	hold := &pgx.Batch{}
+	var apply []*event
+	for _, e := range events {
 		st := states[e.Table]
-		if st.state == "copying" {
-			b.Queue(`INSERT INTO pgreplica.held (set_name, event_id, txid, at, schema_name, table_name, op, key, data)
-			         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
+		switch {
+		case st.state == "copying":
+			hold.Queue(`INSERT INTO pgreplica.held (set_name, event_id, txid, at, schema_name, table_name, op, key, data)
+			            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
 				a.set, e.ID, int64(e.Txid), e.At, e.Table.Schema, e.Table.Name, string(e.Op), nullText(e.Key), nullText(e.Data))
-			queued = append(queued, nil)
-			continue
+		case st.state == "catchup" && st.copied.Visible(e.Txid):
+			// the copy already has it
+		default:
+			apply = append(apply, e)
 		}
-		if st.state == "catchup" && st.copied.Visible(e.Txid) {
-			continue // the copy already has it
-		}
-		if e.Op == 'T' {
-			// Tables truncated by one statement go in one TRUNCATE, so that
-			// foreign keys between them do not refuse it.
-			if _, err := a.tableMeta(ctx, e.Table, e.ID); err != nil {
-				return nil, err
-			}
-			group := []string{e.Table.Ident()}
-			for i+1 < len(events) && events[i+1].Op == 'T' && events[i+1].Txid == e.Txid &&
-				events[i+1].ID == events[i].ID+1 && states[events[i+1].Table].state == "" {
-				i++
-				group = append(group, events[i].Table.Ident())
-			}
-			b.Queue("TRUNCATE " + strings.Join(group, ", "))
-			queued = append(queued, e)
-			continue
-		}
-		sql, args, err := a.statement(ctx, e)
-		if err != nil {
-			return nil, err
-		}
-		b.Queue(sql, args...)
-		queued = append(queued, e)
 	}
-	var conflicts []Conflict
-	if b.Len() > 0 {
-		br := tx.SendBatch(ctx, b)
-		for _, e := range queued {
-			tag, err := br.Exec()
-			if err != nil {
-				br.Close()
-				if e == nil {
-					return nil, fmt.Errorf("hold event of a table being copied: %w", err)
-				}
-				return nil, a.explain(e, err)
-			}
-			if e != nil && tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
-				kind := UpdateNoRow
-				if e.Op == 'D' {
-					kind = DeleteNoRow
-				}
-				conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
-					Op: string(e.Op), Key: string(e.Key), Data: string(e.Data), Kind: kind, At: time.Now()})
-			}
+	if hold.Len() > 0 {
+		if err := tx.SendBatch(ctx, hold).Close(); err != nil {
+			return nil, fmt.Errorf("hold events of a table being copied: %w", err)
 		}
-		if err := br.Close(); err != nil {
-			return nil, fmt.Errorf("apply: %w", err)
-		}
+	}
+	conflicts, err := a.applyEvents(ctx, tx, apply)
+	if err != nil {
+		return nil, err
 	}
 
-	b = &pgx.Batch{}
+	b := &pgx.Batch{}
 	for _, c := range conflicts {
 		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
 		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
@@ -360,6 +327,90 @@ func (a *applier) applyIn(ctx context.Context, tx pgx.Tx, old, next Position, ev
 	}
 	if !moved {
 		return nil, errPositionMoved
+	}
+	return conflicts, nil
+}
+
+// applyEvents applies events in tx: folded and set-based when the batch is
+// big enough, inside a savepoint; if that fails for any reason the
+// savepoint is rolled back and the events are replayed one by one, which
+// either succeeds or names the event that fails.
+func (a *applier) applyEvents(ctx context.Context, tx pgx.Tx, events []*event) ([]Conflict, error) {
+	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && len(events) >= minFastBatch)
+	if fast && len(events) > 0 {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
+		conflicts, err := a.applyFast(ctx, sp, events)
+		if err == nil {
+			if err := sp.Commit(ctx); err != nil {
+				return nil, fmt.Errorf("release savepoint: %w", err)
+			}
+			return conflicts, nil
+		}
+		if a.mode == ApplyFast {
+			return nil, fmt.Errorf("fast apply: %w", err)
+		}
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+		a.fallbacks++
+		a.lastFallback = err
+	}
+	return a.applyExactIn(ctx, tx, events)
+}
+
+// applyExactIn applies events one statement each (pipelined), in order.
+func (a *applier) applyExactIn(ctx context.Context, tx pgx.Tx, events []*event) ([]Conflict, error) {
+	b := &pgx.Batch{}
+	var queued []*event
+	for i := 0; i < len(events); i++ {
+		e := events[i]
+		if e.Op == 'T' {
+			// Tables truncated by one statement go in one TRUNCATE, so that
+			// foreign keys between them do not refuse it.
+			if _, err := a.tableMeta(ctx, e.Table, e.ID); err != nil {
+				return nil, err
+			}
+			group := []string{e.Table.Ident()}
+			for i+1 < len(events) && events[i+1].Op == 'T' && events[i+1].Txid == e.Txid && events[i+1].ID == events[i].ID+1 {
+				i++
+				group = append(group, events[i].Table.Ident())
+			}
+			b.Queue("TRUNCATE " + strings.Join(group, ", "))
+			queued = append(queued, e)
+			continue
+		}
+		sql, args, err := a.statement(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		b.Queue(sql, args...)
+		queued = append(queued, e)
+	}
+	if b.Len() == 0 {
+		return nil, nil
+	}
+	var conflicts []Conflict
+	br := tx.SendBatch(ctx, b)
+	for _, e := range queued {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return nil, a.explain(e, err)
+		}
+		if tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
+			kind := UpdateNoRow
+			if e.Op == 'D' {
+				kind = DeleteNoRow
+			}
+			conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
+				Op: string(e.Op), Key: string(e.Key), Data: string(e.Data), Kind: kind, At: time.Now()})
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
 	}
 	return conflicts, nil
 }

@@ -43,6 +43,8 @@ type Options struct {
 	// OnEvent receives every engine event. It is called from the workers'
 	// goroutines and must not block.
 	OnEvent func(Event)
+	// Apply chooses how batches are applied (default: auto).
+	Apply ApplyMode
 }
 
 // New makes an engine for a validated config with at least one replica.
@@ -53,7 +55,7 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake()}
 	for _, r := range cfg.Replicas {
-		e.workers = append(e.workers, newWorker(cfg, r, log, emit))
+		e.workers = append(e.workers, newWorker(cfg, r, log, emit, opt.Apply))
 	}
 	return e
 }

@@ -24,14 +24,15 @@ func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
 // env is one origin database and one or more replica databases with the
 // same schema and pgreplica installed.
 type env struct {
-	t        *testing.T
+	mode     replay.ApplyMode
+	t        testing.TB
 	ctx      context.Context
 	cfg      *config.Config
 	origin   *pgx.Conn
 	replicas []*pgx.Conn
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("PGREPLICA_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -40,7 +41,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // newEnv creates fresh databases, runs schema on all of them and installs
 // pgreplica with nReplicas replicas (the extra ones in the replica cluster).
-func newEnv(t *testing.T, schema string, nReplicas int) *env {
+func newEnv(t testing.TB, schema string, nReplicas int) *env {
 	t.Helper()
 	p := shared.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -73,7 +74,7 @@ func newEnv(t *testing.T, schema string, nReplicas int) *env {
 	return e
 }
 
-func connect(t *testing.T, dsn string) *pgx.Conn {
+func connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
@@ -83,7 +84,7 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	return c
 }
 
-func exec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+func exec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", firstLine(sql), err)
@@ -99,7 +100,14 @@ func firstLine(s string) string {
 }
 
 func (e *env) engine() *replay.Engine {
-	return replay.New(e.cfg, testLogger(e.t), replay.Options{})
+	return replay.New(e.cfg, testLogger(e.t), replay.Options{Apply: e.mode})
+}
+
+// modes runs f once per apply mode, as subtests.
+func modes(t *testing.T, f func(t *testing.T, mode replay.ApplyMode)) {
+	for _, m := range []replay.ApplyMode{replay.ApplyExact, replay.ApplyFast} {
+		t.Run(string(m), func(t *testing.T) { f(t, m) })
+	}
 }
 
 // once applies everything pending and fails the test on error.
@@ -114,7 +122,7 @@ func (e *env) once() int {
 
 // rows returns a table's rows as text, one line per row, in key order,
 // read in UTC so that time zones do not differ between servers.
-func rows(t *testing.T, c *pgx.Conn, table string) []string {
+func rows(t testing.TB, c *pgx.Conn, table string) []string {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := c.Begin(ctx)
@@ -163,7 +171,7 @@ func clip(rows []string) string {
 	return b.String()
 }
 
-func queryInt(t *testing.T, c *pgx.Conn, sql string, args ...any) int64 {
+func queryInt(t testing.TB, c *pgx.Conn, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	if err := c.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {

@@ -20,6 +20,18 @@ type event struct {
 	Op    byte // 'I', 'U', 'D' or 'T'
 	Key   []byte
 	Data  []byte
+
+	key, data image // Key and Data parsed (by parse)
+}
+
+// parse parses the key and data images once, off the apply path.
+func (e *event) parse() {
+	if e.Key != nil && e.key == nil {
+		e.key = parseImage(e.Key)
+	}
+	if e.Data != nil && e.data == nil {
+		e.data = parseImage(e.Data)
+	}
 }
 
 func (e *event) size() int {

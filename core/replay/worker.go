@@ -22,6 +22,7 @@ type worker struct {
 	replica config.Replica
 	origin  string // origin DSN
 	limits  config.Batch
+	mode    ApplyMode
 	log     *slog.Logger
 	emit    func(Event)
 
@@ -41,8 +42,8 @@ type worker struct {
 // no event came, so that the position and the status keep up with the origin.
 const idleWriteEvery = 10 * time.Second
 
-func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event)) *worker {
-	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch,
+func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event), mode ApplyMode) *worker {
+	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch, mode: mode,
 		log: log.With("replica", r.Name), emit: emit}
 	w.status = ReplicaStatus{Name: r.Name, State: Starting}
 	return w
@@ -50,6 +51,12 @@ func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func
 
 // connect (re)opens whatever connection is missing.
 func (w *worker) connect(ctx context.Context) error {
+	if w.originConn != nil && w.originConn.IsClosed() {
+		w.originConn = nil
+	}
+	if w.replicaConn != nil && w.replicaConn.IsClosed() {
+		w.replicaConn = nil
+	}
 	if w.originConn == nil {
 		c, err := pg.ConnectAs(ctx, "origin", w.origin, "pgreplica read "+w.set+"/"+w.replica.Name)
 		if err != nil {
@@ -67,7 +74,7 @@ func (w *worker) connect(ctx context.Context) error {
 			return fmt.Errorf("replica %s: %w", w.replica.Name, err)
 		}
 		w.replicaConn = c
-		w.apply = newApplier(c, w.set, w.replica.Name)
+		w.apply = newApplier(c, w.set, w.replica.Name, w.mode)
 		w.havePos = false
 	}
 	if !w.havePos {
@@ -139,82 +146,111 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 	}
 }
 
+// chunk is a bounded run of an interval's events; final marks the last.
+type chunk struct {
+	events []*event
+	bytes  int
+	final  bool
+}
+
 // applyInterval applies the events of (pos.Snapshot, target] in batches of
-// bounded size, each in its own replica transaction.
+// bounded size, each in its own replica transaction. A reader goroutine
+// reads and parses the next batch from the origin while the current one is
+// applied; it is at most one batch ahead, so memory stays bounded.
 func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (int, error) {
-	var batch []*event
-	var bytes, applied int
-	flush := func(final bool) error {
-		next := Position{Snapshot: w.pos.Snapshot, Target: target}
-		if len(batch) > 0 {
-			next.LastID = batch[len(batch)-1].ID
-		}
-		if final {
-			next = Position{Snapshot: target}
-		}
-		if len(batch) == 0 {
-			return w.idle(ctx, next)
-		}
-		start := time.Now()
-		conflicts, err := w.apply.applyBatch(ctx, w.pos, next, batch)
-		if err != nil {
-			return err
-		}
-		next.AppliedEvents = w.pos.AppliedEvents + int64(len(batch))
-		next.AppliedAt = time.Now()
-		w.pos, w.written = next, time.Now()
-		applied += len(batch)
-		w.reportBatch(batch, bytes, time.Since(start), conflicts)
-		batch, bytes = batch[:0], 0
-		return nil
-	}
 	if w.pos.Target.IsZero() && w.pos.Snapshot.Covers(target) {
 		return 0, w.idle(ctx, w.pos)
 	}
 	if !w.pos.Target.IsZero() {
 		w.setState(Catchup, nil)
 	}
-	var pending *event
-	errFull := errors.New("batch full")
-	err := readInterval(ctx, w.originConn, w.pos.Snapshot, target, w.pos.LastID, func(e *event) error {
-		if pending != nil {
-			// The batch was full and more events follow: apply it as part of
-			// the interval, then go on with this one.
-			if w.status.State == Streaming {
-				w.setState(Catchup, nil)
+	readCtx, cancelRead := context.WithCancel(ctx)
+	defer cancelRead()
+	chunks := make(chan chunk)
+	readErr := make(chan error, 1)
+	from, lastID, limits := w.pos.Snapshot, w.pos.LastID, w.limits
+	go func() {
+		defer close(chunks)
+		send := func(c chunk) bool {
+			select {
+			case chunks <- c:
+				return true
+			case <-readCtx.Done():
+				return false
 			}
-			if err := flush(false); err != nil {
-				return err
-			}
-			if stopping.Err() != nil {
-				return errFull
-			}
-			batch = append(batch, pending)
-			bytes += pending.size()
-			pending = nil
 		}
-		if len(batch) >= w.limits.MaxEvents || int64(bytes+e.size()) > w.limits.MaxBytes && len(batch) > 0 {
-			pending = e
+		var cur chunk
+		err := readInterval(readCtx, w.originConn, from, target, lastID, func(e *event) error {
+			if len(cur.events) >= limits.MaxEvents || int64(cur.bytes+e.size()) > limits.MaxBytes && len(cur.events) > 0 {
+				// Full, and e follows: not the last batch of the interval.
+				if !send(cur) {
+					return readCtx.Err()
+				}
+				cur = chunk{}
+			}
+			e.parse()
+			cur.events = append(cur.events, e)
+			cur.bytes += e.size()
 			return nil
+		})
+		if err == nil {
+			cur.final = true
+			if !send(cur) {
+				err = readCtx.Err()
+			}
 		}
-		batch = append(batch, e)
-		bytes += e.size()
-		return nil
-	})
-	if errors.Is(err, errFull) {
-		return applied, nil // stopping: the position records how far we got
-	}
-	if err != nil {
+		readErr <- err
+	}()
+	applied := 0
+	stop := func(err error) (int, error) {
+		cancelRead()
+		for range chunks {
+		}
+		<-readErr
 		return applied, err
 	}
-	if pending != nil {
-		if err := flush(false); err != nil {
-			return applied, err
+	for c := range chunks {
+		if !c.final && w.status.State == Streaming {
+			w.setState(Catchup, nil)
 		}
-		batch = append(batch, pending)
-		bytes += pending.size()
+		if err := w.flush(ctx, target, c); err != nil {
+			return stop(err)
+		}
+		applied += len(c.events)
+		if !c.final && stopping.Err() != nil {
+			return stop(nil) // the position records how far we got
+		}
 	}
-	return applied, flush(true)
+	return applied, <-readErr
+}
+
+// flush applies one chunk of the interval ending at target.
+func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
+	next := Position{Snapshot: w.pos.Snapshot, Target: target}
+	if len(c.events) > 0 {
+		next.LastID = c.events[len(c.events)-1].ID
+	}
+	if c.final {
+		next = Position{Snapshot: target}
+	}
+	if len(c.events) == 0 {
+		return w.idle(ctx, next)
+	}
+	start := time.Now()
+	fallbacks := w.apply.fallbacks
+	conflicts, err := w.apply.applyBatch(ctx, w.pos, next, c.events)
+	if err != nil {
+		return err
+	}
+	if w.apply.fallbacks > fallbacks {
+		w.log.Info("batch applied event by event after the set-based apply failed",
+			"events", len(c.events), "err", w.apply.lastFallback.Error())
+	}
+	next.AppliedEvents = w.pos.AppliedEvents + int64(len(c.events))
+	next.AppliedAt = time.Now()
+	w.pos, w.written = next, time.Now()
+	w.reportBatch(c.events, c.bytes, time.Since(start), conflicts)
+	return nil
 }
 
 // idle runs when an interval brought no event. The position moves to next
@@ -329,6 +365,10 @@ func prepareApplySession(ctx context.Context, c *pgx.Conn, set string) error {
 	// Values that travel as text are read in the forms the capture
 	// functions write them.
 	if _, err := c.Exec(ctx, "SET DateStyle = ISO; SET IntervalStyle = postgres"); err != nil {
+		return err
+	}
+	// Set-based apply joins a few thousand keys to a table: always by index.
+	if _, err := c.Exec(ctx, "SET enable_hashjoin = off; SET enable_mergejoin = off"); err != nil {
 		return err
 	}
 	// Not allowed without superuser (or a GRANT SET): the origin tag suffices.
