@@ -29,11 +29,11 @@ type tableMeta struct {
 
 // applier applies batches of events on one replica connection.
 type applier struct {
-	conn      *pgx.Conn
-	set       string
-	replica   string
-	meta      map[pg.Table]*tableMeta
-	mode      ApplyMode
+	conn    *pgx.Conn
+	set     string
+	replica string
+	meta    map[pg.Table]*tableMeta
+	mode    ApplyMode
 
 	fallbacks    int   // batches replayed event by event after the set-based apply failed
 	lastFallback error // why, for the log
