@@ -145,7 +145,8 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 	}
 	switch {
 	case key.Matches(msg, m.keys.Engine):
-		return m, func() tea.Msg { return screen.EngineMsg{Start: !m.snap.Running} }
+		start := !m.snap.Running
+		return m, func() tea.Msg { return screen.EngineMsg{Start: start} }
 	case key.Matches(msg, m.keys.Scope):
 		if m.cursor < len(rows) {
 			m.Pane.SetScope(rows[m.cursor].Name)
