@@ -10,6 +10,7 @@ import (
 
 	"pgreplica/core/capture"
 	"pgreplica/core/pg"
+	"pgreplica/core/tablecopy"
 )
 
 func (a *app) installCommand() *cobra.Command {
@@ -142,13 +143,18 @@ func parseTables(args []string) ([]pg.Table, error) {
 }
 
 func (a *app) addTableCommand() *cobra.Command {
+	var syncAfter bool
 	cmd := &cobra.Command{
 		Use:   "add-table TABLE...",
 		Short: "Install capture on tables, one at a time",
 		Long: `Installs the capture triggers on each named table of the origin, after checking
 that every replica has it. Names are schema.table (public when the schema is
-left out); quote parts with double quotes as in SQL: '"My Schema"."Orders"'.`,
-		Example: "  pgreplica -c shop.yaml add-table public.invoices sales.refunds",
+left out); quote parts with double quotes as in SQL: '"My Schema"."Orders"'.
+
+With --sync the tables are then copied to every replica online, while the
+replication runs, and join it (state copying, then catchup, then
+replicating); the other tables keep replicating meanwhile. See pgreplica sync.`,
+		Example: "  pgreplica -c shop.yaml add-table public.invoices sales.refunds\n  pgreplica -c shop.yaml add-table public.invoices --sync --yes",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tables, err := parseTables(args)
@@ -159,9 +165,17 @@ left out); quote parts with double quotes as in SQL: '"My Schema"."Orders"'.`,
 			if err != nil {
 				return err
 			}
+			if syncAfter {
+				if err := cfg.RequireReplicas(); err != nil {
+					return err
+				}
+				return a.runSync(cmd, cfg, tablecopy.Options{Tables: tables})
+			}
 			return capture.AddTables(cmd.Context(), cfg, tables, a.line)
 		},
 	}
+	cmd.Flags().BoolVar(&syncAfter, "sync", false, "then copy the tables to every replica online (see pgreplica sync)")
+	a.addYesFlag(cmd)
 	return cmd
 }
 

@@ -13,6 +13,8 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.purgeCommand(),
 		a.tuiCommand(),
 		a.demoCommand(),
+		a.syncCommand(),
+		a.verifyCommand(),
 	}
 }
 
