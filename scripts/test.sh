@@ -30,47 +30,7 @@ ensure_go
 
 # --- System dependencies -----------------------------------------------------
 
-have_initdb() {
-    [[ -n "${PG_BINDIR:-}" && -x "$PG_BINDIR/initdb" ]] ||
-        command -v initdb >/dev/null 2>&1 ||
-        pg_newest_bindir >/dev/null
-}
-
-missing=()
-installing_pg=""
-if ! have_initdb; then
-    missing+=(postgresql postgresql-contrib)
-    installing_pg=1
-fi
-command -v tmux >/dev/null 2>&1 || missing+=(tmux)
-
-if ((${#missing[@]})); then
-    if ! is_root; then
-        {
-            echo "$PROG: missing for the tests: ${missing[*]}"
-            [[ -n "$installing_pg" ]] &&
-                echo "  PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH" \
-                    "nor in /usr/lib/postgresql/*/bin (or set PG_BINDIR to their directory)."
-            echo "  Install them, e.g. on Debian/Ubuntu:"
-            echo "    sudo apt-get install -y ${missing[*]}"
-        } >&2
-        exit 1
-    fi
-    apt_install "${missing[@]}"
-    if [[ -n "$installing_pg" ]]; then
-        # The package creates and starts a default cluster; the tests start
-        # their own, so stop it to save resources.
-        log "stopping the default PostgreSQL service started by the package"
-        service postgresql stop >&2 || true
-    fi
-    have_initdb || die "PostgreSQL was installed but initdb is still not found"
-fi
-ensure_postgres_user
-
-if ! command -v initdb >/dev/null 2>&1 && [[ -z "${PG_BINDIR:-}" || ! -x "$PG_BINDIR/initdb" ]]; then
-    PG_BINDIR="$(pg_newest_bindir)"
-    export PG_BINDIR
-fi
+ensure_postgres tmux
 
 # --- Go ----------------------------------------------------------------------
 

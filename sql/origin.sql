@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS pgreplica.log (
 CREATE TABLE IF NOT EXISTS pgreplica.log_0 () INHERITS (pgreplica.log);
 CREATE TABLE IF NOT EXISTS pgreplica.log_1 () INHERITS (pgreplica.log);
 CREATE TABLE IF NOT EXISTS pgreplica.log_2 () INHERITS (pgreplica.log);
+-- Only the owner (the role that ran install) reads or writes the log: the
+-- capture functions are SECURITY DEFINER, so writers need no grant.
+REVOKE ALL ON pgreplica.log, pgreplica.log_0, pgreplica.log_1, pgreplica.log_2, pgreplica.log_id_seq FROM PUBLIC;
 CREATE INDEX IF NOT EXISTS log_0_txid ON pgreplica.log_0 (txid);
 CREATE INDEX IF NOT EXISTS log_1_txid ON pgreplica.log_1 (txid);
 CREATE INDEX IF NOT EXISTS log_2_txid ON pgreplica.log_2 (txid);
@@ -189,7 +192,7 @@ $f$;
 
 -- The TRUNCATE statement trigger: one 'T' event per truncated table.
 CREATE OR REPLACE FUNCTION pgreplica.capture_truncate() RETURNS trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tag   text := current_setting('pgreplica.origin', true);
@@ -247,7 +250,7 @@ AS $$ SELECT 'pgreplica.capture_' || tbl::oid $$;
 -- every type is the same whatever the writing session set.
 CREATE OR REPLACE FUNCTION pgreplica.capture_settings() RETURNS text[]
 LANGUAGE sql IMMUTABLE
-AS $$ SELECT ARRAY['DateStyle=ISO', 'IntervalStyle=postgres', 'extra_float_digits=3'] $$;
+AS $$ SELECT ARRAY['search_path=pg_catalog, pg_temp', 'DateStyle=ISO', 'IntervalStyle=postgres', 'extra_float_digits=3'] $$;
 
 -- Whether a table's capture triggers exist and run the function that
 -- capture_source makes now (same key, same columns, same types).
@@ -291,9 +294,13 @@ BEGIN
         verb := 'updated';
         EXECUTE format('DROP TRIGGER pgreplica_truncate ON %s', name);
     END IF;
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql'
+    -- SECURITY DEFINER: writers need no privilege on the log (and so cannot
+    -- forge events); the search_path is pinned against shadowed functions.
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
+                   ' SET search_path = pg_catalog, pg_temp'
                    ' SET DateStyle = ISO SET IntervalStyle = postgres SET extra_float_digits = 3 AS %L',
                    pgreplica.capture_function(tbl), src);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', pgreplica.capture_function(tbl));
     EXECUTE format('CREATE TRIGGER pgreplica_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
                    ' FOR EACH ROW EXECUTE FUNCTION %s()', name, pgreplica.capture_function(tbl));
     EXECUTE format('CREATE TRIGGER pgreplica_truncate AFTER TRUNCATE ON %s'
