@@ -73,6 +73,11 @@ type env struct {
 	slony     *slony
 	pgVersion string
 	mode      string
+
+	busy        float64       // of the sample being measured
+	waited      time.Duration // for quiet before it
+	samples     []Sample
+	totalWaited time.Duration
 }
 
 func (e *env) logf(format string, args ...any) {

@@ -34,6 +34,8 @@ type Options struct {
 	TPCBTxns, Inserts       int
 	InsertTxnRows           int
 	LagSeconds, LagTPS      int
+	QuietBusy               float64         // a sample waits until the CPUs are less busy than this (fraction)
+	QuietWait               time.Duration   // ... for at most this long
 	Scenarios               map[string]bool // overhead, apply, lag; nil: all
 }
 
@@ -55,6 +57,12 @@ func (o *Options) defaults() {
 	set(&o.InsertTxnRows, 1000, 1000)
 	set(&o.LagSeconds, 30, 4)
 	set(&o.LagTPS, 200, 200)
+	if o.QuietBusy == 0 {
+		o.QuietBusy = 0.25
+	}
+	if o.QuietWait == 0 && !o.Quick {
+		o.QuietWait = 2 * time.Minute
+	}
 	if o.Log == nil {
 		o.Log = os.Stderr
 	}
@@ -78,6 +86,7 @@ func main() {
 	flag.IntVar(&o.Inserts, "inserts", 0, "rows in the insert backlog (default 1000000)")
 	flag.IntVar(&o.InsertTxnRows, "insert-txn-rows", 0, "rows per transaction in the insert backlog (default 1000)")
 	flag.IntVar(&o.LagSeconds, "lag-seconds", 0, "seconds of the steady-rate lag run (default 30)")
+	flag.DurationVar(&o.QuietWait, "quiet-wait", 0, "before each sample, wait up to this long for other processes to leave the CPUs (under 25% busy) (default 2m, 25m in all; 0s with --quick)")
 	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag (default all)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -149,6 +158,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				}
 				e.logf("  %.1f tps", tps)
 				rep.addOverhead(v, tps)
+				e.note("overhead", v, run, tps)
 			}
 		}
 		if o.want("apply") {
@@ -161,6 +171,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					}
 					e.logf("  %d row changes in %.2fs: %.0f/s", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds)
 					rep.addApply(kind, r, s)
+					e.note("apply "+kind, r, run, float64(s.Changes)/s.Seconds)
 				}
 			}
 			e.logf("run %d/%d apply %s backlog: pgreplica", run+1, o.Runs, kindSmall)
@@ -169,6 +180,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				return nil, fmt.Errorf("apply %s: %w", kindSmall, err)
 			}
 			rep.addApply(kindSmall, "pgreplica", s)
+			e.note("apply "+kindSmall, "pgreplica", run, float64(s.Changes)/s.Seconds)
 		}
 		if o.want("lag") {
 			for _, r := range rotate(e.replicators(), run) {
@@ -179,9 +191,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				}
 				e.logf("  p50 %.2f ms, p95 %.2f ms, p99 %.2f ms (%d probes, %d lost)", s.P50, s.P95, s.P99, s.Probes, s.Lost)
 				rep.addLag(r, s)
+				e.note("lag p50", r, run, s.P50)
 			}
 		}
 	}
+	rep.Samples = e.samples
 	rep.finish(time.Since(started))
 	if o.Out != "" {
 		if err := rep.writeJSON(o.Out); err != nil {

@@ -112,6 +112,7 @@ type Report struct {
 	Lag       map[string]*LagResult              `json:"lag"`
 	Footprint *Footprint                         `json:"footprint,omitempty"`
 	Targets   []Target                           `json:"targets"`
+	Samples   []Sample                           `json:"samples"`
 }
 
 func newReport(e *env) *Report {
@@ -448,6 +449,20 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Target, t.Measured, mark)
 		}
 		b.WriteString("\n")
+	}
+	if len(r.Samples) > 0 {
+		busy, max, waited := 0, 0.0, 0.0
+		for _, s := range r.Samples {
+			if s.BusyBefore > 0.25 {
+				busy++
+			}
+			if s.BusyBefore > max {
+				max = s.BusyBefore
+			}
+			waited += s.WaitedSec
+		}
+		fmt.Fprintf(&b, "Machine noise: %d of %d samples started with other processes keeping more than 25%% of the CPUs busy (worst %.0f%%); %.0f s spent waiting for quiet (per-sample figures in the JSON).\n\n",
+			busy, len(r.Samples), max*100, waited)
 	}
 	b.WriteString("Notes:\n")
 	for _, n := range m.Notes {

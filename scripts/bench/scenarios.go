@@ -96,7 +96,11 @@ func (e *env) overhead(ctx context.Context, variant string) (float64, error) {
 	}
 	time.Sleep(time.Second)
 	args := append(e.tpcbArgs(), "-T", strconv.Itoa(e.opt.Seconds))
-	r, err := e.pgbench(ctx, e.origin, originDB, args...)
+	var r pgbenchResult
+	err := e.measure(ctx, func() (err error) {
+		r, err = e.pgbench(ctx, e.origin, originDB, args...)
+		return err
+	})
 	if after != nil {
 		if aerr := after(); err == nil {
 			err = aerr
@@ -209,6 +213,7 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 	if err != nil {
 		return s, err
 	}
+	e.busy, e.waited = e.quiet(ctx)
 	switch r {
 	case "pgreplica":
 		if err := e.og.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgreplica.log),
@@ -305,13 +310,13 @@ func (e *env) lag(ctx context.Context, r string) (lagSample, error) {
 		}
 		defer e.slony.stop()
 	}
-	time.Sleep(time.Second)
 	probe, err := pgx.Connect(ctx, e.origin.DSN(originDB))
 	if err != nil {
 		return s, err
 	}
 	defer probe.Close(ctx)
 
+	e.busy, e.waited = e.quiet(ctx)
 	stop := make(chan struct{})
 	var first, last int64
 	var perr error
