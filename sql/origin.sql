@@ -246,11 +246,19 @@ CREATE OR REPLACE FUNCTION pgreplica.capture_function(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$ SELECT 'pgreplica.capture_' || tbl::oid $$;
 
--- The settings the capture functions run with, so that the text form of
--- every type is the same whatever the writing session set.
-CREATE OR REPLACE FUNCTION pgreplica.capture_settings() RETURNS text[]
-LANGUAGE sql IMMUTABLE
-AS $$ SELECT ARRAY['search_path=pg_catalog, pg_temp', 'DateStyle=ISO', 'IntervalStyle=postgres', 'extra_float_digits=3'] $$;
+-- The settings a table's capture function runs with: a pinned search_path
+-- (it is SECURITY DEFINER), and, when some column travels as its text form,
+-- the output styles that make that text the same whatever the writing
+-- session set. (Each setting costs a little on every row.)
+CREATE OR REPLACE FUNCTION pgreplica.capture_settings(tbl regclass) RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_attribute a
+                              WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                AND a.attgenerated = '' AND pgreplica.column_encoding(a.atttypid) = 'text')
+                THEN ARRAY['search_path=pg_catalog, pg_temp', 'DateStyle=ISO', 'IntervalStyle=postgres', 'extra_float_digits=3']
+                ELSE ARRAY['search_path=pg_catalog, pg_temp'] END
+$$;
 
 -- Whether a table's capture triggers exist and run the function that
 -- capture_source makes now (same key, same columns, same types).
@@ -261,7 +269,7 @@ AS $$
                     WHERE t.tgrelid = tbl AND t.tgname = 'pgreplica_capture'
                       AND p.oid = to_regprocedure(pgreplica.capture_function(tbl) || '()')
                       AND p.prosrc = pgreplica.capture_source(tbl)
-                      AND lower(p.proconfig::text) = lower(pgreplica.capture_settings()::text))
+                      AND lower(p.proconfig::text) = lower(pgreplica.capture_settings(tbl)::text))
        AND EXISTS (SELECT 1 FROM pg_trigger t
                     WHERE t.tgrelid = tbl AND t.tgname = 'pgreplica_truncate')
 $$;
@@ -297,9 +305,11 @@ BEGIN
     -- SECURITY DEFINER: writers need no privilege on the log (and so cannot
     -- forge events); the search_path is pinned against shadowed functions.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
-                   ' SET search_path = pg_catalog, pg_temp'
-                   ' SET DateStyle = ISO SET IntervalStyle = postgres SET extra_float_digits = 3 AS %L',
-                   pgreplica.capture_function(tbl), src);
+                   ' SET search_path = pg_catalog, pg_temp%s AS %L',
+                   pgreplica.capture_function(tbl),
+                   CASE WHEN cardinality(pgreplica.capture_settings(tbl)) > 1
+                        THEN ' SET DateStyle = ISO SET IntervalStyle = postgres SET extra_float_digits = 3' ELSE '' END,
+                   src);
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', pgreplica.capture_function(tbl));
     EXECUTE format('CREATE TRIGGER pgreplica_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
                    ' FOR EACH ROW EXECUTE FUNCTION %s()', name, pgreplica.capture_function(tbl));

@@ -298,3 +298,27 @@ func TestOneNotificationPerTransaction(t *testing.T) {
 		t.Fatalf("2 transactions of 500 and 199 rows sent %d notifications, want 2", count)
 	}
 }
+
+// Application roles write captured tables without any grant on the log,
+// and cannot read it or forge events in it.
+func TestWritersNeedNoGrantAndCannotForgeEvents(t *testing.T) {
+	ctx, cfg, origin, _ := setup(t)
+	install(t, ctx, cfg)
+	role := "app_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_")
+	exec(t, origin, "CREATE ROLE "+role+"; GRANT INSERT, UPDATE, DELETE, SELECT ON single TO "+role)
+	t.Cleanup(func() { exec(t, origin, "REASSIGN OWNED BY "+role+" TO CURRENT_USER; DROP OWNED BY "+role+"; DROP ROLE "+role) })
+	exec(t, origin, "SET ROLE "+role)
+	exec(t, origin, "INSERT INTO single VALUES (1, 'by app'); UPDATE single SET v = 'again' WHERE id = 1")
+	for _, forge := range []string{
+		"SELECT count(*) FROM pgreplica.log",
+		"INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op) VALUES (1, 'public', 'single', 'D')",
+	} {
+		if _, err := origin.Exec(ctx, forge); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("%s: %v, want permission denied", forge, err)
+		}
+	}
+	exec(t, origin, "RESET ROLE")
+	if got := events(t, origin); len(got) != 2 || got[0].op != "I" || got[1].op != "U" {
+		t.Fatalf("events = %+v", got)
+	}
+}
