@@ -1,11 +1,14 @@
 package replay_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"testing"
 	"time"
+
+	"pgreplica/core/replay"
 )
 
 // BenchmarkApplyInsertBacklog measures the apply rate of a backlog of
@@ -59,4 +62,46 @@ func benchmarkBacklog(b *testing.B, schema string, write func(*env, int), n int)
 		}
 		b.ReportMetric(float64(events)/d.Seconds(), "events/s")
 	}
+}
+
+// BenchmarkLag measures commit-to-visible lag at a steady rate: rows stamped
+// with clock_timestamp() on the origin, arrival stamped by an ENABLE ALWAYS
+// trigger on the replica (same machine, same clock). Reports p50/p99 in ms.
+func BenchmarkLag(b *testing.B) {
+	e := newEnv(b, "CREATE TABLE probe (id bigint PRIMARY KEY, t0 timestamptz NOT NULL)", 1)
+	exec(b, e.replicas[0], `
+CREATE TABLE arrival (id bigint PRIMARY KEY, lag_ms float8);
+CREATE FUNCTION record_arrival() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO arrival VALUES (NEW.id, extract(epoch FROM clock_timestamp() - NEW.t0) * 1000); RETURN NULL; END $$;
+CREATE TRIGGER arrival AFTER INSERT ON probe FOR EACH ROW EXECUTE FUNCTION record_arrival();
+ALTER TABLE probe ENABLE ALWAYS TRIGGER arrival;`)
+	ctx, cancel := context.WithCancel(e.ctx)
+	eng := e.engine()
+	done := make(chan struct{})
+	go func() { eng.Run(ctx); close(done) }()
+	waitState(b, eng, replay.Streaming)
+	rate := 200
+	if s := os.Getenv("BENCH_RATE"); s != "" {
+		rate, _ = strconv.Atoi(s)
+	}
+	n := rate * 5
+	b.ResetTimer()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	for i := 1; i <= n; i++ {
+		<-tick.C
+		exec(b, e.origin, "INSERT INTO probe VALUES ($1, clock_timestamp())", i)
+	}
+	tick.Stop()
+	waitFor(b, 30*time.Second, func() bool { return queryInt(b, e.replicas[0], "SELECT count(*) FROM arrival") == int64(n) })
+	b.StopTimer()
+	cancel()
+	<-done
+	var p50, p95, p99 float64
+	if err := e.replicas[0].QueryRow(e.ctx, `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_ms),
+	    percentile_cont(0.95) WITHIN GROUP (ORDER BY lag_ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag_ms) FROM arrival`).Scan(&p50, &p95, &p99); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p95, "p95-ms")
+	b.ReportMetric(p99, "p99-ms")
 }

@@ -183,7 +183,7 @@ func TestRunWakesOnNotify(t *testing.T) {
 	}
 }
 
-func waitState(t *testing.T, eng *replay.Engine, want replay.State) {
+func waitState(t testing.TB, eng *replay.Engine, want replay.State) {
 	t.Helper()
 	waitFor(t, 30*time.Second, func() bool {
 		for _, s := range eng.Status() {
@@ -195,7 +195,7 @@ func waitState(t *testing.T, eng *replay.Engine, want replay.State) {
 	})
 }
 
-func waitFor(t *testing.T, limit time.Duration, ok func() bool) {
+func waitFor(t testing.TB, limit time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !ok() {
