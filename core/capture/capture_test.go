@@ -306,7 +306,9 @@ func TestWritersNeedNoGrantAndCannotForgeEvents(t *testing.T) {
 	install(t, ctx, cfg)
 	role := "app_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_")
 	exec(t, origin, "CREATE ROLE "+role+"; GRANT INSERT, UPDATE, DELETE, SELECT ON single TO "+role)
-	t.Cleanup(func() { exec(t, origin, "REASSIGN OWNED BY "+role+" TO CURRENT_USER; DROP OWNED BY "+role+"; DROP ROLE "+role) })
+	t.Cleanup(func() {
+		exec(t, origin, "REASSIGN OWNED BY "+role+" TO CURRENT_USER; DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
 	exec(t, origin, "SET ROLE "+role)
 	exec(t, origin, "INSERT INTO single VALUES (1, 'by app'); UPDATE single SET v = 'again' WHERE id = 1")
 	for _, forge := range []string{

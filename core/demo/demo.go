@@ -13,10 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"pgreplica/core/capture"
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
 	"pgreplica/core/pgtest"
+	"pgreplica/core/tablecopy"
 )
 
 // Tables are the sample shop's tables.
@@ -34,8 +34,8 @@ type Demo struct {
 	Config          *config.Config
 }
 
-// Start starts the two clusters, creates the shop on both with the same
-// rows and installs capture. report receives one line per step.
+// Start starts the two clusters, creates the shop with its rows on the
+// origin, and syncs it to the empty replica (schema, capture, online copy). report receives one line per step.
 func Start(ctx context.Context, report func(string)) (*Demo, error) {
 	if _, err := pgtest.BinDir(); err != nil {
 		return nil, err
@@ -66,17 +66,12 @@ func Start(ctx context.Context, report func(string)) (*Demo, error) {
 	}
 	report(fmt.Sprintf("origin  %s", config.Describe(d.Origin.DSN(odb))))
 	report(fmt.Sprintf("replica %s", config.Describe(d.Replica.DSN(rdb))))
-	report("creating the sample shop (customers, products, orders, order_items, \"Gift Cards\") on both…")
-	for _, c := range []struct {
-		cl *pgtest.Cluster
-		db string
-	}{{d.Origin, odb}, {d.Replica, rdb}} {
-		if err := c.cl.Exec(ctx, c.db, Schema); err != nil {
-			return nil, fmt.Errorf("create schema on %s: %w", c.cl.Name, err)
-		}
-		if err := c.cl.Exec(ctx, c.db, Data); err != nil {
-			return nil, fmt.Errorf("load data on %s: %w", c.cl.Name, err)
-		}
+	report("creating the sample shop (customers, products, orders, order_items, \"Gift Cards\") on the origin…")
+	if err := d.Origin.Exec(ctx, odb, Schema); err != nil {
+		return nil, fmt.Errorf("create schema on the origin: %w", err)
+	}
+	if err := d.Origin.Exec(ctx, odb, Data); err != nil {
+		return nil, fmt.Errorf("load data on the origin: %w", err)
 	}
 	cfg, err := config.FromFlags("demo", d.Origin.DSN(odb), []string{d.Replica.DSN(rdb)})
 	if err != nil {
@@ -85,9 +80,15 @@ func Start(ctx context.Context, report func(string)) (*Demo, error) {
 	cfg.Replicas[0].Name = "replica-1"
 	cfg.PollInterval = time.Second
 	d.Config = cfg
-	report("installing capture on the origin and bookkeeping on the replica…")
-	if err := capture.Install(ctx, cfg, func(line string) { report("  " + line) }); err != nil {
-		return nil, fmt.Errorf("install: %w", err)
+	report("pgreplica sync --schema: create the tables on the empty replica, install capture, copy online…")
+	err = tablecopy.Sync(ctx, cfg, tablecopy.Options{Schema: true, Report: func(line string) { report("  " + line) }},
+		func(p tablecopy.Progress) {
+			if p.Done {
+				report(fmt.Sprintf("  copied %s: %d rows in %s", p.Table, p.Rows, p.Took.Round(time.Millisecond)))
+			}
+		})
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
 	}
 	ok = true
 	return d, nil

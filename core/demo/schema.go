@@ -1,6 +1,7 @@
 package demo
 
-// Schema is the sample shop, created on both clusters. It has a composite
+// Schema is the sample shop, created on the origin (sync copies it to the
+// replica). It has a composite
 // key (order_items) and a name that needs quoting ("Gift Cards").
 const Schema = `
 CREATE TABLE customers (
