@@ -76,6 +76,7 @@ type env struct {
 
 	busy        float64       // of the sample being measured
 	waited      time.Duration // for quiet before it
+	daemon      *daemon       // the pgreplica run now running
 	samples     []Sample
 	totalWaited time.Duration
 }
@@ -89,6 +90,7 @@ func (e *env) close() {
 	if e.slony != nil {
 		e.slony.stop()
 	}
+	e.stopDaemon()
 	if e.og != nil {
 		e.og.Close(ctx)
 	}
@@ -320,15 +322,27 @@ func (e *env) startDaemon(ctx context.Context) (*daemon, error) {
 		return nil, err
 	}
 	d := &daemon{cmd: cmd, done: make(chan error, 1), log: f}
+	e.daemon = d
 	go func() { d.done <- cmd.Wait() }()
 	select {
 	case err := <-d.done:
 		f.Close()
+		e.daemon = nil
 		return nil, fmt.Errorf("pgreplica run exited at once: %v (see %s)", err, f.Name())
 	case <-time.After(300 * time.Millisecond):
 	case <-ctx.Done():
 	}
 	return d, nil
+}
+
+// stopDaemon stops the running pgreplica run.
+func (e *env) stopDaemon() error {
+	if e.daemon == nil {
+		return nil
+	}
+	_, err := e.daemon.stop()
+	e.daemon = nil
+	return err
 }
 
 // stop sends SIGTERM and waits; the result carries peak RSS and CPU.
@@ -358,6 +372,7 @@ func (d *daemon) stop() (procResult, error) {
 
 // pgbenchResult is one pgbench run.
 type pgbenchResult struct {
+	CPU    float64 // pgbench's own user + system seconds
 	TPS    float64
 	Txns   int64
 	Output string
@@ -376,6 +391,11 @@ func (e *env) pgbench(ctx context.Context, c *pgtest.Cluster, db string, args ..
 	cmd.Env = append(os.Environ(), "PGOPTIONS=", "PGAPPNAME=pgbench")
 	b, err := cmd.CombinedOutput()
 	r := pgbenchResult{Output: string(b)}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			r.CPU = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+		}
+	}
 	if err != nil {
 		return r, fmt.Errorf("pgbench %s: %w\n%s", strings.Join(args, " "), err, tail(r.Output, 20))
 	}

@@ -152,13 +152,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if o.want("overhead") {
 			for _, v := range rotate(e.overheadVariants(), run) {
 				e.logf("run %d/%d overhead: %s", run+1, o.Runs, v)
-				tps, err := e.overhead(ctx, v)
+				s, err := e.overhead(ctx, v)
 				if err != nil {
 					return nil, fmt.Errorf("overhead %s: %w", v, err)
 				}
-				e.logf("  %.1f tps", tps)
-				rep.addOverhead(v, tps)
-				e.note("overhead", v, run, tps)
+				e.logf("  %.1f tps; CPU %.3f ms/txn (origin server %.3f)", s.TPS, 1000*s.CPU/float64(s.Txns), 1000*s.OriginCPU/float64(s.Txns))
+				rep.addOverhead(v, s)
+				e.note("overhead", v, run, s.TPS)
 			}
 		}
 		if o.want("apply") {
@@ -169,7 +169,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					if err != nil {
 						return nil, fmt.Errorf("apply %s %s: %w", kind, r, err)
 					}
-					e.logf("  %d row changes in %.2fs: %.0f/s", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds)
+					e.logf("  %d row changes in %.2fs: %.0f/s; CPU %.2f µs per row change", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds, 1e6*s.SysCPU/float64(s.Changes))
 					rep.addApply(kind, r, s)
 					e.note("apply "+kind, r, run, float64(s.Changes)/s.Seconds)
 				}

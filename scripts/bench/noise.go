@@ -100,12 +100,6 @@ func (e *env) quiet(ctx context.Context) (busy float64, waited time.Duration) {
 	return busy, waited
 }
 
-// measure wraps the timed part of a sample: quiet first, then f.
-func (e *env) measure(ctx context.Context, f func() error) error {
-	e.busy, e.waited = e.quiet(ctx)
-	return f()
-}
-
 func (e *env) note(scenario, who string, run int, value float64) {
 	e.samples = append(e.samples, Sample{Scenario: scenario, Who: who, Run: run + 1, Value: value,
 		BusyBefore: round3(e.busy), WaitedSec: round3(e.waited.Seconds()), Load1After: load1()})

@@ -57,9 +57,13 @@ type Meta struct {
 
 // OverheadRow is one variant of scenario 1.
 type OverheadRow struct {
-	Variant string  `json:"variant"`
-	TPS     Stat    `json:"tps"`
-	Ratio   float64 `json:"ratio_to_none"`
+	Variant      string  `json:"variant"`
+	TPS          Stat    `json:"tps"`
+	Ratio        float64 `json:"ratio_to_none"`
+	CPUms        Stat    `json:"cpu_ms_per_txn"`        // both servers, replicator, pgbench
+	OriginCPUms  Stat    `json:"origin_cpu_ms_per_txn"` // the origin server alone
+	CPURatio     float64 `json:"cpu_ratio_to_none"`     // none's CPU per txn / this one's: the TPS ratio a CPU-bound machine would see
+	OriginCPURat float64 `json:"origin_cpu_ratio_to_none"`
 }
 
 // ApplyResult is one replicator on one backlog of scenario 2.
@@ -70,7 +74,8 @@ type ApplyResult struct {
 	ChangesPerSec Stat    `json:"row_changes_per_second"`
 	TxnsPerSec    Stat    `json:"transactions_per_second"`
 	RatioToNative float64 `json:"ratio_to_native"`
-	Events        int64   `json:"events,omitempty"` // pgreplica: events in the log
+	CPUus         Stat    `json:"cpu_us_per_row_change"` // both servers and the replicator during the catch-up
+	Events        int64   `json:"events,omitempty"`      // pgreplica: events in the log
 	PeakRSSKB     *Stat   `json:"peak_rss_kb,omitempty"`
 	CPUSeconds    *Stat   `json:"cpu_seconds,omitempty"`
 	LogBytesPerEv *Stat   `json:"log_bytes_per_event,omitempty"`
@@ -147,10 +152,12 @@ func newReport(e *env) *Report {
 	return r
 }
 
-func (r *Report) addOverhead(v string, tps float64) {
+func (r *Report) addOverhead(v string, s overheadSample) {
 	for _, row := range r.Overhead {
 		if row.Variant == v {
-			row.TPS.add(tps)
+			row.TPS.add(s.TPS)
+			row.CPUms.add(1000 * s.CPU / float64(s.Txns))
+			row.OriginCPUms.add(1000 * s.OriginCPU / float64(s.Txns))
 		}
 	}
 }
@@ -181,6 +188,7 @@ func (r *Report) addApply(kind, rep string, s applySample) {
 	a.Seconds.add(s.Seconds)
 	a.ChangesPerSec.add(float64(s.Changes) / s.Seconds)
 	a.TxnsPerSec.add(float64(s.Txns) / s.Seconds)
+	a.CPUus.add(1e6 * s.SysCPU / float64(s.Changes))
 	if rep == "pgreplica" {
 		a.Events = s.Events
 		a.PeakRSSKB.add(float64(s.MaxRSS))
@@ -219,21 +227,29 @@ func (r *Report) addLag(rep string, s lagSample) {
 
 func (r *Report) finish(d time.Duration) {
 	r.Meta.Duration = math.Round(d.Seconds())
-	var none float64
+	var none, noneCPU, noneOrigin float64
 	for _, row := range r.Overhead {
 		row.TPS.finish()
+		row.CPUms.finish()
+		row.OriginCPUms.finish()
 		if row.Variant == vNone {
-			none = row.TPS.Median
+			none, noneCPU, noneOrigin = row.TPS.Median, row.CPUms.Median, row.OriginCPUms.Median
 		}
 	}
 	for _, row := range r.Overhead {
 		if none > 0 {
 			row.Ratio = round3(row.TPS.Median / none)
 		}
+		if row.CPUms.Median > 0 {
+			row.CPURatio = round3(noneCPU / row.CPUms.Median)
+		}
+		if row.OriginCPUms.Median > 0 {
+			row.OriginCPURat = round3(noneOrigin / row.OriginCPUms.Median)
+		}
 	}
 	for _, m := range r.Apply {
 		for _, a := range m {
-			for _, s := range []*Stat{&a.Seconds, &a.ChangesPerSec, &a.TxnsPerSec, a.PeakRSSKB, a.CPUSeconds, a.LogBytesPerEv} {
+			for _, s := range []*Stat{&a.Seconds, &a.ChangesPerSec, &a.TxnsPerSec, &a.CPUus, a.PeakRSSKB, a.CPUSeconds, a.LogBytesPerEv} {
 				if s != nil {
 					s.finish()
 				}
@@ -278,6 +294,19 @@ func (r *Report) targets() []Target {
 			if x, ok := r.overheadRatio(peer); ok {
 				t = append(t, Target{"… and ≥ " + peer + "'s ratio",
 					fmt.Sprintf("%.3f× vs %.3f×", pr, x), pr >= x})
+			}
+		}
+		// The same by CPU cost, which other processes on the machine do not disturb.
+		cpu := map[string]float64{}
+		for _, row := range r.Overhead {
+			cpu[row.Variant] = row.CPURatio
+		}
+		t = append(t, Target{"(by CPU per transaction) pgreplica capture + applier ≥ 0.85 × no replication",
+			fmt.Sprintf("%.3f×", cpu[vPgreplica]), cpu[vPgreplica] >= 0.85})
+		for _, peer := range []string{vNative, vSlony} {
+			if x, ok := cpu[peer]; ok {
+				t = append(t, Target{"(by CPU per transaction) … and ≥ " + peer + "'s",
+					fmt.Sprintf("%.3f× vs %.3f×", cpu[vPgreplica], x), cpu[vPgreplica] >= x})
 			}
 		}
 	}
@@ -354,6 +383,7 @@ func mmm(s Stat, f func(float64) string) string {
 }
 
 func ms(v float64) string  { return fmt.Sprintf("%.2f", v) }
+func ms3(v float64) string { return fmt.Sprintf("%.3f", v) }
 func sec(v float64) string { return fmt.Sprintf("%.2f", v) }
 func mb(v float64) string  { return fmt.Sprintf("%.1f", v/1024) }
 
@@ -380,15 +410,17 @@ func (r *Report) Markdown() string {
 		m.PostgresVersion, m.CPUs, m.Date, m.Runs, (time.Duration(m.Duration) * time.Second).String())
 	if len(r.Overhead) > 0 {
 		fmt.Fprintf(&b, "### Origin overhead — pgbench TPC-B, scale %d, %d clients, %d s\n\n", m.Scale, m.Clients, m.SecondsPerRun)
-		b.WriteString("| variant | TPS | ratio to none |\n|---|---:|---:|\n")
+		b.WriteString("| variant | TPS | ratio to none | CPU ms/txn, all | ratio by CPU | origin server CPU ms/txn | ratio by origin CPU |\n|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, row := range r.Overhead {
-			fmt.Fprintf(&b, "| %s | %s | %.3f |\n", row.Variant, mmm(row.TPS, num), row.Ratio)
+			fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %s | %.3f |\n", row.Variant, mmm(row.TPS, num), row.Ratio,
+				mmm(row.CPUms, ms3), row.CPURatio, mmm(row.OriginCPUms, ms3), row.OriginCPURat)
 		}
-		b.WriteString("\n")
+		b.WriteString("\n\"CPU ms/txn, all\": user + system CPU of both servers, the replicator's processes and pgbench per transaction; " +
+			"\"ratio by CPU\" = none's / the variant's: the TPS ratio a CPU-bound machine would show, undisturbed by other processes on the machine.\n\n")
 	}
 	if len(r.Apply) > 0 {
 		b.WriteString("### Apply rate — catching up a backlog built with the applier stopped\n\n")
-		b.WriteString("| backlog | replicator | seconds | row changes/s | transactions/s | ratio to native |\n|---|---|---:|---:|---:|---:|\n")
+		b.WriteString("| backlog | replicator | seconds | row changes/s | transactions/s | ratio to native | CPU µs per row change |\n|---|---|---:|---:|---:|---:|---:|\n")
 		for _, kind := range []string{kindTPCB, kindInserts} {
 			mm := r.Apply[kind]
 			if mm == nil {
@@ -405,8 +437,8 @@ func (r *Report) Markdown() string {
 				} else {
 					desc = fmt.Sprintf("inserts, %s rows in %s txns", thousands(a.Changes), thousands(a.Txns))
 				}
-				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.2f |\n", desc, replicatorName(rep),
-					mmm(a.Seconds, sec), mmm(a.ChangesPerSec, num), mmm(a.TxnsPerSec, num), a.RatioToNative)
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.2f | %s |\n", desc, replicatorName(rep),
+					mmm(a.Seconds, sec), mmm(a.ChangesPerSec, num), mmm(a.TxnsPerSec, num), a.RatioToNative, mmm(a.CPUus, sec))
 			}
 		}
 		b.WriteString("\n")

@@ -52,67 +52,75 @@ func (e *env) tpcbArgs() []string {
 	return []string{"-n", "-c", strconv.Itoa(e.opt.Clients), "-j", strconv.Itoa(threads)}
 }
 
-// overhead is one timed pgbench run of a variant; it returns the TPS.
-func (e *env) overhead(ctx context.Context, variant string) (float64, error) {
+// overheadSample is one timed pgbench run of a variant.
+type overheadSample struct {
+	TPS       float64
+	Txns      int64
+	CPU       float64 // seconds: both servers, the replicator's processes, pgbench
+	OriginCPU float64 // seconds: the origin server alone
+}
+
+// overhead is one timed pgbench run of a variant.
+func (e *env) overhead(ctx context.Context, variant string) (overheadSample, error) {
+	var s overheadSample
 	if err := e.reset(ctx); err != nil {
-		return 0, err
+		return s, err
 	}
-	var d *daemon
 	var after func() error
 	switch variant {
 	case vNone:
 	case vCapture:
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
-			return 0, err
+			return s, err
 		}
 	case vPgreplica:
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
-			return 0, err
+			return s, err
 		}
-		var err error
-		if d, err = e.startDaemon(ctx); err != nil {
-			return 0, err
+		if _, err := e.startDaemon(ctx); err != nil {
+			return s, err
 		}
-		after = func() error { _, err := d.stop(); return err }
+		after = e.stopDaemon
 	case vNative:
 		if err := e.createSubscription(ctx, true); err != nil {
-			return 0, err
+			return s, err
 		}
 		after = func() error { return e.dropSubscription(ctx) }
 	case vSlonyTriggers:
 		if err := e.setMode(ctx, "slony"); err != nil {
-			return 0, err
+			return s, err
 		}
 		// Untimed: let the replica catch up, so the next run starts level.
 		after = func() error { defer e.slony.stop(); return e.slony.sync(ctx, 30*time.Minute) }
 	case vSlony:
 		if err := e.setMode(ctx, "slony"); err != nil {
-			return 0, err
+			return s, err
 		}
 		if err := e.slony.sync(ctx, 10*time.Minute); err != nil {
-			return 0, err
+			return s, err
 		}
 		after = func() error { defer e.slony.stop(); return e.slony.sync(ctx, 30*time.Minute) }
 	}
 	time.Sleep(time.Second)
 	args := append(e.tpcbArgs(), "-T", strconv.Itoa(e.opt.Seconds))
-	var r pgbenchResult
-	err := e.measure(ctx, func() (err error) {
-		r, err = e.pgbench(ctx, e.origin, originDB, args...)
-		return err
-	})
+	e.busy, e.waited = e.quiet(ctx)
+	m := e.cpuStart()
+	r, err := e.pgbench(ctx, e.origin, originDB, args...)
+	s.CPU, s.OriginCPU = m.stop()
+	s.CPU += r.CPU
 	if after != nil {
 		if aerr := after(); err == nil {
 			err = aerr
 		}
 	}
 	if err != nil {
-		return 0, err
+		return s, err
 	}
-	if r.TPS <= 0 {
-		return 0, fmt.Errorf("%s: no tps in pgbench output:\n%s", variant, tail(r.Output, 10))
+	if r.TPS <= 0 || r.Txns <= 0 {
+		return s, fmt.Errorf("%s: no tps in pgbench output:\n%s", variant, tail(r.Output, 10))
 	}
-	return r.TPS, nil
+	s.TPS, s.Txns = r.TPS, r.Txns
+	return s, nil
 }
 
 // Apply-rate backlogs.
@@ -131,7 +139,8 @@ type applySample struct {
 	LogBytes   int64 // pgreplica: size of the event log
 	MaxRSS     int64
 	CPU        float64
-	AppliedDiv int64 // pgreplica: events the replica counted as applied
+	AppliedDiv int64   // pgreplica: events the replica counted as applied
+	SysCPU     float64 // seconds: both servers and the replicator during the catch-up
 }
 
 func (e *env) insertsScript() (string, error) {
@@ -214,6 +223,7 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 		return s, err
 	}
 	e.busy, e.waited = e.quiet(ctx)
+	m := e.cpuStart()
 	switch r {
 	case "pgreplica":
 		if err := e.og.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgreplica.log),
@@ -230,6 +240,8 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 			return s, err
 		}
 		s.Seconds, s.MaxRSS, s.CPU = p.Wall.Seconds(), p.MaxRSS, p.CPU
+		s.SysCPU, _ = m.stop()
+		s.SysCPU += p.CPU
 		after, err := e.appliedEvents(ctx)
 		if err != nil {
 			return s, err
@@ -247,6 +259,7 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 		if err != nil {
 			return s, err
 		}
+		s.SysCPU, _ = m.stop()
 		s.Seconds = t1.Sub(t0).Seconds()
 	case "slony":
 		t0 := time.Now()
@@ -257,6 +270,7 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 		if err != nil {
 			return s, err
 		}
+		s.SysCPU, _ = m.stop()
 		s.Seconds = t1.Sub(t0).Seconds()
 	}
 	return s, nil
@@ -291,11 +305,10 @@ func (e *env) lag(ctx context.Context, r string) (lagSample, error) {
 		if err := e.pgreplicaCatchUp(ctx); err != nil {
 			return s, err
 		}
-		d, err := e.startDaemon(ctx)
-		if err != nil {
+		if _, err := e.startDaemon(ctx); err != nil {
 			return s, err
 		}
-		defer d.stop()
+		defer e.stopDaemon()
 	case "native":
 		if err := e.createSubscription(ctx, true); err != nil {
 			return s, err

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// CPU accounting that other processes on the machine do not disturb: the
+// CPU time of the process trees of the two servers and of the replicator
+// daemons, from /proc. A server's finished backends are in its
+// postmaster's cutime/cstime (it reaps them).
+
+const clockTicks = 100 // USER_HZ on Linux
+
+type procStat struct {
+	ppid int
+	own  uint64 // utime + stime
+	kids uint64 // cutime + cstime
+}
+
+func readProcs() map[int]procStat {
+	out := map[int]procStat{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		// f[0] is field 3 (state): ppid is f[1], utime..cstime f[11..14].
+		if len(f) < 15 {
+			continue
+		}
+		var v [4]uint64
+		for j := range v {
+			v[j], _ = strconv.ParseUint(f[11+j], 10, 64)
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		out[pid] = procStat{ppid: ppid, own: v[0] + v[1], kids: v[2] + v[3]}
+	}
+	return out
+}
+
+// treeCPU is the CPU seconds used so far by the trees under roots.
+func treeCPU(roots []int) float64 {
+	procs := readProcs()
+	in := map[int]bool{}
+	for _, r := range roots {
+		if r > 0 {
+			in[r] = true
+		}
+	}
+	var ticks uint64
+	for pid, p := range procs {
+		for q, depth := pid, 0; q > 1 && depth < 8; q, depth = procs[q].ppid, depth+1 {
+			if in[q] {
+				ticks += p.own
+				if in[pid] {
+					ticks += p.kids
+				}
+				break
+			}
+		}
+	}
+	return float64(ticks) / clockTicks
+}
+
+// postmasterPID reads a pgtest cluster's postmaster.pid.
+func postmasterPID(logFile string) int {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(logFile), "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(line))
+	return pid
+}
+
+// cpuRoots are the processes whose trees make the system under test: both
+// servers, and the replicator daemons that run now.
+func (e *env) cpuRoots() []int {
+	roots := []int{postmasterPID(e.origin.LogFile()), postmasterPID(e.replica.LogFile())}
+	if e.daemon != nil && e.daemon.cmd.Process != nil {
+		roots = append(roots, e.daemon.cmd.Process.Pid)
+	}
+	if e.slony != nil {
+		for _, c := range e.slony.procs {
+			if c != nil && c.Process != nil {
+				roots = append(roots, c.Process.Pid)
+			}
+		}
+	}
+	return roots
+}
+
+// cpuMeter measures the CPU of the system under test over a window (the
+// callers add what finished subprocesses, pgbench and replicate --once, used).
+type cpuMeter struct {
+	e     *env
+	start map[int]float64
+}
+
+func (e *env) cpuStart() *cpuMeter {
+	m := &cpuMeter{e: e, start: map[int]float64{}}
+	for _, r := range e.cpuRoots() {
+		m.start[r] = treeCPU([]int{r})
+	}
+	return m
+}
+
+// stop returns the CPU seconds used since start by the roots now running
+// (a root started in between counts from zero), in all and by the origin
+// server alone. Call it before stopping a daemon.
+func (m *cpuMeter) stop() (total, origin float64) {
+	og := postmasterPID(m.e.origin.LogFile())
+	for _, r := range m.e.cpuRoots() {
+		d := treeCPU([]int{r}) - m.start[r]
+		total += d
+		if r == og {
+			origin = d
+		}
+	}
+	return total, origin
+}
