@@ -1,7 +1,6 @@
 package tablecopy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -375,19 +374,15 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 	in := "COPY " + t.Ident() + " (" + ti.cols + ") FROM STDIN" + format
 
 	meter := &meter{counter: newRowCounter(binaryFormat), start: start, p: p, report: w.c.progress}
-	pr, pw := io.Pipe()
+	pipe := newChunkPipe()
 	done := make(chan error, 1)
 	go func() {
-		bw := bufio.NewWriterSize(pw, 256<<10)
-		_, err := w.origin.PgConn().CopyTo(ctx, io.MultiWriter(bw, meter), out)
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
+		_, err := w.origin.PgConn().CopyTo(ctx, io.MultiWriter(pipe, meter), out)
+		pipe.CloseWrite(err)
 		done <- err
 	}()
-	tag, err := w.replica.PgConn().CopyFrom(ctx, pr, in)
-	pr.CloseWithError(errCopyInEnded) // unblocks the sender if COPY FROM stopped early
+	tag, err := w.replica.PgConn().CopyFrom(ctx, pipe, in)
+	pipe.CloseRead(errCopyInEnded) // unblocks the sender if COPY FROM stopped early
 	outErr := <-done
 	if outErr != nil && !errors.Is(outErr, errCopyInEnded) {
 		return fmt.Errorf("read from the origin: %w", outErr)
