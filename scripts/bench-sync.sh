@@ -168,7 +168,7 @@ median() {
 # fresh DB: drop and create a database on the replica cluster, remove
 # capture from the origin, checkpoint both clusters and flush the OS cache.
 fresh() {
-    rsql -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+    rsql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
     osql -c 'SET client_min_messages = warning' -c 'DROP SCHEMA IF EXISTS pgreplica CASCADE'
     osql -c 'CHECKPOINT'
     rsql -d postgres -c 'CHECKPOINT'

@@ -23,7 +23,7 @@ type side struct {
 	keyTypes []string // per key column, as the server names it
 	keyExprs []string // per key column: t.col, with COLLATE "C" where the two servers' orders could differ
 	colTypes map[string]string
-	rowHash  string // md5 of the row's text
+	rowHash  string // a 64-bit hash of the row's text (bigint)
 }
 
 // keyTuple is the key as one comparable value.
@@ -69,9 +69,7 @@ func (s *side) where(p *params, lo, hi []string) string {
 	return " WHERE " + strings.Join(c, " AND ")
 }
 
-func (s *side) hashExpr() string {
-	return "('x' || substr(" + s.rowHash + ", 1, 16))::bit(64)::bigint::numeric"
-}
+func (s *side) hashExpr() string { return s.rowHash }
 
 // hashCount is a range's row count and hash sum on one side.
 type hashCount struct {
@@ -184,7 +182,7 @@ func (s *side) rows(ctx context.Context, keyCols []string, lo, hi []string, limi
 		sel = append(sel, col+"::text")
 		pairs = append(pairs, p.add(k)+"::text", col)
 	}
-	sel = append(sel, "jsonb_build_object("+strings.Join(pairs, ", ")+")::text", s.rowHash)
+	sel = append(sel, "jsonb_build_object("+strings.Join(pairs, ", ")+")::text", s.rowHash+"::text")
 	sql := "SELECT " + strings.Join(sel, ", ") + " FROM " + s.from + s.where(&p, lo, hi)
 	if limit > 0 {
 		sql += " ORDER BY " + strings.Join(s.keyExprs, ", ") + " LIMIT " + p.add(limit)
@@ -213,11 +211,12 @@ func (s *side) rows(ctx context.Context, keyCols []string, lo, hi []string, limi
 
 // comparison compares one table.
 type comparison struct {
-	opt     Options
-	res     TableResult
-	keyCols []string
-	cols    []string // compared columns: the origin's non-generated ones
-	o, r    *side
+	opt      Options
+	fastHash bool // both servers compute hashtextextended alike
+	res      TableResult
+	keyCols  []string
+	cols     []string // compared columns: the origin's non-generated ones
+	o, r     *side
 
 	found        int // differences discovered so far
 	oOnly, rOnly map[string]leafRow
@@ -317,7 +316,13 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 	for i, col := range cols {
 		quoted[i] = "t." + pgx.Identifier{col}.Sanitize()
 	}
-	rowHash := "md5(ROW(" + strings.Join(quoted, ", ") + ")::text)"
+	rowText := "ROW(" + strings.Join(quoted, ", ") + ")::text"
+	// hashtextextended is several times cheaper than md5 but not portable
+	// between architectures: it is used when both servers agree on it.
+	rowHash := "('x' || substr(md5(" + rowText + "), 1, 16))::bit(64)::bigint"
+	if c.fastHash {
+		rowHash = "hashtextextended(" + rowText + ", 0)"
+	}
 	mk := func(name string, tx pgx.Tx, kind string, info map[string]columnInfo) *side {
 		from := "ONLY " + t.Ident() + " AS t"
 		if kind == "p" {

@@ -9,8 +9,9 @@
 // whatever is being written meanwhile, so every difference found is real.
 //
 // The comparison: per table, each server computes a row count and a sum of
-// 64-bit hashes of its rows (md5 of the row's text, with the same session
-// settings on both sides) for the whole table, and only where they differ
+// 64-bit hashes of its rows (of the row's text, made with the same session
+// settings on both sides: hashtextextended when both servers compute it
+// alike, else the first 64 bits of md5) for the whole table, and only where they differ
 // for primary-key ranges, narrowing down by splitting a differing range
 // into Fanout ranges of about equal rows, until a range has at most
 // LeafRows rows; only then are that range's keys and row hashes pulled and
@@ -48,6 +49,9 @@ type Options struct {
 	// table (re-copy it with sync instead).
 	MaxKeys  int
 	LeafRows int // narrow differing ranges down to this many rows (default 1000)
+	// PortableHash hashes rows with md5 even when both servers compute the
+	// faster hashtextextended alike (it is used only then).
+	PortableHash bool
 	Fanout   int // ranges a differing range is split into (default 16)
 	// OnTable is called after each table, from Run's goroutine.
 	OnTable func(replica string, r TableResult)
@@ -232,6 +236,13 @@ func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, ta
 				return fmt.Errorf("set session: %w", err)
 			}
 		}
+		fast := false
+		if !opt.PortableHash {
+			var err error
+			if fast, err = sameFastHash(ctx, otx, rtx); err != nil {
+				return fmt.Errorf("replica %s: %w", r.Name, err)
+			}
+		}
 		states, err := copyStates(ctx, rtx, cfg.Name)
 		if err != nil {
 			return fmt.Errorf("replica %s: %w", r.Name, err)
@@ -242,7 +253,7 @@ func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, ta
 			if st, ok := states[t]; ok {
 				tr = TableResult{Table: t, Skipped: "being copied by pgreplica sync (state " + st + "); verify it once it replicates"}
 			} else {
-				c := &comparison{opt: opt, res: TableResult{Table: t}}
+				c := &comparison{opt: opt, res: TableResult{Table: t}, fastHash: fast}
 				if err := c.run(ctx, otx, rtx); err != nil {
 					return fmt.Errorf("replica %s: compare %s: %w", r.Name, t, err)
 				}
@@ -266,6 +277,23 @@ func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, ta
 	})
 	rr.Took = time.Since(start)
 	return rr, err
+}
+
+// hashProbes are texts of several lengths, ASCII and not, to tell whether
+// two servers' hashtextextended agree (it differs between big- and
+// little-endian machines).
+var hashProbes = []string{"", "a", "pgreplica", "pgreplica verify probe 1234567890", "ünïcødé ✓ 日本語 " + strings.Repeat("xyz", 50)}
+
+func sameFastHash(ctx context.Context, otx, rtx pgx.Tx) (bool, error) {
+	var got [2]string
+	for i, tx := range []pgx.Tx{otx, rtx} {
+		err := tx.QueryRow(ctx, `SELECT string_agg(hashtextextended(p, 0)::text, ',' ORDER BY n)
+		                           FROM unnest($1::text[]) WITH ORDINALITY AS x(p, n)`, hashProbes).Scan(&got[i])
+		if err != nil {
+			return false, fmt.Errorf("probe hash function: %w", err)
+		}
+	}
+	return got[0] == got[1], nil
 }
 
 // copyStates reads the tables that pgreplica sync is copying or that are

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -153,8 +154,14 @@ func rows(t *testing.T, c *pgx.Conn, tb string) string {
 }
 
 func TestVerifyFindsAndRepairsPlantedDifferences(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("portable_hash=%v", portable), func(t *testing.T) { testPlanted(t, portable) })
+	}
+}
+
+func testPlanted(t *testing.T, portable bool) {
 	e := newEnv(t)
-	res := e.verify(verify.Options{})
+	res := e.verify(verify.Options{PortableHash: portable})
 	if !res.Equal {
 		t.Fatalf("freshly replicated tables differ: %+v", res)
 	}
@@ -170,7 +177,7 @@ func TestVerifyFindsAndRepairsPlantedDifferences(t *testing.T) {
 	exec(t, e.replica, `UPDATE "Pair Keys" SET payload = payload || '!' WHERE "Region" = 'süd' AND nr = 12343`)
 
 	// Small leaves and fanout make the search go several levels deep.
-	opt := verify.Options{LeafRows: 50, Fanout: 4}
+	opt := verify.Options{LeafRows: 50, Fanout: 4, PortableHash: portable}
 	res = e.verify(opt)
 	if res.Equal || res.Resolved() {
 		t.Fatal("verify found no difference")
@@ -212,7 +219,7 @@ func TestVerifyFindsAndRepairsPlantedDifferences(t *testing.T) {
 	if !res.Resolved() {
 		t.Fatal("not resolved after repair")
 	}
-	if res = e.verify(verify.Options{}); !res.Equal {
+	if res = e.verify(verify.Options{PortableHash: portable}); !res.Equal {
 		t.Fatalf("differences after repair: %+v", res)
 	}
 	for _, tb := range []string{"items", `"Pair Keys"`} {
