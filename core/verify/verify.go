@@ -49,10 +49,10 @@ type Options struct {
 	// table (re-copy it with sync instead).
 	MaxKeys  int
 	LeafRows int // narrow differing ranges down to this many rows (default 1000)
+	Fanout   int // ranges a differing range is split into (default 16)
 	// PortableHash hashes rows with md5 even when both servers compute the
 	// faster hashtextextended alike (it is used only then).
 	PortableHash bool
-	Fanout   int // ranges a differing range is split into (default 16)
 	// OnTable is called after each table, from Run's goroutine.
 	OnTable func(replica string, r TableResult)
 }
