@@ -411,7 +411,7 @@ VALUES ($1, $2, $3, 'catchup', $4, now())
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	p.Rows, p.Bytes, p.Done, p.Took = tag.RowsAffected(), meter.bytes, true, since(start)
+	p.Rows, p.Bytes, p.Done, p.Took = tag.RowsAffected(), meter.bytes, true, time.Since(start)
 	w.c.progress(p)
 	return nil
 }

@@ -305,6 +305,3 @@ func sortBySize(ts []*tableInfo) {
 		return cmp.Compare(a.table.String(), b.table.String())
 	})
 }
-
-// since is time.Since, rounded for display.
-func since(t time.Time) time.Duration { return time.Since(t) }
