@@ -151,6 +151,8 @@ differences were found, 1 when the comparison could not be made.`,
 				return nil
 			case opt.Repair:
 				return &codeError{code: exitProblems, err: errors.New("verify found differences it did not repair")}
+			case onlySkipped(res):
+				return &codeError{code: exitProblems, err: errors.New("verify could not compare every table: some are being copied")}
 			}
 			return &codeError{code: exitProblems, err: errors.New("verify found differences")}
 		},
@@ -254,6 +256,18 @@ func (a *app) printSummary(res verify.Result) {
 		}
 		a.line(s + fmt.Sprintf(" (compared at origin snapshot %s in %s)", rr.At, rr.Took.Round(time.Millisecond)))
 	}
+}
+
+// onlySkipped reports whether every table that is not equal was skipped.
+func onlySkipped(res verify.Result) bool {
+	for _, rr := range res.Replicas {
+		for _, t := range rr.Tables {
+			if !t.Equal && t.Skipped == "" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // differenceText says what a repair would touch.
