@@ -131,6 +131,15 @@ func TestCLIVerifyFindsRepairsAndExitCodes(t *testing.T) {
 		}
 	}
 
+	// A table being copied is not compared, and says so.
+	execSQL(t, replica, `INSERT INTO pgreplica.table_state (set_name, schema_name, table_name, state) VALUES ('shop', 'public', 'accounts', 'copying')`)
+	out, errOut, code = cli(t, "", "-c", cfg, "verify")
+	if code != 3 || errOut != "Error: verify could not compare every table: some are being copied\n" ||
+		!strings.Contains(out, "r1 public.accounts: not compared: being copied by pgreplica sync (state copying); verify it once it replicates\n") {
+		t.Fatalf("verify of a table being copied: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	execSQL(t, replica, `DELETE FROM pgreplica.table_state`)
+
 	// Bad input: one clear line.
 	_, errOut, code = cli(t, "", "-c", cfg, "verify", "--replica", "nope")
 	if code != 1 || errOut != "Error: unknown replica \"nope\" (known: r1)\n" {
