@@ -308,20 +308,8 @@ func (a *applier) applySegment(ctx context.Context, tx pgx.Tx, s *segment) ([]Co
 	}
 	for _, t := range s.order {
 		tn := s.tables[t]
-		bySig := map[string][]*net{}
-		var sigs []string
-		for _, n := range tn.order {
-			if n.kind != netUpdate {
-				continue
-			}
-			sig := strings.Join(n.data.keys(), "\x00")
-			if bySig[sig] == nil {
-				sigs = append(sigs, sig)
-			}
-			bySig[sig] = append(bySig[sig], n)
-		}
-		for _, sig := range sigs {
-			c, err := a.setUpdate(ctx, tx, tn, bySig[sig])
+		for _, rows := range groupByColumns(tn.order, netUpdate) {
+			c, err := a.setUpdate(ctx, tx, tn, rows)
 			if err != nil {
 				return nil, err
 			}
@@ -330,25 +318,34 @@ func (a *applier) applySegment(ctx context.Context, tx pgx.Tx, s *segment) ([]Co
 	}
 	for _, t := range s.order {
 		tn := s.tables[t]
-		bySig := map[string][]*net{}
-		var sigs []string
-		for _, n := range tn.order {
-			if n.kind != netInsert && n.kind != netReplace {
-				continue
-			}
-			sig := strings.Join(n.data.keys(), "\x00")
-			if bySig[sig] == nil {
-				sigs = append(sigs, sig)
-			}
-			bySig[sig] = append(bySig[sig], n)
-		}
-		for _, sig := range sigs {
-			if err := a.copyInsert(ctx, tx, tn, bySig[sig]); err != nil {
+		for _, rows := range groupByColumns(tn.order, netInsert, netReplace) {
+			if err := a.copyInsert(ctx, tx, tn, rows); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return conflicts, nil
+}
+
+// groupByColumns returns the rows of the given kinds grouped by the
+// columns of their data, groups in order of first appearance.
+func groupByColumns(rows []*net, kinds ...netKind) [][]*net {
+	index := map[string]int{}
+	var groups [][]*net
+	for _, n := range rows {
+		if !slices.Contains(kinds, n.kind) {
+			continue
+		}
+		sig := strings.Join(n.data.keys(), "\x00")
+		i, ok := index[sig]
+		if !ok {
+			i = len(groups)
+			index[sig] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], n)
+	}
+	return groups
 }
 
 // setDelete deletes rows by key in one statement and reports the keys that
