@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,11 +18,16 @@ import (
 	"pgreplica/core/replay"
 )
 
+// kindStream profiles the engine streaming during a full-speed pgbench run.
+const kindStream = "stream"
+
 // Profile builds each apply backlog once and applies it with the engine
 // running in this process under the CPU profiler, with pg_stat_statements
 // on both servers. It writes to o.ProfileDir: cpu-<backlog>.pprof,
 // top-<backlog>.txt (go tool pprof -top) and pgss-<backlog>.txt (the
-// statements that took the most time on the origin and the replica).
+// statements that took the most time on the origin and the replica); and
+// the same for the engine streaming (Run) while pgbench runs TPC-B at full
+// speed for --seconds (cpu-stream.pprof...).
 func Profile(ctx context.Context, o Options) error {
 	o.defaults()
 	if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
@@ -47,7 +53,7 @@ func Profile(ctx context.Context, o Options) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	for _, kind := range []string{kindTPCB, kindInserts} {
+	for _, kind := range []string{kindTPCB, kindInserts, kindStream} {
 		if err := e.reset(ctx); err != nil {
 			return err
 		}
@@ -57,10 +63,12 @@ func Profile(ctx context.Context, o Options) error {
 		if err := e.pgreplicaCatchUp(ctx); err != nil {
 			return err
 		}
-		e.logf("profile: building the %s backlog", kind)
-		changes, _, err := e.backlog(ctx, kind)
-		if err != nil {
-			return err
+		var changes int64
+		if kind != kindStream {
+			e.logf("profile: building the %s backlog", kind)
+			if changes, _, err = e.backlog(ctx, kind); err != nil {
+				return err
+			}
 		}
 		for _, c := range []*pgx.Conn{e.og, e.reps["pgreplica"]} {
 			if _, err := c.Exec(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
@@ -77,15 +85,36 @@ func Profile(ctx context.Context, o Options) error {
 			return err
 		}
 		start := time.Now()
-		n, err := replay.New(cfg, log, replay.Options{}).Once(ctx)
-		took := time.Since(start)
-		pprof.StopCPUProfile()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("engine: %w", err)
+		var summary string
+		if kind == kindStream {
+			// The engine streaming (Run) while pgbench runs TPC-B at full speed.
+			runCtx, stopRun := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { defer close(done); replay.New(cfg, log, replay.Options{}).Run(runCtx) }()
+			time.Sleep(time.Second)
+			before, _ := e.appliedEvents(ctx)
+			r, err := e.pgbench(ctx, e.origin, originDB, append(e.tpcbArgs(), "-T", strconv.Itoa(e.opt.Seconds))...)
+			stopRun()
+			<-done
+			pprof.StopCPUProfile()
+			f.Close()
+			if err != nil {
+				return err
+			}
+			after, _ := e.appliedEvents(ctx)
+			summary = fmt.Sprintf("stream: engine Run in process during pgbench TPC-B -T %d: %.0f tps, %d events applied (%d transactions) in %.1fs\n",
+				e.opt.Seconds, r.TPS, after-before, r.Txns, time.Since(start).Seconds())
+		} else {
+			n, err := replay.New(cfg, log, replay.Options{}).Once(ctx)
+			took := time.Since(start)
+			pprof.StopCPUProfile()
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("engine: %w", err)
+			}
+			summary = fmt.Sprintf("%s backlog: %d events (%d row changes) applied in process in %.2fs: %.0f events/s\n",
+				kind, n, changes, took.Seconds(), float64(n)/took.Seconds())
 		}
-		summary := fmt.Sprintf("%s backlog: %d events (%d row changes) applied in process in %.2fs: %.0f events/s\n",
-			kind, n, changes, took.Seconds(), float64(n)/took.Seconds())
 		e.logf("profile: %s", strings.TrimSpace(summary))
 		top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=40", path).CombinedOutput()
 		if err != nil {
