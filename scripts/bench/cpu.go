@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // CPU accounting that other processes on the machine do not disturb: the
@@ -122,10 +126,67 @@ func (e *env) cpuStart() *cpuMeter {
 	return m
 }
 
+// settle waits (up to 5 s) until the backends of finished clients
+// (pgbench, replicate --once) have exited and been reaped by their
+// postmaster, whose cutime then holds their CPU: read before that, a
+// backend's CPU can be missed.
+func (m *cpuMeter) settle(ctx context.Context) {
+	deadline := time.Now().Add(5 * time.Second)
+	pms := []int{postmasterPID(m.e.origin.LogFile()), postmasterPID(m.e.replica.LogFile())}
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		busy := 0
+		for _, c := range []*pgx.Conn{m.e.og, m.e.reps[firstKey(m.e.reps)]} {
+			var n int
+			// The daemon's sessions are alive and counted as such.
+			q := `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'
+			       OR (application_name LIKE 'pgreplica%' AND NOT $1)`
+			if err := c.QueryRow(ctx, q, m.e.daemon != nil).Scan(&n); err == nil {
+				busy += n
+			}
+		}
+		if busy == 0 && !hasZombieChildren(pms) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func hasZombieChildren(parents []int) bool {
+	in := map[int]bool{}
+	for _, p := range parents {
+		in[p] = true
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if in[ppid] && f[0] == "Z" {
+			return true
+		}
+	}
+	return false
+}
+
 // stop returns the CPU seconds used since start by the roots now running
 // (a root started in between counts from zero), in all and by the origin
 // server alone. Call it before stopping a daemon.
-func (m *cpuMeter) stop() (total, origin float64) {
+func (m *cpuMeter) stop(ctx context.Context) (total, origin float64) {
+	m.settle(ctx)
 	og := postmasterPID(m.e.origin.LogFile())
 	for _, r := range m.e.cpuRoots() {
 		d := treeCPU([]int{r}) - m.start[r]

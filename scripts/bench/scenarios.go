@@ -106,7 +106,7 @@ func (e *env) overhead(ctx context.Context, variant string) (overheadSample, err
 	e.busy, e.waited = e.quiet(ctx)
 	m := e.cpuStart()
 	r, err := e.pgbench(ctx, e.origin, originDB, args...)
-	s.CPU, s.OriginCPU = m.stop()
+	s.CPU, s.OriginCPU = m.stop(ctx)
 	s.CPU += r.CPU
 	if after != nil {
 		if aerr := after(); err == nil {
@@ -240,7 +240,7 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 			return s, err
 		}
 		s.Seconds, s.MaxRSS, s.CPU = p.Wall.Seconds(), p.MaxRSS, p.CPU
-		s.SysCPU, _ = m.stop()
+		s.SysCPU, _ = m.stop(ctx)
 		s.SysCPU += p.CPU
 		after, err := e.appliedEvents(ctx)
 		if err != nil {
@@ -259,7 +259,7 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 		if err != nil {
 			return s, err
 		}
-		s.SysCPU, _ = m.stop()
+		s.SysCPU, _ = m.stop(ctx)
 		s.Seconds = t1.Sub(t0).Seconds()
 	case "slony":
 		t0 := time.Now()
@@ -270,7 +270,7 @@ func (e *env) apply(ctx context.Context, r, kind string) (applySample, error) {
 		if err != nil {
 			return s, err
 		}
-		s.SysCPU, _ = m.stop()
+		s.SysCPU, _ = m.stop(ctx)
 		s.Seconds = t1.Sub(t0).Seconds()
 	}
 	return s, nil
