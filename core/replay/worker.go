@@ -107,8 +107,11 @@ func (w *worker) disconnect() {
 	w.havePos = false
 }
 
-// catchUp applies everything the origin has committed, interval after
-// interval, until an interval brings nothing new. stopping is checked
+// catchUp applies everything the origin had committed when it was called:
+// the interval up to the origin's current snapshot (after finishing a
+// half-applied one, if any). It does not look again afterwards: changes
+// committed meanwhile have sent a notification, which wakes the worker at
+// once (and the poll interval covers a lost one). stopping is checked
 // between batches: a batch in flight is always finished.
 func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error) {
 	if err := w.connect(ctx); err != nil {
@@ -118,8 +121,8 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		if stopping.Err() != nil {
 			return applied, nil
 		}
-		target := w.pos.Target
-		if target.IsZero() {
+		target, resuming := w.pos.Target, !w.pos.Target.IsZero()
+		if !resuming {
 			if target, err = currentSnapshot(ctx, w.originConn); err != nil {
 				return applied, err
 			}
@@ -140,7 +143,7 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 			return applied, err
 		}
 		w.publish(ctx, false)
-		if n == 0 {
+		if !resuming {
 			return applied, nil
 		}
 	}
