@@ -77,5 +77,16 @@ CREATE TABLE IF NOT EXISTS pgreplica.held (
 );
 CREATE INDEX IF NOT EXISTS held_table ON pgreplica.held (set_name, schema_name, table_name, seq);
 
+-- Raised by the engine's position update when the stored position is not
+-- the one it applied from (another applier, a verify): the transaction then
+-- fails and nothing of it is committed.
+CREATE OR REPLACE FUNCTION pgreplica.position_moved() RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE EXCEPTION 'the replica''s position moved under this applier' USING ERRCODE = 'RP001';
+END
+$$;
+
 INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '1')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

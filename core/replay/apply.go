@@ -222,6 +222,32 @@ func (a *applier) statement(ctx context.Context, e *event) (string, []any, error
 	}
 }
 
+// session is what applying needs of a replica connection in a transaction:
+// a pgx.Tx, or ownTx, a connection whose BEGIN and COMMIT the applier sends
+// itself, pipelined with its first and last statements.
+type session interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	Conn() *pgx.Conn
+}
+
+// ownTx is a connection on which applyIn begins and commits the
+// transaction itself (BEGIN rides in its first batch, COMMIT in its last).
+type ownTx struct{ c *pgx.Conn }
+
+func (o ownTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return o.c.Exec(ctx, sql, args...)
+}
+
+func (o ownTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return o.c.Query(ctx, sql, args...)
+}
+
+func (o ownTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults { return o.c.SendBatch(ctx, b) }
+
+func (o ownTx) Conn() *pgx.Conn { return o.c }
+
 // tableState is a table's state of an online copy on this replica.
 type tableState struct {
 	state  string   // "copying" or "catchup"
@@ -231,22 +257,19 @@ type tableState struct {
 // applyBatch applies events (in order) and moves the position from old to
 // next, all in one replica transaction. It returns the conflicts found.
 func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*event) ([]Conflict, error) {
-	tx, err := a.conn.Begin(ctx)
+	conflicts, err := a.applyIn(ctx, ownTx{a.conn}, old, next, events)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	conflicts, err := a.applyIn(ctx, tx, old, next, events)
-	if err != nil {
+		// Whatever failed, the transaction is not committed: end it.
+		if !a.conn.IsClosed() {
+			_, _ = a.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
 		return nil, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
 	}
 	return conflicts, nil
 }
 
-// applyIn is applyBatch inside a transaction the caller owns.
+// applyIn is applyBatch on a session: inside the caller's transaction
+// (a pgx.Tx), or beginning and committing its own (ownTx).
 //
 // Tables being copied by `pgreplica sync` get special care: while a table
 // is "copying" its events are held in pgreplica.held instead of applied;
@@ -254,8 +277,10 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 // events are applied first, and every event the copy already contains (its
 // transaction visible in the copy's snapshot) is skipped. So a copy never
 // blocks the stream and nothing is lost or applied twice.
-func (a *applier) applyIn(ctx context.Context, tx pgx.Tx, old, next Position, events []*event) ([]Conflict, error) {
-	states, err := a.lockAndReadStates(ctx, tx)
+func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, events []*event) ([]Conflict, error) {
+	_, own := tx.(ownTx)
+	count := len(events) // held events drained below were counted when held
+	states, err := a.lockAndReadStates(ctx, tx, own)
 	if err != nil {
 		return nil, err
 	}
@@ -316,17 +341,16 @@ func (a *applier) applyIn(ctx context.Context, tx pgx.Tx, old, next Position, ev
 			}
 		}
 	}
-	pos := queuePositionUpdate(b, a.set, old, next, len(events))
-	var moved bool
-	pos.Exec(func(tag pgconn.CommandTag) error {
-		moved = tag.RowsAffected() == 1
-		return nil
-	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("record position: %w", err)
+	queuePositionUpdate(b, a.set, old, next, count)
+	if own {
+		b.Queue("COMMIT")
 	}
-	if !moved {
-		return nil, errPositionMoved
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == positionMovedCode {
+			return nil, errPositionMoved
+		}
+		return nil, fmt.Errorf("record position: %w", err)
 	}
 	return conflicts, nil
 }
@@ -335,24 +359,21 @@ func (a *applier) applyIn(ctx context.Context, tx pgx.Tx, old, next Position, ev
 // big enough, inside a savepoint; if that fails for any reason the
 // savepoint is rolled back and the events are replayed one by one, which
 // either succeeds or names the event that fails.
-func (a *applier) applyEvents(ctx context.Context, tx pgx.Tx, events []*event) ([]Conflict, error) {
+func (a *applier) applyEvents(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
 	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && len(events) >= minFastBatch)
 	if fast && len(events) > 0 {
-		sp, err := tx.Begin(ctx)
-		if err != nil {
+		// The savepoint is released by the commit.
+		if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_fast"); err != nil {
 			return nil, fmt.Errorf("savepoint: %w", err)
 		}
-		conflicts, err := a.applyFast(ctx, sp, events)
+		conflicts, err := a.applyFast(ctx, tx, events)
 		if err == nil {
-			if err := sp.Commit(ctx); err != nil {
-				return nil, fmt.Errorf("release savepoint: %w", err)
-			}
 			return conflicts, nil
 		}
 		if a.mode == ApplyFast {
 			return nil, fmt.Errorf("fast apply: %w", err)
 		}
-		if rbErr := sp.Rollback(ctx); rbErr != nil {
+		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
 			return nil, fmt.Errorf("apply: %w", err)
 		}
 		a.fallbacks++
@@ -362,7 +383,7 @@ func (a *applier) applyEvents(ctx context.Context, tx pgx.Tx, events []*event) (
 }
 
 // applyExactIn applies events one statement each (pipelined), in order.
-func (a *applier) applyExactIn(ctx context.Context, tx pgx.Tx, events []*event) ([]Conflict, error) {
+func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
 	b := &pgx.Batch{}
 	var queued []*event
 	for i := 0; i < len(events); i++ {
@@ -430,13 +451,21 @@ var errPositionMoved = errors.New("the replica's position changed under this app
 // lockAndReadStates locks the position row first (so that a concurrent
 // applier or verify waits here, before any row is touched) and reads the
 // tables of the set that are being copied or catching up.
-func (a *applier) lockAndReadStates(ctx context.Context, tx pgx.Tx) (map[pg.Table]tableState, error) {
+func (a *applier) lockAndReadStates(ctx context.Context, tx session, begin bool) (map[pg.Table]tableState, error) {
 	b := &pgx.Batch{}
+	if begin {
+		b.Queue("BEGIN")
+	}
 	b.Queue(`SELECT 1 FROM pgreplica.position WHERE set_name = $1 FOR UPDATE`, a.set)
 	b.Queue(`SELECT schema_name, table_name, state, coalesce(snapshot, '') FROM pgreplica.table_state
 	          WHERE set_name = $1 AND state IN ('copying', 'catchup')`, a.set)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
+	if begin {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+	}
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("lock position: %w", err)
 	}
@@ -467,7 +496,7 @@ func (a *applier) lockAndReadStates(ctx context.Context, tx pgx.Tx) (map[pg.Tabl
 
 // takeHeld removes and returns the held events of tables, in the order
 // they were held.
-func (a *applier) takeHeld(ctx context.Context, tx pgx.Tx, tables []pg.Table) ([]*event, error) {
+func (a *applier) takeHeld(ctx context.Context, tx session, tables []pg.Table) ([]*event, error) {
 	schemas, names := make([]string, len(tables)), make([]string, len(tables))
 	for i, t := range tables {
 		schemas[i], names[i] = t.Schema, t.Name

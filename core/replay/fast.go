@@ -243,7 +243,7 @@ func (s *segment) fold(e *event, keyCols map[pg.Table][]string) bool {
 // applyFast applies events as folded net changes inside tx. It returns
 // the conflicts found, or errFastUnsupported / a database error, after
 // which the caller replays the batch exactly in a new transaction.
-func (a *applier) applyFast(ctx context.Context, tx pgx.Tx, events []*event) ([]Conflict, error) {
+func (a *applier) applyFast(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
 	// The key columns of each table, from any update or delete of it.
 	keyCols := map[pg.Table][]string{}
 	for _, e := range events {
@@ -288,10 +288,11 @@ func (a *applier) applyFast(ctx context.Context, tx pgx.Tx, events []*event) ([]
 	return conflicts, flush()
 }
 
-// applySegment applies a folded segment: deletes, then updates, then
-// inserts, each table in the order it was first changed.
-func (a *applier) applySegment(ctx context.Context, tx pgx.Tx, s *segment) ([]Conflict, error) {
-	var conflicts []Conflict
+// applySegment applies a folded segment: deletes, then updates (all in one
+// pipeline), then inserts (COPY), each table in the order it was first
+// changed.
+func (a *applier) applySegment(ctx context.Context, tx session, s *segment) ([]Conflict, error) {
+	var stmts []setStmt
 	for _, t := range s.order {
 		tn := s.tables[t]
 		var dels []*net
@@ -300,21 +301,27 @@ func (a *applier) applySegment(ctx context.Context, tx pgx.Tx, s *segment) ([]Co
 				dels = append(dels, n)
 			}
 		}
-		c, err := a.setDelete(ctx, tx, tn, dels)
-		if err != nil {
-			return nil, err
+		if len(dels) > 0 {
+			st, err := a.deleteStmt(tn, dels)
+			if err != nil {
+				return nil, err
+			}
+			stmts = append(stmts, st)
 		}
-		conflicts = append(conflicts, c...)
 	}
 	for _, t := range s.order {
 		tn := s.tables[t]
 		for _, rows := range groupByColumns(tn.order, netUpdate) {
-			c, err := a.setUpdate(ctx, tx, tn, rows)
+			st, err := a.updateStmt(tn, rows)
 			if err != nil {
 				return nil, err
 			}
-			conflicts = append(conflicts, c...)
+			stmts = append(stmts, st)
 		}
+	}
+	conflicts, err := a.runSets(ctx, tx, stmts)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range s.order {
 		tn := s.tables[t]
@@ -348,15 +355,20 @@ func groupByColumns(rows []*net, kinds ...netKind) [][]*net {
 	return groups
 }
 
-// setDelete deletes rows by key in one statement and reports the keys that
-// were not there as conflicts.
-func (a *applier) setDelete(ctx context.Context, tx pgx.Tx, tn *tableNet, rows []*net) ([]Conflict, error) {
-	if len(rows) == 0 {
-		return nil, nil
-	}
+// setStmt is one set-based statement: it returns the ordinal (1-based) of
+// each row of arg it touched.
+type setStmt struct {
+	sql  string
+	arg  []string
+	rows []*net
+	op   byte
+}
+
+// deleteStmt deletes rows by key.
+func (a *applier) deleteStmt(tn *tableNet, rows []*net) (setStmt, error) {
 	m := a.meta[tn.table]
 	if err := a.checkColumns(m, tn.table, tn.keyCols, rows[0].first.ID); err != nil {
-		return nil, err
+		return setStmt{}, err
 	}
 	keys := make([]string, len(rows))
 	for i, n := range rows {
@@ -365,16 +377,16 @@ func (a *applier) setDelete(ctx context.Context, tx pgx.Tx, tn *tableNet, rows [
 	sql := fmt.Sprintf(`DELETE FROM %s AS t USING unnest($1::text[]) WITH ORDINALITY AS u(j, ord),
 	                     jsonb_to_record(u.j::jsonb) AS %s WHERE %s RETURNING u.ord`,
 		tn.table.Ident(), recordDef(m, "k", tn.keyCols), keyMatch(m, tn.keyCols))
-	return a.runSet(ctx, tx, sql, keys, rows, 'D')
+	return setStmt{sql: sql, arg: keys, rows: rows, op: 'D'}, nil
 }
 
-// setUpdate updates rows with the same changed columns in one statement.
-func (a *applier) setUpdate(ctx context.Context, tx pgx.Tx, tn *tableNet, rows []*net) ([]Conflict, error) {
+// updateStmt updates rows with the same changed columns.
+func (a *applier) updateStmt(tn *tableNet, rows []*net) (setStmt, error) {
 	m := a.meta[tn.table]
 	cols := rows[0].data.keys()
 	all := append(slices.Clone(tn.keyCols), cols...)
 	if err := a.checkColumns(m, tn.table, all, rows[0].first.ID); err != nil {
-		return nil, err
+		return setStmt{}, err
 	}
 	objs := make([]string, len(rows))
 	for i, n := range rows {
@@ -388,49 +400,62 @@ func (a *applier) setUpdate(ctx context.Context, tx pgx.Tx, tn *tableNet, rows [
 	sql := fmt.Sprintf(`UPDATE %s AS t SET %s FROM unnest($1::text[]) WITH ORDINALITY AS u(j, ord),
 	                     jsonb_to_record(u.j::jsonb) AS %s WHERE %s RETURNING u.ord`,
 		tn.table.Ident(), strings.Join(sets, ", "), recordDef(m, "n", all), match)
-	return a.runSet(ctx, tx, sql, objs, rows, 'U')
+	return setStmt{sql: sql, arg: objs, rows: rows, op: 'U'}, nil
 }
 
-// runSet runs a set statement that returns the ordinal of each row it
-// touched; the rows it did not touch are conflicts.
-func (a *applier) runSet(ctx context.Context, tx pgx.Tx, sql string, arg []string, rows []*net, op byte) ([]Conflict, error) {
-	res, err := tx.Query(ctx, sql, arg)
-	if err != nil {
-		return nil, err
+// runSets runs set statements in one pipeline; the rows a statement did
+// not touch are conflicts.
+func (a *applier) runSets(ctx context.Context, tx session, stmts []setStmt) ([]Conflict, error) {
+	if len(stmts) == 0 {
+		return nil, nil
 	}
-	hit := make([]bool, len(rows))
-	for res.Next() {
-		var ord int64
-		if err := res.Scan(&ord); err != nil {
+	b := &pgx.Batch{}
+	for _, st := range stmts {
+		b.Queue(st.sql, st.arg)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	var out []Conflict
+	for _, st := range stmts {
+		res, err := br.Query()
+		if err != nil {
 			return nil, err
 		}
-		hit[ord-1] = true
-	}
-	if err := res.Err(); err != nil {
-		return nil, err
-	}
-	var out []Conflict
-	for i, ok := range hit {
-		if ok {
-			continue
+		hit := make([]bool, len(st.rows))
+		for res.Next() {
+			var ord int64
+			if err := res.Scan(&ord); err != nil {
+				res.Close()
+				return nil, err
+			}
+			hit[ord-1] = true
 		}
-		n := rows[i]
-		kind, e := UpdateNoRow, n.last
-		if op == 'D' {
-			kind = DeleteNoRow
+		res.Close()
+		if err := res.Err(); err != nil {
+			return nil, err
 		}
-		c := Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table, Op: string(op), Key: n.key.json(), Kind: kind}
-		if op == 'U' {
-			c.Data = n.data.json()
+		for i, ok := range hit {
+			if ok {
+				continue
+			}
+			n := st.rows[i]
+			kind, e := UpdateNoRow, n.last
+			if st.op == 'D' {
+				kind = DeleteNoRow
+			}
+			c := Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table, Op: string(st.op), Key: n.key.json(), Kind: kind}
+			if st.op == 'U' {
+				c.Data = n.data.json()
+			}
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
-	return out, nil
+	return out, br.Close()
 }
 
 // copyInsert inserts rows with COPY (text format, built from the JSON
 // values: strings unescaped and COPY-escaped, other values as they are).
-func (a *applier) copyInsert(ctx context.Context, tx pgx.Tx, tn *tableNet, rows []*net) error {
+func (a *applier) copyInsert(ctx context.Context, tx session, tn *tableNet, rows []*net) error {
 	m := a.meta[tn.table]
 	cols := rows[0].data.keys()
 	if err := a.checkColumns(m, tn.table, cols, rows[0].first.ID); err != nil {

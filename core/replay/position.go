@@ -63,15 +63,24 @@ func nullable(s Snapshot) any {
 	return s.String()
 }
 
+// positionMovedCode is the SQLSTATE the position update raises when the
+// stored position is not the one the applier started from.
+const positionMovedCode = "RP001"
+
 // queuePositionUpdate adds the position update to a batch. It succeeds only
-// if the stored position is still old: a second applier on the same replica
-// makes it match no row, and the transaction is rolled back.
-func queuePositionUpdate(b *pgx.Batch, set string, old, next Position, events int) *pgx.QueuedQuery {
-	return b.Queue(`UPDATE pgreplica.position
-	                   SET snapshot = $2, target = $3, last_id = $4,
-	                       applied_events = applied_events + $5, applied_at = now()
-	                 WHERE set_name = $1 AND snapshot = $6
-	                   AND target IS NOT DISTINCT FROM $7 AND coalesce(last_id, 0) = $8`,
+// if the stored position is still old: otherwise (a second applier on the
+// same replica, a verify) it raises positionMovedCode, which fails the
+// transaction, so that nothing is committed (even with a COMMIT pipelined
+// after it).
+func queuePositionUpdate(b *pgx.Batch, set string, old, next Position, events int) {
+	b.Queue(`WITH moved AS (
+	           UPDATE pgreplica.position
+	              SET snapshot = $2, target = $3, last_id = $4,
+	                  applied_events = applied_events + $5, applied_at = now()
+	            WHERE set_name = $1 AND snapshot = $6
+	              AND target IS NOT DISTINCT FROM $7 AND coalesce(last_id, 0) = $8
+	           RETURNING 1)
+	         SELECT CASE WHEN EXISTS (SELECT FROM moved) THEN true ELSE pgreplica.position_moved() END`,
 		set, next.Snapshot.String(), nullable(next.Target), next.LastID, events,
 		old.Snapshot.String(), nullable(old.Target), old.LastID)
 }

@@ -129,3 +129,34 @@ func restart(t *testing.T, c *pgtest.Cluster, mode string) {
 		t.Fatalf("restart %s: %v", c.Name, err)
 	}
 }
+
+// Two engines applying the same set to the same replica at once (two
+// daemons started by mistake): the position's compare-and-set lets only
+// one apply each batch, so every event is applied exactly once.
+func TestTwoAppliersOnOneReplicaApplyEachEventOnce(t *testing.T) {
+	e := newEnv(t, bankSchema, 1)
+	exec(t, e.origin, "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 100) g; INSERT INTO counter VALUES (1, 0)")
+	e.once()
+	e.cfg.PollInterval = 50 * time.Millisecond
+	e.cfg.Batch.MaxEvents = 20
+	ctx, stop := context.WithCancel(e.ctx)
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		eng := e.engine()
+		wg.Add(1)
+		go func() { defer wg.Done(); eng.Run(ctx) }()
+	}
+	loadCtx, stopLoad := context.WithTimeout(e.ctx, 3*time.Second)
+	defer stopLoad()
+	load(loadCtx, e.cfg.Origin.DSN, 3)()
+	total := queryInt(t, e.origin, "SELECT count(*) FROM pgreplica.log")
+	waitFor(t, 60*time.Second, func() bool {
+		return queryInt(t, e.replicas[0], "SELECT applied_events FROM pgreplica.position") >= total
+	})
+	stop()
+	wg.Wait()
+	e.requireEqual(0, "accounts", "counter", "history")
+	if applied := queryInt(t, e.replicas[0], "SELECT applied_events FROM pgreplica.position"); applied != total {
+		t.Fatalf("applied %d events, captured %d", applied, total)
+	}
+}
