@@ -244,7 +244,9 @@ func (o ownTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	return o.c.Query(ctx, sql, args...)
 }
 
-func (o ownTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults { return o.c.SendBatch(ctx, b) }
+func (o ownTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return o.c.SendBatch(ctx, b)
+}
 
 func (o ownTx) Conn() *pgx.Conn { return o.c }
 
