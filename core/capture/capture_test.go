@@ -324,3 +324,35 @@ func TestWritersNeedNoGrantAndCannotForgeEvents(t *testing.T) {
 		t.Fatalf("events = %+v", got)
 	}
 }
+
+// Installing while an application transaction writes several of the
+// tables does not deadlock with it: the transaction holds "single", install
+// starts, then the transaction writes "composite" (which install, working
+// in name order, reaches first). In one install transaction that is a
+// deadlock; table by table it is a short wait.
+func TestInstallWhileTheOriginIsBusy(t *testing.T) {
+	ctx, cfg, origin, _ := setup(t)
+	exec(t, origin, "INSERT INTO single VALUES (1, 'x'); INSERT INTO composite VALUES (1, 'k', 'x')")
+	app := connect(t, cfg.Origin.DSN)
+	exec(t, app, "BEGIN")
+	exec(t, app, "UPDATE single SET v = 'y' WHERE id = 1")
+	done := make(chan error, 1)
+	go func() { done <- capture.Install(ctx, cfg, func(string) {}) }()
+	time.Sleep(500 * time.Millisecond)
+	if _, err := app.Exec(ctx, "UPDATE composite SET v = 'y' WHERE a = 1"); err != nil {
+		t.Fatalf("the application's transaction failed: %v", err)
+	}
+	exec(t, app, "COMMIT")
+	if err := <-done; err != nil {
+		t.Fatalf("install under load: %v", err)
+	}
+	tables, err := capture.ListTables(ctx, origin, cfg.Tables.Match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range tables {
+		if ti.Key != nil && ti.Status != capture.Installed {
+			t.Fatalf("%s is %s after install", ti.Table, ti.Status)
+		}
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
@@ -52,7 +54,9 @@ func (s *session) close(ctx context.Context) {
 // Install installs or upgrades capture on the origin (schema, triggers on
 // every selected table) and the bookkeeping schema on every replica.
 // Everything is checked before anything is changed; re-running it changes
-// nothing that is current.
+// nothing that is current, and completes an install that an error cut
+// short. It works while the origin is busy: each table is done in a short
+// transaction of its own.
 func Install(ctx context.Context, cfg *config.Config, report Report) error {
 	s, err := open(ctx, cfg)
 	if err != nil {
@@ -84,55 +88,115 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 	return nil
 }
 
-// installOrigin runs in one origin transaction: the schema, the triggers and
-// the registration of the replicas. It returns the snapshot taken before any
-// trigger was created: every transaction not visible in it is captured.
+// installOrigin installs the schema, the triggers and the registration of
+// the replicas on the origin. Each table's triggers are created in a short
+// transaction of their own (with a lock timeout, retried when busy): one
+// transaction for all would deadlock with application transactions that
+// write several tables. It returns the snapshot taken before any trigger
+// was created: every transaction not visible in it is captured.
 func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report Report) (string, error) {
-	tx, err := s.origin.Begin(ctx)
-	if err != nil {
-		return "", fmt.Errorf("origin: begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
-		return "", fmt.Errorf("origin: %w", err)
-	}
 	var snap string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
+	if err := s.origin.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
 		return "", fmt.Errorf("origin: take snapshot: %w", err)
 	}
-	v, err := SchemaVersion(ctx, tx)
+	err := retryBusy(ctx, func() error {
+		return inTx(ctx, s.origin, func(tx pgx.Tx) error {
+			v, err := SchemaVersion(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if v == pgsql.OriginVersion {
+				report(fmt.Sprintf("origin: capture schema is current (version %s)", v))
+				return nil
+			}
+			if _, err := tx.Exec(ctx, pgsql.Origin); err != nil {
+				return fmt.Errorf("install capture schema: %w", err)
+			}
+			verb := "installed"
+			if v != "" {
+				verb = "upgraded"
+			}
+			report(fmt.Sprintf("origin: %s capture schema (version %s)", verb, pgsql.OriginVersion))
+			return nil
+		})
+	})
 	if err != nil {
 		return "", fmt.Errorf("origin: %w", err)
 	}
-	if v == pgsql.OriginVersion {
-		report(fmt.Sprintf("origin: capture schema is current (version %s)", v))
-	} else {
-		if _, err := tx.Exec(ctx, pgsql.Origin); err != nil {
-			return "", fmt.Errorf("origin: install capture schema: %w", err)
-		}
-		verb := "installed"
-		if v != "" {
-			verb = "upgraded"
-		}
-		report(fmt.Sprintf("origin: %s capture schema (version %s)", verb, pgsql.OriginVersion))
-	}
 	for _, t := range tables {
-		line, err := addTable(ctx, tx, t.Table)
+		line, err := addTableRetried(ctx, s.origin, t.Table)
 		if err != nil {
 			return "", err
 		}
 		report(line)
 	}
-	for _, r := range s.cfg.Replicas {
-		if _, err := tx.Exec(ctx, `INSERT INTO pgreplica.replica (name, snapshot) VALUES ($1, $2::pg_snapshot)
-		                           ON CONFLICT (name) DO NOTHING`, r.Name, snap); err != nil {
-			return "", fmt.Errorf("origin: register replica %s: %w", r.Name, err)
+	err = inTx(ctx, s.origin, func(tx pgx.Tx) error {
+		for _, r := range s.cfg.Replicas {
+			if _, err := tx.Exec(ctx, `INSERT INTO pgreplica.replica (name, snapshot) VALUES ($1, $2::pg_snapshot)
+			                           ON CONFLICT (name) DO NOTHING`, r.Name, snap); err != nil {
+				return fmt.Errorf("register replica %s: %w", r.Name, err)
+			}
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return "", fmt.Errorf("origin: commit install: %w", err)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("origin: %w", err)
 	}
 	return snap, nil
+}
+
+// inTx runs f in a transaction with a 5s lock timeout and commits.
+func inTx(ctx context.Context, conn *pgx.Conn, f func(pgx.Tx) error) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// retryBusy runs f again (up to 5 times, with a growing pause) while it
+// fails on a deadlock or a lock timeout: creating a trigger needs a lock
+// that busy application transactions hold for a moment.
+func retryBusy(ctx context.Context, f func() error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = f(); err == nil || attempt == 5 || !isBusy(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
+}
+
+func isBusy(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "55P03")
+}
+
+// addTableRetried installs one table's triggers in a transaction of its own.
+func addTableRetried(ctx context.Context, conn *pgx.Conn, t pg.Table) (string, error) {
+	var line string
+	err := retryBusy(ctx, func() error {
+		return inTx(ctx, conn, func(tx pgx.Tx) error {
+			var err error
+			line, err = addTable(ctx, tx, t)
+			return err
+		})
+	})
+	if err != nil && isBusy(err) {
+		return "", fmt.Errorf("install trigger on %s: %w; the table is busy: retry later", t, err)
+	}
+	return line, err
 }
 
 // installReplica installs the bookkeeping schema on one replica and sets its
@@ -279,7 +343,7 @@ func AddTables(ctx context.Context, cfg *config.Config, tables []pg.Table, repor
 		if err := s.checkReplicasHave(ctx, []pg.Table{t}); err != nil {
 			return err
 		}
-		line, err := addTable(ctx, s.origin, t)
+		line, err := addTableRetried(ctx, s.origin, t)
 		if err != nil {
 			return err
 		}
