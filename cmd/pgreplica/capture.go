@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -9,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"pgreplica/core/capture"
+	"pgreplica/core/config"
 	"pgreplica/core/pg"
+	"pgreplica/core/replay"
 	"pgreplica/core/tablecopy"
 )
 
@@ -64,11 +67,46 @@ are lost: run 'pgreplica replicate --once' first to apply them.`,
 
 // tableJSON is one line of `tables --json`.
 type tableJSON struct {
-	Table       string   `json:"table"`
-	Key         []string `json:"key"`
-	Status      string   `json:"status"`
-	Pending     int64    `json:"pending"`
-	LastEventAt *string  `json:"last_event_at"`
+	Table       string            `json:"table"`
+	Key         []string          `json:"key"`
+	Status      string            `json:"status"`
+	State       string            `json:"state"`
+	Replicas    map[string]string `json:"replicas,omitempty"`
+	Pending     int64             `json:"pending"`
+	LastEventAt *string           `json:"last_event_at"`
+}
+
+// tableStates returns, per table, its copy state on each replica
+// (copying, catchup) and the state to show: the least advanced of them,
+// "replicating" when captured and no copy is under way, "-" otherwise.
+func tableStates(ctx context.Context, cfg *config.Config, tables []capture.TableInfo) (map[pg.Table]string, map[pg.Table]map[string]string) {
+	shown := map[pg.Table]string{}
+	per := map[pg.Table]map[string]string{}
+	var rep replay.Report
+	if len(cfg.Replicas) > 0 {
+		rep, _ = replay.QueryStatus(ctx, cfg) // not installed or unreachable: no copy states
+	}
+	for _, t := range tables {
+		state := "-"
+		if t.Status == capture.Installed || t.Status == capture.Disabled {
+			state = "replicating"
+		}
+		for _, r := range rep.Replicas {
+			st, ok := r.TableStates[t.Table.String()]
+			if !ok {
+				continue
+			}
+			if per[t.Table] == nil {
+				per[t.Table] = map[string]string{}
+			}
+			per[t.Table][r.Name] = st
+			if st == "copying" || (st == "catchup" && state != "copying") {
+				state = st
+			}
+		}
+		shown[t.Table] = state
+	}
+	return shown, per
 }
 
 func (a *app) tablesCommand() *cobra.Command {
@@ -78,8 +116,9 @@ func (a *app) tablesCommand() *cobra.Command {
 		Short: "List the selected tables with key, trigger status and pending events",
 		Long: `Lists every table of the origin matched by tables.include/exclude with its
 primary key, the status of its capture trigger (installed, missing,
-no primary key, disabled) and the events captured for it that the slowest
-replica has not applied yet. Problems are listed first.`,
+no primary key, disabled), its state on the replicas (copying or catchup
+while pgreplica sync copies it, then replicating) and the events captured for
+it that the slowest replica has not applied yet. Problems are listed first.`,
 		Example: "  pgreplica -c shop.yaml tables\n  pgreplica -c shop.yaml tables --json | jq '.[] | select(.status != \"installed\")'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -97,10 +136,12 @@ replica has not applied yet. Problems are listed first.`,
 				return err
 			}
 			capture.SortByStatus(tables)
+			states, perReplica := tableStates(cmd.Context(), cfg, tables)
 			if asJSON {
 				out := make([]tableJSON, len(tables))
 				for i, t := range tables {
-					out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status), Pending: t.Pending}
+					out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status),
+						State: states[t.Table], Replicas: perReplica[t.Table], Pending: t.Pending}
 					if out[i].Key == nil {
 						out[i].Key = []string{}
 					}
@@ -112,7 +153,7 @@ replica has not applied yet. Problems are listed first.`,
 				return a.printJSON(out)
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "STATUS\tTABLE\tKEY\tPENDING\tLAST EVENT")
+			fmt.Fprintln(w, "STATUS\tTABLE\tKEY\tSTATE\tPENDING\tLAST EVENT")
 			for _, t := range tables {
 				key, last := "-", "-"
 				if len(t.Key) > 0 {
@@ -121,12 +162,12 @@ replica has not applied yet. Problems are listed first.`,
 				if !t.Last.IsZero() {
 					last = t.Last.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, t.Pending, last)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, states[t.Table], t.Pending, last)
 			}
 			return w.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, status, pending, last_event_at}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, status, state, replicas, pending, last_event_at}")
 	return cmd
 }
 

@@ -73,6 +73,8 @@ replica r1: installed bookkeeping schema (version 1), replicating from now on
 		t.Fatalf("install: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	execSQL(t, origin, "INSERT INTO orders VALUES (1, 'a'), (2, 'b')")
+	// As pgreplica sync leaves a table it is copying.
+	execSQL(t, replica, "INSERT INTO pgreplica.table_state (set_name, schema_name, table_name, state) VALUES ('shop', 'public', 'Line Items', 'copying')")
 
 	out, _, code = cli(t, "", "-c", cfg, "tables", "--json")
 	var tables []map[string]any
@@ -81,9 +83,13 @@ replica r1: installed bookkeeping schema (version 1), replicating from now on
 	}
 	got := []string{}
 	for _, tb := range tables {
-		got = append(got, fmt.Sprintf("%v %v %v %v", tb["table"], tb["key"], tb["status"], tb["pending"]))
+		got = append(got, fmt.Sprintf("%v %v %v %v %v %v", tb["table"], tb["key"], tb["status"], tb["state"], tb["replicas"], tb["pending"]))
 	}
-	wantTables := []string{"public.audit [] no primary key 0", `public."Line Items" [order_id n] installed 0`, "public.orders [id] installed 2"}
+	wantTables := []string{
+		"public.audit [] no primary key - <nil> 0",
+		`public."Line Items" [order_id n] installed copying map[r1:copying] 0`,
+		"public.orders [id] installed replicating <nil> 2",
+	}
 	if strings.Join(got, "\n") != strings.Join(wantTables, "\n") {
 		t.Fatalf("tables --json:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantTables, "\n"))
 	}
