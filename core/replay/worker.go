@@ -62,6 +62,12 @@ func (w *worker) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// An interval is read in id order: a big backlog is sorted before
+		// its first event streams, in memory rather than on disk.
+		if _, err := c.Exec(ctx, "SET work_mem = '64MB'"); err != nil {
+			c.Close(ctx)
+			return fmt.Errorf("origin: %w", err)
+		}
 		w.originConn = c
 	}
 	if w.replicaConn == nil {
