@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/control"
 )
 
 // daemon is a `pgreplica run --daemon` process.
@@ -105,6 +107,9 @@ func TestDaemonReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 	replica2 := p.Replica.DSN(second)
 	execSQL(t, replica2, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 
+	// With the control endpoint on: it must survive the reloads.
+	sock := t.TempDir() + "/c.sock"
+	os.WriteFile(cfg, append(mustRead(t, cfg), []byte("control:\n  socket: "+sock+"\n")...), 0o600)
 	d := startDaemon(t, cfg)
 	execSQL(t, origin, "INSERT INTO t VALUES (1, 'before reload')")
 	eventually(t, 10*time.Second, "row 1 on r1", func() bool { return count(t, replica, "SELECT count(*) FROM t") == 1 })
@@ -118,7 +123,7 @@ func TestDaemonReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 	eventually(t, 10*time.Second, "row 2 on r1", func() bool { return count(t, replica, "SELECT count(*) FROM t") == 2 })
 
 	// A second replica added to the config and installed is served after SIGHUP.
-	withSecond := string(good) + fmt.Sprintf("  - name: r2\n    dsn: %q\n", replica2)
+	withSecond := strings.Replace(string(good), "control:", fmt.Sprintf("  - name: r2\n    dsn: %q\ncontrol:", replica2), 1)
 	os.WriteFile(cfg, []byte(withSecond), 0o600)
 	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
 		t.Fatal(errOut)
@@ -127,6 +132,12 @@ func TestDaemonReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 	eventually(t, 5*time.Second, "reload logged", func() bool { return d.hasLog(t, "reloading config") })
 	execSQL(t, origin, "INSERT INTO t VALUES (3, 'after reload')")
 	eventually(t, 10*time.Second, "row 3 on r2", func() bool { return count(t, replica2, "SELECT count(*) FROM t WHERE id = 3") == 1 })
+	eventually(t, 5*time.Second, "control endpoint after reload", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := control.Dial(sock).Status(ctx)
+		return err == nil && len(st.Replicas) == 2
+	})
 
 	start := time.Now()
 	d.cmd.Process.Signal(syscall.SIGTERM)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -120,18 +121,26 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 	for {
 		engCtx, stop := context.WithCancel(ctx)
 		eng := replay.New(cfg, log, replay.Options{})
+		// done closes when the engine and its control endpoint have both
+		// ended (the endpoint removes its socket file: it must be gone before
+		// a reloaded one creates it again).
 		done := make(chan struct{})
+		var wg sync.WaitGroup
+		if cfg.Control.Socket != "" {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := control.Serve(engCtx, cfg.Control.Socket, control.Source{Set: cfg.Name, Engine: eng, Log: ring}); err != nil {
+					log.Error("control endpoint", "err", err.Error())
+				}
+			}()
+		}
+		wg.Add(1)
 		go func() {
-			defer close(done)
-			if cfg.Control.Socket != "" {
-				go func() {
-					if err := control.Serve(engCtx, cfg.Control.Socket, control.Source{Set: cfg.Name, Engine: eng, Log: ring}); err != nil {
-						log.Error("control endpoint", "err", err.Error())
-					}
-				}()
-			}
+			defer wg.Done()
 			eng.Run(engCtx)
 		}()
+		go func() { wg.Wait(); close(done) }()
 		// Wait for the end, or for a SIGHUP with a valid config.
 		for reload := false; !reload; {
 			select {
