@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -145,10 +147,35 @@ func (m *cpuMeter) settle(ctx context.Context) {
 			}
 		}
 		if busy == 0 && !hasZombieChildren(pms) {
-			return
+			// A backend can still be on its way out (gone from
+			// pg_stat_activity, not yet a zombie): wait until the servers'
+			// children stay the same for 200 ms.
+			before := childPIDs(pms)
+			time.Sleep(200 * time.Millisecond)
+			if before == childPIDs(pms) && !hasZombieChildren(pms) {
+				return
+			}
+			continue
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// childPIDs lists the children of parents as one comparable string.
+func childPIDs(parents []int) string {
+	in := map[int]bool{}
+	for _, p := range parents {
+		in[p] = true
+	}
+	procs := readProcs()
+	var pids []int
+	for pid, p := range procs {
+		if in[p.ppid] {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	return fmt.Sprint(pids)
 }
 
 func hasZombieChildren(parents []int) bool {
