@@ -120,29 +120,8 @@ func (e *env) once() int {
 	return n
 }
 
-// rows returns a table's rows as text, one line per row, in key order,
-// read in UTC so that time zones do not differ between servers.
-func rows(t testing.TB, c *pgx.Conn, table string) []string {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := c.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = 'iso_8601'; SET LOCAL bytea_output = 'hex'; SET LOCAL DateStyle = 'ISO'"); err != nil {
-		t.Fatal(err)
-	}
-	r, err := tx.Query(ctx, "SELECT row__::text FROM "+table+" AS row__ ORDER BY 1")
-	if err != nil {
-		t.Fatalf("read %s: %v", table, err)
-	}
-	out, err := pgx.CollectRows(r, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("read %s: %v", table, err)
-	}
-	return out
-}
+// rows is the tables' independent row-by-row comparison.
+func rows(t testing.TB, c *pgx.Conn, table string) []string { return pgtest.TableRows(t, c, table) }
 
 // requireEqual compares tables row by row between the origin and replica i.
 func (e *env) requireEqual(i int, tables ...string) {

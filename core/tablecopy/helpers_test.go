@@ -185,29 +185,8 @@ func (e *env) pgbenchInit(scale int) {
 
 func execSQL(t *testing.T, c *pgx.Conn, sql string) { exec(t, c, sql) }
 
-// rows returns a table's rows as text, sorted, read in UTC with exact
-// float and fixed styles: the independent row-by-row comparison.
-func rows(t *testing.T, c *pgx.Conn, table string) []string {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := c.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = 'iso_8601'; SET LOCAL bytea_output = 'hex'; SET LOCAL DateStyle = 'ISO'"); err != nil {
-		t.Fatal(err)
-	}
-	r, err := tx.Query(ctx, "SELECT row__::text FROM "+table+" AS row__ ORDER BY 1")
-	if err != nil {
-		t.Fatalf("read %s: %v", table, err)
-	}
-	out, err := pgx.CollectRows(r, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("read %s: %v", table, err)
-	}
-	return out
-}
+// rows is the tables' independent row-by-row comparison.
+func rows(t *testing.T, c *pgx.Conn, table string) []string { return pgtest.TableRows(t, c, table) }
 
 // requireEqual compares tables row by row between origin and replica.
 func (e *env) requireEqual(tables ...string) {

@@ -134,23 +134,7 @@ func keys(ks []verify.Key) string {
 
 // rows is the independent comparison: every row's text, sorted.
 func rows(t *testing.T, c *pgx.Conn, tb string) string {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := c.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	exec(t, c, "SET TimeZone = 'UTC'; SET extra_float_digits = 3")
-	r, err := tx.Query(ctx, "SELECT x::text FROM "+tb+" AS x ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(r, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Join(out, "\n")
+	return strings.Join(pgtest.TableRows(t, c, tb), "\n")
 }
 
 func TestVerifyFindsAndRepairsPlantedDifferences(t *testing.T) {
