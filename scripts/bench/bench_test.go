@@ -66,8 +66,15 @@ func TestQuick(t *testing.T) {
 				t.Errorf("apply %s %s: ratio to native %v", kind, r, a.RatioToNative)
 			}
 		}
-		if p := rep.Apply[kind]["pgreplica"]; p != nil && p.Events < p.Changes {
-			t.Errorf("apply %s: pgreplica logged %d events for %d row changes", kind, p.Events, p.Changes)
+		// Every row change is an event, except a TPC-B UPDATE whose random
+		// delta is 0: it changes nothing, and pgreplica logs no event for it
+		// (by design). pgbench draws delta from [-5000, 5000], so that is
+		// about 3 updates in 10,001 transactions; allow 0.1% for TPC-B.
+		if p := rep.Apply[kind]["pgreplica"]; p != nil {
+			short := p.Changes - p.Events
+			if short > 0 && (kind == "inserts" || float64(short) > 0.001*float64(p.Changes)) {
+				t.Errorf("apply %s: pgreplica logged %d events for %d row changes", kind, p.Events, p.Changes)
+			}
 		}
 	}
 	for _, r := range []string{"pgreplica", "native"} {
