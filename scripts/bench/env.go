@@ -57,6 +57,10 @@ var serverSettings = []string{
 	"max_wal_size = 4GB",
 	"wal_sender_timeout = 0",
 	"wal_receiver_timeout = 0",
+	// The logical replication launcher starts at most one worker per
+	// wal_retrieve_retry_interval (5 s): a subscription enabled within 5 s
+	// of the last start would wait for it (seen in --quick).
+	"wal_retrieve_retry_interval = 100ms",
 }
 
 // env is the running bench: two clusters, connections and tools.
