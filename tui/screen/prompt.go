@@ -146,3 +146,19 @@ func (in *Input) View(focused bool) string {
 var (
 	ConfirmYes = key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "confirm"))
 )
+
+// KeyToPrompt hands a key to the open prompt *p: on confirmation it closes
+// the prompt and returns its OnYes; on cancellation it closes it and flashes
+// that nothing changed; otherwise the prompt stays open.
+func KeyToPrompt(p **Prompt, msg tea.KeyPressMsg) tea.Cmd {
+	open := *p
+	switch open.Update(msg) {
+	case PromptConfirmed:
+		*p = nil
+		return open.OnYes
+	case PromptCancelled:
+		*p = nil
+		return Flash(Info, "cancelled: nothing changed")
+	}
+	return nil
+}

@@ -165,16 +165,7 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 
 func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 	if m.prompt != nil {
-		p := m.prompt
-		switch p.Update(msg) {
-		case screen.PromptConfirmed:
-			m.prompt = nil
-			return m, p.OnYes
-		case screen.PromptCancelled:
-			m.prompt = nil
-			return m, screen.Flash(screen.Info, "cancelled: nothing changed")
-		}
-		return m, nil
+		return m, screen.KeyToPrompt(&m.prompt, msg)
 	}
 	if m.filtering {
 		switch msg.String() {
