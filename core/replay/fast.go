@@ -3,7 +3,6 @@ package replay
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -29,8 +28,6 @@ import (
 // pipelined statement per event is as quick.
 const minFastBatch = 16
 
-// errFastUnsupported makes applyIn replay the batch exactly.
-var errFastUnsupported = errors.New("batch needs exact replay")
 
 // field is one "column": value of a row image, both as raw JSON text.
 type field struct {
@@ -241,7 +238,7 @@ func (s *segment) fold(e *event, keyCols map[pg.Table][]string) bool {
 }
 
 // applyFast applies events as folded net changes inside tx. It returns
-// the conflicts found, or errFastUnsupported / a database error, after
+// the conflicts found, or an error (a database error, a missing column), after
 // which the caller replays the batch exactly in a new transaction.
 func (a *applier) applyFast(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
 	// The key columns of each table, from any update or delete of it.
