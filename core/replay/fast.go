@@ -28,7 +28,6 @@ import (
 // pipelined statement per event is as quick.
 const minFastBatch = 16
 
-
 // field is one "column": value of a row image, both as raw JSON text.
 type field struct {
 	key   string // the column name
