@@ -45,7 +45,7 @@ func NewApp(o AppOptions) *Model {
 	cfg := o.Config
 	tab := tables.New(env, tables.Deps{
 		List: func(ctx context.Context) ([]capture.TableInfo, error) {
-			conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica tui")
+			conn, err := pg.ConnectOrigin(ctx, cfg, "tui")
 			if err != nil {
 				return nil, err
 			}

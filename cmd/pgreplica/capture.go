@@ -126,7 +126,7 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			if err != nil {
 				return err
 			}
-			conn, err := pg.Connect(cmd.Context(), "origin", cfg.Origin.DSN)
+			conn, err := pg.ConnectOrigin(cmd.Context(), cfg, "")
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,7 @@ func (c Comparison) Equal() bool { return len(c.Differences) == 0 }
 // numeric, timestamptz and text compare exactly).
 func Compare(ctx context.Context, cfg *config.Config, tables []pg.Table) (Comparison, error) {
 	var res Comparison
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica compare")
+	origin, err := pg.ConnectOrigin(ctx, cfg, "compare")
 	if err != nil {
 		return res, err
 	}
@@ -51,7 +51,7 @@ func Compare(ctx context.Context, cfg *config.Config, tables []pg.Table) (Compar
 	}
 	replicas := make([]*pgx.Conn, len(cfg.Replicas))
 	for i, r := range cfg.Replicas {
-		c, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica compare")
+		c, err := pg.ConnectReplica(ctx, r, "compare")
 		if err != nil {
 			return res, err
 		}

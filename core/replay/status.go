@@ -41,7 +41,7 @@ type ReplicaReport struct {
 // replica is reported, not an error; an unreachable origin is an error.
 func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 	rep := Report{Set: cfg.Name, Origin: config.Describe(cfg.Origin.DSN), TakenAt: time.Now()}
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica status")
+	origin, err := pg.ConnectOrigin(ctx, cfg, "status")
 	if err != nil {
 		return rep, err
 	}
@@ -64,7 +64,7 @@ func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 
 func replicaReport(ctx context.Context, origin *pgx.Conn, set string, r config.Replica) ReplicaReport {
 	rr := ReplicaReport{Name: r.Name, Target: config.Describe(r.DSN)}
-	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica status")
+	conn, err := pg.ConnectReplica(ctx, r, "status")
 	if err != nil {
 		rr.Error = err.Error()
 		return rr

@@ -95,14 +95,14 @@ func Run(ctx context.Context, cfg *config.Config, opt Options, report func(Step)
 	if err := cfg.RequireReplicas(); err != nil {
 		return res, err
 	}
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica smoke")
+	origin, err := pg.ConnectOrigin(ctx, cfg, "smoke")
 	if err != nil {
 		return res, err
 	}
 	defer origin.Close(context.WithoutCancel(ctx))
 	replicas := make([]*pgx.Conn, len(cfg.Replicas))
 	for i, r := range cfg.Replicas {
-		c, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica smoke")
+		c, err := pg.ConnectReplica(ctx, r, "smoke")
 		if err != nil {
 			return res, err
 		}

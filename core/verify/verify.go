@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) (Result, error) {
 // selectTables is the named tables (each must exist on the origin with a
 // primary key) or the selected tables whose capture is installed.
 func selectTables(ctx context.Context, cfg *config.Config, names []pg.Table) ([]pg.Table, error) {
-	conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica verify "+cfg.Name)
+	conn, err := pg.ConnectOrigin(ctx, cfg, "verify "+cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -222,9 +222,8 @@ func selectTables(ctx context.Context, cfg *config.Config, names []pg.Table) ([]
 }
 
 // sessionSettings make every value's text form the same on both servers.
-const sessionSettings = `SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = ISO; SET LOCAL extra_float_digits = 3;
-SET LOCAL IntervalStyle = postgres; SET LOCAL bytea_output = hex; SET LOCAL lc_monetary = 'C';
-SET LOCAL search_path = ''; SET LOCAL statement_timeout = 0`
+var sessionSettings = pg.ExactTextSQL(true, pg.Setting{Name: "lc_monetary", Value: "C"},
+	pg.Setting{Name: "search_path", Value: ""}, pg.Setting{Name: "statement_timeout", Value: "0"})
 
 func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, tables []pg.Table, opt Options) (ReplicaResult, error) {
 	rr := ReplicaResult{Name: r.Name, Equal: true}

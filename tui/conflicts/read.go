@@ -48,7 +48,7 @@ func Read(ctx context.Context, cfg *config.Config) (out []Conflict, errs []error
 }
 
 func readReplica(ctx context.Context, set string, r config.Replica) ([]Conflict, error) {
-	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica tui")
+	conn, err := pg.ConnectReplica(ctx, r, "tui")
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func ReplicaRow(ctx context.Context, cfg *config.Config, c Conflict) (map[string
 	if err := json.Unmarshal([]byte(c.Key), &key); err != nil || len(key) == 0 {
 		return nil, fmt.Errorf("conflict %d has no key", c.ID)
 	}
-	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica tui")
+	conn, err := pg.ConnectReplica(ctx, r, "tui")
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ type tablesResult struct {
 func (m *Model) loadTables() tea.Cmd {
 	cfg := *m.cfg
 	return m.run(func(ctx context.Context, _ func(any)) (any, error) {
-		conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica wizard")
+		conn, err := pg.ConnectOrigin(ctx, &cfg, "wizard")
 		if err != nil {
 			return tablesResult{}, err
 		}
@@ -62,7 +62,7 @@ func (m *Model) loadTables() tea.Cmd {
 			}
 		}
 		for _, r := range cfg.Replicas {
-			rc, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica wizard")
+			rc, err := pg.ConnectReplica(ctx, r, "wizard")
 			if err != nil {
 				return res, err
 			}

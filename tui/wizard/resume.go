@@ -26,7 +26,7 @@ type resumeState struct {
 // re-checks).
 func detect(ctx context.Context, cfg *config.Config) resumeState {
 	var rs resumeState
-	conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica wizard")
+	conn, err := pg.ConnectOrigin(ctx, cfg, "wizard")
 	if err != nil {
 		return rs
 	}
@@ -46,7 +46,7 @@ func detect(ctx context.Context, cfg *config.Config) resumeState {
 	}
 	rs.synced = len(rs.installed) > 0
 	for _, r := range cfg.Replicas {
-		rc, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica wizard")
+		rc, err := pg.ConnectReplica(ctx, r, "wizard")
 		if err != nil {
 			rs.synced = false
 			break
