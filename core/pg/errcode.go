@@ -46,3 +46,15 @@ func IsTransient(err error) bool {
 	return pgerrcode.IsConnectionException(c) || c == pgerrcode.AdminShutdown ||
 		c == pgerrcode.SerializationFailure || IsLockBusy(err)
 }
+
+// ErrServerTooOld is in the chain of a connect error for a server older
+// than MinVersion.
+var ErrServerTooOld = errors.New("server older than PostgreSQL 13")
+
+type tooOldError struct{ msg string }
+
+func (e *tooOldError) Error() string        { return e.msg }
+func (e *tooOldError) Is(target error) bool { return target == ErrServerTooOld }
+
+// IsServerTooOld reports a server pgreplica does not support.
+func IsServerTooOld(err error) bool { return errors.Is(err, ErrServerTooOld) }
