@@ -134,7 +134,7 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 			m.states = map[string][]string{}
 			for _, r := range msg.Report.Replicas {
 				for t, st := range r.TableStates {
-					m.states[t] = append(m.states[t], r.Name+":"+st)
+					m.states[t] = append(m.states[t], r.Name+":"+string(st))
 				}
 			}
 		}
