@@ -14,6 +14,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"pgreplica/core/capture"
+	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 	"pgreplica/tui/layout"
 	"pgreplica/tui/screen"
@@ -455,7 +456,7 @@ func (m *Model) stateOf(r capture.TableInfo) string {
 		return strings.Join(words, ",")
 	}
 	if r.Status == capture.Installed {
-		return "replicating"
+		return string(copystate.Replicating)
 	}
 	return "–"
 }
