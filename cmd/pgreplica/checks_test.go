@@ -166,3 +166,29 @@ func TestBackupAndSmokeCommands(t *testing.T) {
 		t.Fatalf("smoke: code %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+func TestCheckMissingPrivilegeBlocks(t *testing.T) {
+	_, origin, replica := dbs(t, `CREATE TABLE t (id int PRIMARY KEY)`)
+	role := "pgreplica_nopriv"
+	for _, d := range []string{origin, replica} {
+		execSQL(t, d, `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgreplica_nopriv') THEN CREATE ROLE pgreplica_nopriv LOGIN; END IF; END $$`)
+	}
+	as := func(dsn string) string { return strings.Replace(dsn, "user=postgres", "user="+role, 1) }
+	if !strings.Contains(origin, "user=postgres") {
+		t.Fatalf("unexpected DSN form %q", origin)
+	}
+	cfg := writeConfig(t, "name: shop\norigin:\n  dsn: \""+as(origin)+"\"\nreplicas:\n  - name: r1\n    dsn: \""+as(replica)+"\"\n")
+	c, code, _ := runCheck(t, cfg)
+	if code != exitProblems || c.Status != "fail" {
+		t.Fatalf("without privileges: code %d status %s, want 3 fail\n%+v", code, c.Status, c)
+	}
+	var got []string
+	for _, f := range c.Findings {
+		if f.Severity == "fail" {
+			got = append(got, f.Check+"@"+f.Node)
+		}
+	}
+	if strings.Join(got, " ") != "CREATE on db@origin CREATE on db@replica r1 TRIGGER on@origin" {
+		t.Fatalf("blocking findings %v: %+v", got, c.Findings)
+	}
+}
