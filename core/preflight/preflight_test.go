@@ -81,7 +81,9 @@ func TestBlockingFindings(t *testing.T) {
 		node    string
 		problem string
 	}{
-		{"replica unreachable", func(s *Set) { s.Replicas[0] = Facts{Node: "replica r1", Err: errors.New("connect to replica r1 (x): refused")} },
+		{"replica unreachable", func(s *Set) {
+			s.Replicas[0] = Facts{Node: "replica r1", Err: errors.New("connect to replica r1 (x): refused")}
+		},
 			"reachable", "replica r1", "connect to replica r1 (x): refused"},
 		{"server too old", func(s *Set) {
 			s.Replicas[0] = Facts{Node: "replica r1", Err: fmt.Errorf("replica r1 (x) runs PostgreSQL 12.1; pgreplica needs 13 or newer: %w", pg.ErrServerTooOld)}
