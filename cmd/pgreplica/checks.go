@@ -17,7 +17,6 @@ import (
 	"pgreplica/core/config"
 	"pgreplica/core/conflict"
 	checkpkg "pgreplica/core/preflight"
-	"pgreplica/core/replay"
 	"pgreplica/core/smoke"
 )
 
@@ -294,7 +293,7 @@ Exit code 0 when every change reached every replica, 3 when one did not
 			ctx := cmd.Context()
 			startEngine := true
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if rep, err := replay.QueryStatus(qctx, cfg); err == nil && rep.DaemonRunning {
+			if smoke.EngineRunning(qctx, cfg) {
 				startEngine = false
 				fmt.Fprintln(a.stderr, "a pgreplica engine is already replaying this set: using it")
 			}

@@ -53,7 +53,7 @@ func TestCheckCommand(t *testing.T) {
 	}
 	var found bool
 	for _, f := range c.Findings {
-		if f.Check == "captured on replica" && f.Severity == "fail" && f.Node == "replica r1" && f.Table == "public.orders" &&
+		if f.Check == "tables on replica" && f.Severity == "fail" && f.Node == "replica r1" && f.Table == "public.orders" &&
 			f.Problem == "replica r1 lacks captured table public.orders: its changes cannot be applied there" {
 			found = true
 		}
@@ -63,6 +63,7 @@ func TestCheckCommand(t *testing.T) {
 	}
 	// The human form says the same, and the exit code is 3.
 	out, errOut, code := cli(t, "", "-c", cfg, "check")
+	t.Logf("check:\n%s%s", out, errOut)
 	if code != exitProblems || !strings.Contains(out, "FAIL replica r1 lacks captured table public.orders") ||
 		!strings.Contains(errOut, "check found 1 blocking problem") {
 		t.Fatalf("check: code %d\n%s\n%s", code, out, errOut)

@@ -151,7 +151,6 @@ var Checks = []Check{
 	createCheck,
 	triggerCheck,
 	tablesOnReplica,
-	capturedOnReplica,
 	pgDumpCheck,
 	primaryKeyCheck,
 	captureInstalled,
@@ -190,13 +189,24 @@ func Evaluate(s *Set, checks []Check) Report {
 				res.Severity = findings[i].Severity
 			}
 		}
-		if len(findings) > 0 && res.Severity != OK {
+		if res.Severity != OK {
+			// The table's summary: the check's own text, else its first
+			// finding of the worst severity (and how many more there are).
+			var worst []Finding
+			for _, f := range findings {
+				if f.Severity == res.Severity {
+					worst = append(worst, f)
+				}
+			}
 			res.Problem, res.Try = c.Problem, c.Try
 			if res.Problem == "" {
-				res.Problem = findings[0].Problem
+				res.Problem = worst[0].Problem
+				if n := len(findings) - 1; n > 0 {
+					res.Problem += fmt.Sprintf(" (and %d more)", n)
+				}
 			}
 			if res.Try == "" {
-				res.Try = findings[0].Try
+				res.Try = worst[0].Try
 			}
 		}
 		rep.Results = append(rep.Results, res)
@@ -322,10 +332,11 @@ func missingOn(s *Set, f Facts, which func(capture.TableInfo) bool) []pg.Table {
 	return out
 }
 
+// tablesOnReplica: a table of the origin missing on a replica cannot be
+// picked (a warning); a captured one missing there stops replication to
+// that replica (blocking).
 var tablesOnReplica = Check{
-	Name:    "tables on replica",
-	Problem: "some tables of the origin do not exist on a replica: they cannot be picked",
-	Try:     "pg_dump --schema-only <origin> | psql <replica>, then r to re-run the checks",
+	Name: "tables on replica",
 	Run: func(s *Set) ([]string, []Finding) {
 		var fs []Finding
 		vals := perNode(s, func(i int, f Facts) string {
@@ -335,37 +346,17 @@ var tablesOnReplica = Check{
 			if s.Origin.Err != nil {
 				return "–"
 			}
-			missing := missingOn(s, f, func(t capture.TableInfo) bool { return t.Status != capture.Installed })
+			missing := missingOn(s, f, func(capture.TableInfo) bool { return true })
 			for _, t := range missing {
-				fs = append(fs, Finding{Node: f.Node, Severity: Warn, Table: t.String(),
-					Problem: fmt.Sprintf("%s lacks table %s: it cannot be picked", f.Node, t),
-					Try:     "pg_dump --schema-only --table '" + t.String() + "' <origin> | psql <replica>"})
-			}
-			if all := missingOn(s, f, func(capture.TableInfo) bool { return true }); len(all) > 0 {
-				return fmt.Sprintf("%d missing", len(all))
-			}
-			return "all"
-		})
-		return vals, fs
-	},
-}
-
-var capturedOnReplica = Check{
-	Name: "captured on replica",
-	Run: func(s *Set) ([]string, []Finding) {
-		if s.Origin.Err != nil || !slices.ContainsFunc(s.Origin.Tables, func(t capture.TableInfo) bool { return t.Status == capture.Installed }) {
-			return nil, nil // nothing captured yet
-		}
-		var fs []Finding
-		vals := perNode(s, func(i int, f Facts) string {
-			if i == 0 {
-				return "n/a"
-			}
-			missing := missingOn(s, f, func(t capture.TableInfo) bool { return t.Status == capture.Installed })
-			for _, t := range missing {
-				fs = append(fs, Finding{Node: f.Node, Severity: Fail, Table: t.String(),
-					Problem: fmt.Sprintf("%s lacks captured table %s: its changes cannot be applied there", f.Node, t),
-					Try:     "create it there (pg_dump --schema-only --table '" + t.String() + "' <origin> | psql <replica>), then pgreplica sync --table '" + t.String() + "'"})
+				if captured(s, t) {
+					fs = append(fs, Finding{Node: f.Node, Severity: Fail, Table: t.String(),
+						Problem: fmt.Sprintf("%s lacks captured table %s: its changes cannot be applied there", f.Node, t),
+						Try:     "create it there (pg_dump --schema-only --table '" + t.String() + "' <origin> | psql <replica>), then pgreplica sync --table '" + t.String() + "'"})
+				} else {
+					fs = append(fs, Finding{Node: f.Node, Severity: Warn, Table: t.String(),
+						Problem: fmt.Sprintf("%s lacks table %s: it cannot be picked", f.Node, t),
+						Try:     "pg_dump --schema-only --table '" + t.String() + "' <origin> | psql <replica>, then r to re-run the checks"})
+				}
 			}
 			if len(missing) > 0 {
 				return fmt.Sprintf("%d missing", len(missing))
@@ -374,6 +365,10 @@ var capturedOnReplica = Check{
 		})
 		return vals, fs
 	},
+}
+
+func captured(s *Set, t pg.Table) bool {
+	return slices.ContainsFunc(s.Origin.Tables, func(ti capture.TableInfo) bool { return ti.Table == t && ti.Status == capture.Installed })
 }
 
 var pgDumpCheck = Check{

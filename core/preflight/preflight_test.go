@@ -94,7 +94,7 @@ func TestBlockingFindings(t *testing.T) {
 		{"captured table missing", func(s *Set) {
 			s.Origin.Tables[0].Status = capture.Installed
 			s.Replicas[0].Has[tOrders] = false
-		}, "captured on replica", "replica r1", "replica r1 lacks captured table public.orders: its changes cannot be applied there"},
+		}, "tables on replica", "replica r1", "replica r1 lacks captured table public.orders: its changes cannot be applied there"},
 		{"no replica", func(s *Set) { s.Replicas = nil }, "replicas", "", "no replica is configured"},
 	}
 	for _, c := range cases {

@@ -68,6 +68,14 @@ func (r Result) OK() bool {
 	return true
 }
 
+// EngineRunning reports whether a pgreplica engine (a daemon, or another
+// process) replays cfg's set now: the smoke test then uses it instead of
+// starting one (Options.StartEngine).
+func EngineRunning(ctx context.Context, cfg *config.Config) bool {
+	rep, err := replay.QueryStatus(ctx, cfg)
+	return err == nil && rep.DaemonRunning
+}
+
 const createSQL = `CREATE TABLE public.pgreplica_smoke (
     id   integer PRIMARY KEY,
     note text NOT NULL,
