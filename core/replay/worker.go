@@ -371,7 +371,7 @@ func prepareApplySession(ctx context.Context, c *pgx.Conn, set string) error {
 		return fmt.Errorf("set origin tag: %w", err)
 	}
 	// Values that travel as text are read in the forms the capture
-	// functions write them.
+	// functions write them (pg.ExactText, the settings copy and verify use).
 	if _, err := c.Exec(ctx, pg.ExactTextSQL(false)); err != nil {
 		return err
 	}
