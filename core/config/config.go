@@ -27,6 +27,8 @@ type Config struct {
 	Batch        Batch         `yaml:"batch"`         // limits of one replica transaction
 	Purge        Purge         `yaml:"purge"`         // removal of applied events from the origin's log
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
+	Alerts       Alerts        `yaml:"alerts"`        // e-mail and webhook alerts (alerts.go)
+	Metrics      Metrics       `yaml:"metrics"`       // Prometheus and health endpoint
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
 }
 
@@ -85,6 +87,7 @@ func Default() Config {
 		PollInterval: DefaultPollInterval,
 		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
 		Purge:        Purge{Interval: DefaultPurgeInterval},
+		Alerts:       defaultAlerts(),
 	}
 }
 
@@ -223,6 +226,7 @@ func (c *Config) problems() []problem {
 	if len(c.Control.Socket) > maxSocketPath {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
+	c.alertProblems(add)
 	return ps
 }
 

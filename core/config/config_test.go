@@ -37,6 +37,7 @@ func TestDefault(t *testing.T) {
 		PollInterval: 2 * time.Second,
 		Batch:        Batch{MaxEvents: 5000, MaxBytes: 16 << 20},
 		Purge:        Purge{Interval: time.Minute},
+		Alerts:       defaultAlerts(),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -96,6 +97,7 @@ control:
 		Batch:        Batch{MaxEvents: 100, MaxBytes: 1024},
 		Purge:        Purge{Interval: 90 * time.Second},
 		Control:      Control{Socket: "/run/pgreplica.sock"},
+		Alerts:       defaultAlerts(),
 		Path:         "pgreplica.yaml",
 	}
 	if !reflect.DeepEqual(*c, want) {
