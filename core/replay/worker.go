@@ -24,6 +24,7 @@ type worker struct {
 	mode    ApplyMode
 	log     *slog.Logger
 	emit    func(Event)
+	retry   chan struct{} // Engine.Retry: end the backoff now
 
 	originConn  *pgx.Conn
 	replicaConn *pgx.Conn
@@ -43,8 +44,8 @@ const idleWriteEvery = 10 * time.Second
 
 func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event), mode ApplyMode) *worker {
 	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch, mode: mode,
-		log: log.With("replica", r.Name), emit: emit}
-	w.status = ReplicaStatus{Name: r.Name, State: Starting}
+		log: log.With("replica", r.Name), emit: emit, retry: make(chan struct{}, 1)}
+	w.status = ReplicaStatus{Name: r.Name, State: Starting, StateSince: time.Now()}
 	return w
 }
 
@@ -127,6 +128,7 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 			return applied, nil
 		}
 		target, resuming := w.pos.Target, !w.pos.Target.IsZero()
+		taken := time.Now()
 		if !resuming {
 			if target, err = currentSnapshot(ctx, w.originConn); err != nil {
 				return applied, err
@@ -149,6 +151,7 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		}
 		w.publish(ctx, false)
 		if !resuming {
+			w.setStatus(func(s *ReplicaStatus) { s.CaughtUpAt = taken })
 			return applied, nil
 		}
 	}
@@ -342,6 +345,9 @@ func (w *worker) setState(s State, err error) {
 	w.mu.Lock()
 	from := w.status.State
 	w.status.State = s
+	if from != s {
+		w.status.StateSince = time.Now()
+	}
 	w.status.Err = ""
 	if err != nil {
 		w.status.Err = err.Error()

@@ -68,6 +68,8 @@ type Replica struct {
 	Live          bool
 	LastBatch     replay.BatchApplied
 	AppliedByLive int64
+	StateSince    time.Time // when the engine's worker entered State
+	CaughtUpAt    time.Time // the engine's heartbeat (replay.ReplicaStatus.CaughtUpAt)
 }
 
 // Live is what a running engine says: its replicas' status, or nothing
@@ -117,6 +119,10 @@ func Merge(names []string, rep *replay.Report, live *Live) []Replica {
 		if isLive {
 			r.Live, r.State, r.Err = true, State(l.State), l.Err
 			r.LastBatch, r.LastApplied, r.AppliedByLive = l.LastBatch, l.LastApplied, l.AppliedEvents
+			r.StateSince, r.CaughtUpAt = l.StateSince, l.CaughtUpAt
+			if r.Position.Snapshot.IsZero() {
+				r.Position = l.Position
+			}
 		}
 		if s, ok := stored[n]; ok {
 			r.Stored = s.Reachable
