@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"pgreplica/core/config"
 	"pgreplica/core/control"
 	"pgreplica/core/logring"
+	"pgreplica/core/metrics"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
 )
@@ -115,12 +117,47 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 		return err
 	}
 
+	// The metrics address is taken before anything starts: one in use is
+	// an error at once, not a log line.
+	var ml net.Listener
+	if cfg.Metrics.Listen != "" {
+		if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+			return err
+		}
+	}
+	alerts := &alerting{log: log}
+	if err := alerts.start(cfg); err != nil {
+		if ml != nil {
+			ml.Close()
+		}
+		return err
+	}
+	defer alerts.stop()
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		engCtx, stop := context.WithCancel(ctx)
-		eng := replay.New(cfg, log, replay.Options{})
+		var eng *replay.Engine
+		var met *metrics.Metrics
+		var alertEvents func(replay.Event)
+		if alerts.alerter != nil {
+			alertEvents = alerts.alerter.OnEvent
+		}
+		eng = replay.New(cfg, log, replay.Options{OnEvent: onEvents(alertEvents, func(ev replay.Event) {
+			if met != nil {
+				met.OnEvent(ev)
+			}
+		})})
+		met = metrics.New(cfg, eng, log)
+		if ml == nil && cfg.Metrics.Listen != "" {
+			if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+				log.Error("metrics endpoint", "err", err.Error())
+			}
+		}
+		waitWatch := watch(engCtx, cfg, eng, alerts.alerter, met, ml, log)
+		ml = nil // Serve closes it
 		// done closes when the engine and its control endpoint have both
 		// ended (the endpoint removes its socket file: it must be gone before
 		// a reloaded one creates it again).
@@ -140,7 +177,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 			defer wg.Done()
 			eng.Run(engCtx)
 		}()
-		go func() { wg.Wait(); close(done) }()
+		go func() { wg.Wait(); waitWatch(); close(done) }()
 		// Wait for the end, or for a SIGHUP with a valid config.
 		for reload := false; !reload; {
 			select {
@@ -163,6 +200,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 		}
 		stop()
 		<-done
+		alerts.reload(cfg)
 	}
 }
 

@@ -36,6 +36,7 @@ type Alerter struct {
 
 	mu      sync.Mutex
 	tracker *Tracker
+	closed  bool
 }
 
 // New makes an alerter for set with channels and rules.
@@ -83,6 +84,11 @@ func (a *Alerter) Notify(k Kind, summary, detail string) {
 func (a *Alerter) send(m Message) {
 	if m.Host == "" {
 		m.Host = a.host
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
 	}
 	a.log.Info("alert", "kind", string(m.Kind), "status", string(m.Status), "replica", m.Replica, "summary", m.Summary)
 	for _, s := range a.senders {
@@ -135,9 +141,12 @@ func (a *Alerter) Start() {
 // Close delivers what is queued, waiting at most wait, then stops.
 func (a *Alerter) Close(wait time.Duration) {
 	deadline := time.After(wait)
+	a.mu.Lock()
+	a.closed = true
 	for _, s := range a.senders {
 		close(s.q)
 	}
+	a.mu.Unlock()
 	for _, s := range a.senders {
 		select {
 		case <-s.done:

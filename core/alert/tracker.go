@@ -81,6 +81,13 @@ func (t *Tracker) Observe(now time.Time, replicas []status.Replica) []Message {
 	var out []Message
 	seen := map[string]bool{}
 	for _, r := range replicas {
+		if r.State == status.State(replay.Idle) {
+			// The engine is stopping: nothing is resolved by that.
+			for _, k := range []Kind{Stopped, Unreachable, Lag} {
+				seen[r.Name+"\x00"+string(k)] = true
+			}
+			continue
+		}
 		since := func(k Kind) time.Time {
 			if p, ok := t.problems[r.Name+"\x00"+string(k)]; ok {
 				return p.since
