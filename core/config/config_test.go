@@ -531,7 +531,7 @@ func TestFind(t *testing.T) {
 		{name: "cwd before etc", files: []string{"cwd/pgreplica.yaml", "etc/shop.yaml"}, want: "cwd/pgreplica.yaml"},
 		{name: "single etc file", files: []string{"etc/shop.yaml", "etc/notes.txt", "cwd/other.yaml"}, want: "etc/shop.yaml"},
 		{name: "several etc files", files: []string{"etc/shop.yaml", "etc/crm.yaml"},
-			wantErr: "several config files in ROOT/etc (ROOT/etc/crm.yaml, ROOT/etc/shop.yaml): choose one with -c FILE"},
+			wantErr: "several config files in ROOT/etc, one per replication set (ROOT/etc/crm.yaml, ROOT/etc/shop.yaml): choose one with -c FILE, e.g. -c ROOT/etc/crm.yaml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
