@@ -163,8 +163,13 @@ func (e *Email) Send(ctx context.Context, m Message) error {
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSOpportunistic))
 	}
 	if e.cfg.Username != "" {
-		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover),
-			mail.WithUsername(e.cfg.Username), mail.WithPassword(e.password))
+		// The best mechanism the server offers; PLAIN only over TLS,
+		// unless the operator chose tls: none.
+		auth := mail.SMTPAuthAutoDiscover
+		if e.cfg.TLS == "none" {
+			auth = mail.SMTPAuthPlainNoEnc
+		}
+		opts = append(opts, mail.WithSMTPAuth(auth), mail.WithUsername(e.cfg.Username), mail.WithPassword(e.password))
 	}
 	c, err := mail.NewClient(e.host, opts...)
 	if err != nil {
