@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
@@ -153,6 +154,9 @@ SELECT format('%I.%I', schema_name, table_name), count(*), min(at) FROM pgreplic
 	a := newApplier(conn, cfg.Name, r.Name, ApplyExact)
 	for i, e := range events {
 		if _, err := a.applyExactIn(ctx, tx, []*event{e}); err != nil {
+			if len(e.Key) == 0 && e.Op == 'I' {
+				e.Key = []byte(keyOf(ctx, origin, e))
+			}
 			d.Failing = describeFailure(ctx, a, e, err)
 			d.Failing.Behind = d.Pending - int64(i) - 1
 			break
@@ -200,4 +204,22 @@ func hintFor(replica string, f *FailingEvent) string {
 		return "the event waited too long for a lock or a timeout on the replica: see pg_locks there"
 	}
 	return "fix the cause on the replica; " + retry
+}
+
+// keyOf is an INSERT's key, taken from its data by the table's primary key
+// on the origin ("" when it has none or cannot be read).
+func keyOf(ctx context.Context, origin interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, e *event) string {
+	var key *string
+	err := origin.QueryRow(ctx, `
+SELECT jsonb_object_agg(a.attname, $2::jsonb -> a.attname::text)::text
+  FROM pg_index i
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+ WHERE i.indrelid = to_regclass(format('%I.%I', $1::text, $3::text)) AND i.indisprimary`,
+		e.Table.Schema, string(e.Data), e.Table.Name).Scan(&key)
+	if err != nil || key == nil {
+		return ""
+	}
+	return *key
 }
