@@ -45,7 +45,11 @@ transient fault.
 SIGTERM or SIGINT finish the batch in flight and exit 0. SIGHUP reloads the
 config file (and reopens --log-file, for logrotate); an invalid new config is
 logged and the running one kept. With control.socket set, the daemon serves
-its status and log there for 'pgreplica status' and the TUI.`,
+its status and log there for 'pgreplica status' and the TUI (and takes
+'pgreplica retry'). With alerts: set it sends e-mail and webhook alerts
+(engine started/stopped, a replica stopped, unreachable, behind, new
+conflicts, and when each clears); with metrics.listen set it serves
+/metrics, /healthz and /readyz there (an address in use is an error).`,
 		Example: `  pgreplica -c /etc/pgreplica/shop.yaml run
   pgreplica -c /etc/pgreplica/shop.yaml run --daemon --log-format json
   systemctl enable --now pgreplica   # see scripts/pgreplica.service`,

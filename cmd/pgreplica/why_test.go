@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -136,4 +137,22 @@ func compactJSON(b []byte) string {
 		return err.Error()
 	}
 	return out.String()
+}
+
+// metrics.listen already in use: run exits 1 at once, naming the address.
+func TestRunRefusesAMetricsAddressInUse(t *testing.T) {
+	cfg, _, _ := dbs(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatal(errOut)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	os.WriteFile(cfg, append(mustRead(t, cfg), []byte("metrics:\n  listen: "+l.Addr().String()+"\n")...), 0o600)
+	_, errOut, code := cli(t, "", "-c", cfg, "run")
+	if want := "Error: metrics.listen " + l.Addr().String() + ": bind: address already in use\n"; code != 1 || errOut != want {
+		t.Fatalf("run: exit %d, %q, want %q", code, errOut, want)
+	}
 }

@@ -63,3 +63,17 @@ metrics:
 		t.Error("the webhook password is in the error")
 	}
 }
+
+func TestLoadExampleAlerts(t *testing.T) {
+	c, err := Load("../../configs/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, d := c.Alerts, defaultAlerts()
+	if a.Email == nil || a.Email.PasswordFile == "" || len(a.Webhooks) != 1 || a.Webhooks[0].SecretFile == "" || c.Metrics.Listen == "" {
+		t.Errorf("example.yaml does not set every alerts/metrics key: %+v %+v", a, c.Metrics)
+	}
+	if a.LagOver != d.LagOver || a.Repeat != d.Repeat || a.Grace != d.Grace || a.Group != d.Group || a.MaxPerHr != d.MaxPerHr {
+		t.Errorf("example.yaml: alerts differ from the defaults: %+v", a)
+	}
+}
