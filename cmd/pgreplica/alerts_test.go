@@ -106,7 +106,7 @@ func sentHooks(t *testing.T, w *alerttest.Webhook, secret string) []alert.Messag
 	t.Helper()
 	var out []alert.Message
 	for _, h := range w.Hooks() {
-		if want := alert.Sign([]byte(secret), h.Body); h.Signature != want {
+		if want := alert.Sign([]byte(secret), h.Body); secret != "" && h.Signature != want || secret == "" && h.Signature != "" {
 			t.Fatalf("webhook signature %q, want %q", h.Signature, want)
 		}
 		var m alert.Message

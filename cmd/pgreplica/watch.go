@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -35,7 +36,8 @@ func newAlerter(cfg *config.Config, log *slog.Logger) (*alert.Alerter, error) {
 		return nil, err
 	}
 	rules := alert.Rules{LagOver: cfg.Alerts.LagOver, Repeat: cfg.Alerts.Repeat, Grace: cfg.Alerts.Grace, Group: cfg.Alerts.Group}
-	al := alert.New(cfg.Name, chans, rules, log.With("part", "alerts"), alert.Options{MaxPerHour: cfg.Alerts.MaxPerHr})
+	al := alert.New(cfg.Name, chans, rules, log.With("part", "alerts"), alert.Options{MaxPerHour: cfg.Alerts.MaxPerHr,
+		Explain: func(ctx context.Context, replica string) string { return explainText(ctx, cfg, replica) }})
 	al.Start()
 	return al, nil
 }
@@ -136,4 +138,39 @@ func onEvents(fs ...func(replay.Event)) func(replay.Event) {
 			}
 		}
 	}
+}
+
+// explainText is what an alert of a stopped replica adds: the failing
+// event as `pgreplica why` finds it.
+func explainText(ctx context.Context, cfg *config.Config, replica string) string {
+	d, err := replay.Diagnose(ctx, cfg, replica, cfg.Batch.MaxEvents)
+	if err != nil {
+		return "pgreplica why: " + err.Error()
+	}
+	f := d.Failing
+	if f == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "failing event: %d (txid %d), %s on %s, captured %s\n", f.ID, f.Txid, f.Op, f.Table, f.At.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "key:           %s\n", f.Key)
+	if f.Data != "" {
+		fmt.Fprintf(&b, "data:          %s\n", clipText(f.Data, 2000))
+	}
+	fmt.Fprintf(&b, "server:        %s", f.Error)
+	if f.Detail != "" {
+		fmt.Fprintf(&b, " (%s)", strings.TrimSuffix(f.Detail, "."))
+	}
+	if f.SQLState != "" {
+		fmt.Fprintf(&b, " [SQLSTATE %s]", f.SQLState)
+	}
+	fmt.Fprintf(&b, "\nbehind it:     %d events\nhint:          %s", f.Behind, f.Hint)
+	return b.String()
+}
+
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

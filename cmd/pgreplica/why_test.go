@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"pgreplica/core/alert"
 	"pgreplica/core/alert/alerttest"
 )
 
@@ -73,8 +74,11 @@ func TestWhyNamesTheFailingEventAndRetryAppliesIt(t *testing.T) {
 	}
 
 	// With the daemon: stopped; fix the row, retry, applied at once.
+	// It alerts too: the stop, with the failing event, and its end.
+	hook := alerttest.NewWebhook()
+	defer hook.Close()
 	sock := t.TempDir() + "/c.sock"
-	os.WriteFile(cfg, append(mustRead(t, cfg), []byte("control:\n  socket: "+sock+"\n")...), 0o600)
+	os.WriteFile(cfg, append(mustRead(t, cfg), []byte("control:\n  socket: "+sock+"\nalerts:\n  webhooks: [{url: "+hook.URL+"}]\n")...), 0o600)
 	d := startDaemon(t, cfg)
 	started := time.Now()
 	eventually(t, 10*time.Second, "why says stopped", func() bool {
@@ -94,6 +98,23 @@ func TestWhyNamesTheFailingEventAndRetryAppliesIt(t *testing.T) {
 	t.Logf("applied %v after retry", time.Since(asked).Round(time.Millisecond))
 	if !d.hasLog(t, "retrying now, as asked") {
 		t.Errorf("no 'retrying now, as asked' in the daemon's log: %v", d.logLines(t))
+	}
+	eventually(t, 5*time.Second, "stopped and resolved alerts", func() bool {
+		return countHooks(sentHooks(t, hook, ""), alert.Stopped, alert.Resolved) == 1
+	})
+	hooks := sentHooks(t, hook, "")
+	if countHooks(hooks, alert.Stopped, alert.Firing) != 1 {
+		t.Fatalf("webhooks: %+v", hooks)
+	}
+	for _, m := range hooks {
+		if m.Kind == alert.Stopped && m.Status == alert.Firing {
+			for _, want := range []string{"duplicate key value violates unique constraint", fmt.Sprintf("failing event: %d (txid ", event),
+				`key:           {"id": 2}`, "behind it:     2 events", "hint:          the replica has a row the origin had not"} {
+				if !strings.Contains(m.Detail, want) {
+					t.Errorf("stopped alert lacks %q:\n%s", want, m.Detail)
+				}
+			}
+		}
 	}
 	if _, errOut, code := cli(t, "", "-c", cfg, "retry", "--replica", "nope"); code != 2 || !strings.Contains(errOut, `--replica: unknown replica "nope" (known: r1)`) {
 		t.Fatalf("retry nope: exit %d, %s", code, errOut)

@@ -24,6 +24,11 @@ type Options struct {
 	MinBackoff time.Duration // first retry of a failing channel (default 1s)
 	MaxBackoff time.Duration // longest wait between retries (default 5m)
 	Attempts   int           // tries per message before it is dropped (default 8)
+	// Explain, when set, adds to the first message of a stopped replica
+	// what `pgreplica why` says of it (the failing event, its key, the
+	// statement's error and a hint). It is called from the alerter's own
+	// goroutine, never from the engine's.
+	Explain func(ctx context.Context, replica string) string
 }
 
 // Alerter sends the alerts of one engine.
@@ -124,6 +129,13 @@ func (a *Alerter) Run(ctx context.Context, snapshot func() []status.Replica) {
 		ms := a.tracker.Observe(now, reps)
 		a.mu.Unlock()
 		for _, m := range ms {
+			if m.Kind == Stopped && m.Status == Firing && !m.Reminder && a.opt.Explain != nil {
+				ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				if why := a.opt.Explain(ectx, m.Replica); why != "" {
+					m.Detail += "\n\n" + why
+				}
+				cancel()
+			}
 			a.send(m)
 		}
 	}
