@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -30,7 +29,11 @@ a channel failed, 2 when none is configured.`,
 				return err
 			}
 			if !cfg.Alerts.Enabled() {
-				return usagef("no alert channel configured: add alerts.email or alerts.webhooks to %s", cfg.Path)
+				where := cfg.Path
+				if where == "" {
+					where = "a config file (-c FILE)"
+				}
+				return usagef("no alert channel configured: add alerts.email or alerts.webhooks to %s", where)
 			}
 			chans, err := alert.Channels(cfg.Alerts, os.Getenv("PGREPLICA_SMTP_PASSWORD"))
 			if err != nil {
@@ -46,7 +49,7 @@ a channel failed, 2 when none is configured.`,
 				fmt.Fprintf(a.stdout, "✔ %s: test message sent\n", chans[i].Name())
 			}
 			if failed > 0 {
-				return &codeError{code: exitErr, err: errors.New(fmt.Sprintf("%d of %d alert channels failed", failed, len(chans)))}
+				return fmt.Errorf("%d of %d alert channels failed", failed, len(chans))
 			}
 			return nil
 		},

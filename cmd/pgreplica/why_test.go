@@ -177,3 +177,33 @@ func TestRunRefusesAMetricsAddressInUse(t *testing.T) {
 		t.Fatalf("run: exit %d, %q, want %q", code, errOut, want)
 	}
 }
+
+// alerts test: one message per channel, a line each, exit 1 when one fails.
+func TestAlertsTestSendsOneMessagePerChannel(t *testing.T) {
+	refuse, err := alerttest.NewSMTP(alerttest.Refuse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refuse.Close()
+	hook := alerttest.NewWebhook()
+	defer hook.Close()
+	cfg := writeConfig(t, fmt.Sprintf(`name: shop
+origin: {dsn: "host=127.0.0.1 port=1 dbname=x"}
+alerts:
+  email: {smtp: %q, tls: none, from: p@example.com, to: [d@example.com]}
+  webhooks: [{url: %q}]
+`, refuse.Addr, hook.URL))
+	out, errOut, code := cli(t, "", "-c", cfg, "alerts", "test")
+	if code != 1 || errOut != "Error: 1 of 2 alert channels failed\n" ||
+		!strings.HasPrefix(out, "✘ email "+refuse.Addr+": ") || !strings.Contains(out, "no mail accepted here") ||
+		!strings.HasSuffix(out, "✔ webhook "+hook.URL+": test message sent\n") {
+		t.Fatalf("alerts test: exit %d\n%s%s", code, out, errOut)
+	}
+	hooks := sentHooks(t, hook, "")
+	if len(hooks) != 1 || hooks[0].Kind != alert.Test || hooks[0].Set != "shop" {
+		t.Fatalf("hooks %+v", hooks)
+	}
+	if _, errOut, code := cli(t, "", "--origin", "dbname=x", "alerts", "test"); code != 2 || !strings.Contains(errOut, "no alert channel configured") {
+		t.Fatalf("no channels: exit %d %s", code, errOut)
+	}
+}
