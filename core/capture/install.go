@@ -22,7 +22,8 @@ type Report func(line string)
 type session struct {
 	cfg      *config.Config
 	origin   *pgx.Conn
-	replicas []*pgx.Conn
+	net      []config.Replica // the replicas reached through a connection (not file replicas)
+	replicas []*pgx.Conn      // their connections, in the same order
 }
 
 func open(ctx context.Context, cfg *config.Config) (*session, error) {
@@ -31,7 +32,8 @@ func open(ctx context.Context, cfg *config.Config) (*session, error) {
 	if s.origin, err = pg.Connect(ctx, "origin", cfg.Origin.DSN); err != nil {
 		return nil, err
 	}
-	for _, r := range cfg.Replicas {
+	s.net = cfg.Connected()
+	for _, r := range s.net {
 		c, err := pg.Connect(ctx, "replica "+r.Name, r.DSN)
 		if err != nil {
 			s.close(ctx)
@@ -80,7 +82,7 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 	if err != nil {
 		return err
 	}
-	for i, r := range cfg.Replicas {
+	for i, r := range s.net {
 		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
 			return err
 		}
@@ -265,7 +267,7 @@ func (s *session) checkReplicasHave(ctx context.Context, tables []pg.Table) erro
 		want[t] = cols
 	}
 	var problems []error
-	for i, r := range s.cfg.Replicas {
+	for i, r := range s.net {
 		for _, t := range tables {
 			have, err := capturedColumns(ctx, s.replicas[i], t)
 			if err != nil {
@@ -435,7 +437,7 @@ SELECT n.nspname, c.relname, t.tgname
 		return fmt.Errorf("origin: commit: %w", err)
 	}
 	report("origin: removed schema pgreplica")
-	for i, r := range cfg.Replicas {
+	for i, r := range s.net {
 		if _, err := s.replicas[i].Exec(ctx, "DROP SCHEMA IF EXISTS pgreplica CASCADE"); err != nil {
 			return fmt.Errorf("replica %s: drop schema pgreplica: %w", r.Name, err)
 		}
