@@ -15,6 +15,9 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.demoCommand(),
 		a.syncCommand(),
 		a.verifyCommand(),
+		a.exportCommand(),
+		a.importCommand(),
+		a.ackCommand(),
 	}
 }
 

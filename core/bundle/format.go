@@ -346,10 +346,10 @@ type Reader struct {
 	Path   string
 	Header Header
 
-	f    *os.File
-	zr   *zstd.Decoder
-	br   *bufio.Reader
-	sum  hash.Hash
+	f      *os.File
+	zr     *zstd.Decoder
+	br     *bufio.Reader
+	sum    hash.Hash
 	done   bool   // the trailer was read and matched
 	digest string // then: the content's SHA-256, hex
 }
