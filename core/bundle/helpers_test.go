@@ -41,7 +41,7 @@ INSERT INTO "Odd ""Name""" VALUES (1, 'ü'), (2, NULL);
 // test never gets the replica's DSN: only Import does, as a file replica's
 // site would run it; the test itself reads both sides to check.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	ctx        context.Context
 	cfg        *config.Config
 	originDSN  string
@@ -51,7 +51,7 @@ type env struct {
 	dir        string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	p := shared.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -77,7 +77,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func connect(t *testing.T, dsn string) *pgx.Conn {
+func connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
@@ -87,14 +87,14 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	return c
 }
 
-func exec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+func exec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%.60s: %v", strings.TrimSpace(sql), err)
 	}
 }
 
-func queryInt(t *testing.T, c *pgx.Conn, sql string, args ...any) int64 {
+func queryInt(t testing.TB, c *pgx.Conn, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	if err := c.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
@@ -135,7 +135,7 @@ func paths(ws []Written) []string {
 }
 
 // snapshotRows is every table of one side, for "unchanged" checks.
-func snapshotRows(t *testing.T, c *pgx.Conn) string {
+func snapshotRows(t testing.TB, c *pgx.Conn) string {
 	t.Helper()
 	var b strings.Builder
 	for _, tb := range tables {
@@ -168,7 +168,7 @@ type load struct {
 	errs   chan error
 }
 
-func startLoad(t *testing.T, dsn string, clients int) *load {
+func startLoad(t testing.TB, dsn string, clients int) *load {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{cancel: cancel, errs: make(chan error, clients)}
@@ -206,7 +206,7 @@ func startLoad(t *testing.T, dsn string, clients int) *load {
 	return l
 }
 
-func (l *load) stop(t *testing.T) int64 {
+func (l *load) stop(t testing.TB) int64 {
 	t.Helper()
 	l.cancel()
 	l.wg.Wait()
