@@ -268,7 +268,7 @@ func onlyFileReplica(cfg *config.Config) (string, error) {
 	case 1:
 		return names[0], nil
 	case 0:
-		return "", withHint(errors.New("the config has no file replica"), "add one under replicas: (- name: dmz\\n  file: true), see configs/example.yaml")
+		return "", withHint(errors.New("the config has no file replica"), "add a replica with file: true and no dsn under replicas: (see configs/example.yaml)")
 	}
 	return "", usagef("the config has several file replicas (%s): name one with --replica", strings.Join(names, ", "))
 }

@@ -35,8 +35,13 @@ func TestBaseAndIncrementalUnderLoad(t *testing.T) {
 	if len(bundles) == 0 || bundles[0].Header.Kind != KindBase || bundles[0].Header.Seq != 1 {
 		t.Fatalf("export --base wrote %+v, want the base bundle first", bundles)
 	}
-	if h := bundles[0].Header; h.Tables != 3 || h.Rows < 250 {
+	if h := bundles[0].Header; h.Tables != 4 || h.Rows < 250 {
 		t.Fatalf("base bundle header: %d tables, %d rows", h.Tables, h.Rows)
+	}
+	// zones, referenced by accounts, is loaded before it.
+	order := fmt.Sprint(bundles[0].Header.Contents)
+	if zi, ai := strings.Index(order, "zones"), strings.Index(order, "accounts"); zi < 0 || ai < 0 || zi > ai {
+		t.Fatalf("base bundle contents %s: want zones before accounts", order)
 	}
 
 	// Under load, export --base goes on with the events committed during
@@ -131,7 +136,7 @@ func TestBaseAndIncrementalUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !vres.Equal || len(vres.Replicas) != 1 || len(vres.Replicas[0].Tables) != 3 {
+	if !vres.Equal || len(vres.Replicas) != 1 || len(vres.Replicas[0].Tables) != 4 {
 		t.Fatalf("verify: %+v", vres)
 	}
 }

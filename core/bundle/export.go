@@ -294,6 +294,9 @@ func (ex *exporter) base(ctx context.Context) error {
 			return fmt.Errorf("table %s is selected but its capture trigger is %s: its changes after the copy would be lost; run pgreplica install first", ti.Table, ti.Status)
 		}
 	}
+	if tables, err = parentsFirst(ctx, tx, tables); err != nil {
+		return err
+	}
 	b, err := newBody(ex.opt.Dir)
 	if err != nil {
 		return err
@@ -331,7 +334,60 @@ func (ex *exporter) base(ctx context.Context) error {
 	}
 	h := ex.header(KindBase, Point{}, Point{Snapshot: snap})
 	h.Tables, h.Rows = len(tables), rows
+	for _, t := range tables {
+		h.Contents = append(h.Contents, [2]string{t.Schema, t.Name})
+	}
 	return ex.finish(ctx, b, h)
+}
+
+// parentsFirst orders tables so that a table referenced by a foreign key
+// of another comes before it: loaded in this order, the rows satisfy the
+// keys at every step.
+func parentsFirst(ctx context.Context, tx pgx.Tx, tables []pg.Table) ([]pg.Table, error) {
+	rows, err := tx.Query(ctx, `
+SELECT cn.nspname, c.relname, pn.nspname, p.relname
+  FROM pg_constraint f
+  JOIN pg_class c ON c.oid = f.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN pg_class p ON p.oid = f.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE f.contype = 'f' AND f.conrelid <> f.confrelid`)
+	if err != nil {
+		return nil, fmt.Errorf("origin: read foreign keys: %w", err)
+	}
+	parents := map[pg.Table][]pg.Table{}
+	for rows.Next() {
+		var c, p pg.Table
+		if err := rows.Scan(&c.Schema, &c.Name, &p.Schema, &p.Name); err != nil {
+			return nil, fmt.Errorf("origin: read foreign keys: %w", err)
+		}
+		parents[c] = append(parents[c], p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("origin: read foreign keys: %w", err)
+	}
+	selected := map[pg.Table]bool{}
+	for _, t := range tables {
+		selected[t] = true
+	}
+	out := make([]pg.Table, 0, len(tables))
+	state := map[pg.Table]int{} // 1 visiting, 2 done
+	var visit func(t pg.Table)
+	visit = func(t pg.Table) {
+		if state[t] != 0 {
+			return // done, or a cycle: its order does not matter more
+		}
+		state[t] = 1
+		for _, p := range parents[t] {
+			if selected[p] {
+				visit(p)
+			}
+		}
+		state[t] = 2
+		out = append(out, t)
+	}
+	for _, t := range tables {
+		visit(t)
+	}
+	return out, nil
 }
 
 func quoteAll(cols []string) string {

@@ -91,6 +91,9 @@ type Header struct {
 	Events         int64     `json:"events"`
 	Tables         int       `json:"tables,omitempty"` // base: tables copied
 	Rows           int64     `json:"rows,omitempty"`   // base: rows copied
+	// Contents are a base bundle's tables (schema, name), in load order:
+	// a table referenced by another's foreign key first.
+	Contents [][2]string `json:"contents,omitempty"`
 	CaptureVersion string    `json:"capture_version"`
 	CreatedAt      time.Time `json:"created_at"`
 }

@@ -24,14 +24,16 @@ func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
 // schema is created on both sides: the replica's copy stands for a
 // pg_dump --schema-only carried over with the first bundle.
 const schema = `
-CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+CREATE TABLE zones (id int PRIMARY KEY, name text);
+CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text, zone int REFERENCES zones);
 CREATE TABLE history (id bigserial PRIMARY KEY, account int NOT NULL, delta bigint NOT NULL,
                       at timestamptz NOT NULL DEFAULT now(), amount numeric, raw bytea, doc jsonb);
 CREATE TABLE "Odd ""Name""" ("select" int PRIMARY KEY, "Ünï" text);
 `
 
 const seed = `
-INSERT INTO accounts SELECT g, 0, 'line ' || g || E'\n\ttab \\ back' FROM generate_series(1, 200) g;
+INSERT INTO zones VALUES (1, 'north'), (2, 'south');
+INSERT INTO accounts SELECT g, 0, 'line ' || g || E'\n\ttab \\ back', g % 2 + 1 FROM generate_series(1, 200) g;
 INSERT INTO history (account, delta, amount, raw, doc)
 SELECT g, g, 1.0 / 3 * g, '\xdeadbeef', '{"k": [1, 2.50, "é"], "n": null}' FROM generate_series(1, 50) g;
 INSERT INTO "Odd ""Name""" VALUES (1, 'ü'), (2, NULL);
@@ -103,7 +105,7 @@ func queryInt(t testing.TB, c *pgx.Conn, sql string, args ...any) int64 {
 	return n
 }
 
-var tables = []string{"accounts", "history", `"Odd ""Name"""`}
+var tables = []string{"accounts", "history", `"Odd ""Name"""`, "zones"}
 
 // export runs Export and fails the test on error.
 func (e *env) export(opt ExportOptions) []Written {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -360,10 +361,63 @@ func ensureReplicaSchema(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
+// emptyTables empties every table of a base bundle, in one TRUNCATE so
+// that foreign keys between them do not refuse it, or, where another table
+// of the replica references one of them, with DELETE, referencing tables
+// first.
+func emptyTables(ctx context.Context, tx pgx.Tx, h Header) error {
+	if len(h.Contents) == 0 {
+		return nil
+	}
+	type target struct {
+		t           pg.Table
+		partitioned bool
+	}
+	var ts []target
+	for _, c := range h.Contents {
+		t := pg.Table{Schema: c[0], Name: c[1]}
+		var partitioned bool
+		err := tx.QueryRow(ctx, `SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)`, t.Ident()).Scan(&partitioned)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return refuse("replica lacks table %s of %s: create the set's tables there first (pg_dump --schema-only on the origin, psql on the replica)", t, h.Describe())
+		}
+		if err != nil {
+			return fmt.Errorf("replica: read table %s: %w", t, err)
+		}
+		ts = append(ts, target{t, partitioned})
+	}
+	names := make([]string, len(ts))
+	for i, x := range ts {
+		names[i] = x.t.Ident()
+		if !x.partitioned {
+			names[i] = "ONLY " + names[i]
+		}
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_empty"); err != nil {
+		return fmt.Errorf("replica: savepoint: %w", err)
+	}
+	_, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", "))
+	if err == nil {
+		return nil
+	}
+	if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_empty"); rbErr != nil {
+		return fmt.Errorf("replica: empty the tables: %w", err)
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		if _, err := tx.Exec(ctx, "DELETE FROM "+names[i]); err != nil {
+			return fmt.Errorf("replica: empty %s: %w", ts[i].t, err)
+		}
+	}
+	return nil
+}
+
 // base loads a base bundle in tx: every table's rows replaced by the
 // copy's, the sequences set, and the position set to the copy's snapshot.
 func (im *importer) base(ctx context.Context, tx pgx.Tx, r *Reader) error {
 	h := r.Header
+	if err := emptyTables(ctx, tx, h); err != nil {
+		return err
+	}
 	var rows int64
 	tables := 0
 	for {
@@ -379,28 +433,6 @@ func (im *importer) base(ctx context.Context, tx pgx.Tx, r *Reader) error {
 		}
 		rec := it.table
 		t := pg.Table{Schema: rec.Schema, Name: rec.Name}
-		var partitioned, referenced bool
-		err = tx.QueryRow(ctx, `
-SELECT c.relkind = 'p',
-       EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.oid AND f.contype = 'f' AND f.conrelid <> c.oid)
-  FROM pg_class c WHERE c.oid = to_regclass($1)`, t.Ident()).Scan(&partitioned, &referenced)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return refuse("replica lacks table %s of %s: create the set's tables there first (pg_dump --schema-only on the origin, psql on the replica)", t, h.Describe())
-		}
-		if err != nil {
-			return fmt.Errorf("replica: read table %s: %w", t, err)
-		}
-		only := "ONLY "
-		if partitioned {
-			only = ""
-		}
-		empty := "TRUNCATE " + only + t.Ident()
-		if referenced {
-			empty = "DELETE FROM " + only + t.Ident()
-		}
-		if _, err := tx.Exec(ctx, empty); err != nil {
-			return fmt.Errorf("replica: empty %s: %w", t, err)
-		}
 		tag, err := tx.Conn().PgConn().CopyFrom(ctx, r.rows(), "COPY "+t.Ident()+" ("+quoteAll(rec.Columns)+") FROM STDIN")
 		if err != nil {
 			var de *DamagedError

@@ -40,9 +40,9 @@ type Endpoint struct {
 // `pgreplica export` writes and `pgreplica import` applies where the origin
 // cannot be reached.
 type Replica struct {
-	Name string `yaml:"name"` // unique within the set, same rules as the set name
-	DSN  string `yaml:"dsn"`  // libpq key/value string or postgres:// URL
-	File bool   `yaml:"file"` // a file replica: no DSN, fed by bundles
+	Name string `yaml:"name"`           // unique within the set, same rules as the set name
+	DSN  string `yaml:"dsn"`            // libpq key/value string or postgres:// URL
+	File bool   `yaml:"file,omitempty"` // a file replica: no DSN, fed by bundles
 }
 
 // Tables selects tables by schema.table glob patterns.

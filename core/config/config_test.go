@@ -313,7 +313,7 @@ func TestLoadExample(t *testing.T) {
 	if err := c.RequireReplicas(); err != nil {
 		t.Error(err)
 	}
-	if c.Name != "shop" || len(c.Replicas) != 2 || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 {
+	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 {
 		t.Errorf("example.yaml does not set every key: %+v", c)
 	}
 	// The example documents the defaults it repeats.
