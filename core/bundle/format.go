@@ -81,21 +81,21 @@ func PointOf(p replay.Position) Point {
 
 // Header is the first line of a bundle.
 type Header struct {
-	Format         int       `json:"pgreplica_bundle"`
-	Kind           string    `json:"kind"`
-	Set            string    `json:"set"`
-	Replica        string    `json:"replica"`
-	Seq            int64     `json:"seq"`
-	From           Point     `json:"from"` // zero for a base bundle
-	To             Point     `json:"to"`
-	Events         int64     `json:"events"`
-	Tables         int       `json:"tables,omitempty"` // base: tables copied
-	Rows           int64     `json:"rows,omitempty"`   // base: rows copied
+	Format  int    `json:"pgreplica_bundle"`
+	Kind    string `json:"kind"`
+	Set     string `json:"set"`
+	Replica string `json:"replica"`
+	Seq     int64  `json:"seq"`
+	From    Point  `json:"from"` // zero for a base bundle
+	To      Point  `json:"to"`
+	Events  int64  `json:"events"`
+	Tables  int    `json:"tables,omitempty"` // base: tables copied
+	Rows    int64  `json:"rows,omitempty"`   // base: rows copied
 	// Contents are a base bundle's tables (schema, name), in load order:
 	// a table referenced by another's foreign key first.
-	Contents [][2]string `json:"contents,omitempty"`
-	CaptureVersion string    `json:"capture_version"`
-	CreatedAt      time.Time `json:"created_at"`
+	Contents       [][2]string `json:"contents,omitempty"`
+	CaptureVersion string      `json:"capture_version"`
+	CreatedAt      time.Time   `json:"created_at"`
 }
 
 // Name is the bundle's file name: set, replica, sequence number, kind.
