@@ -379,3 +379,37 @@ func TestCutAtMaxBytesAndEncrypted(t *testing.T) {
 		t.Fatalf("export with nothing new wrote %d bundles", len(ws))
 	}
 }
+
+func TestExportAndImportErrors(t *testing.T) {
+	e := newEnv(t)
+	exec(t, e.origin, "UPDATE accounts SET balance = 1 WHERE id = 1")
+	ws := e.export(ExportOptions{}) // from the position install registered
+	if len(ws) != 1 || ws[0].Header.Kind != KindEvents || ws[0].Header.Events != 1 {
+		t.Fatalf("export without a base: %+v", ws)
+	}
+	// The replica has no base: nothing to apply the events to.
+	_, err := Import(e.ctx, e.replicaDSN, paths(ws), ImportOptions{})
+	want := ws[0].Path + " is bundle 1 (events) of set shop for replica dmz, but this database has no position for set shop: import the set's base bundle first (pgreplica export --base); nothing was applied"
+	if err == nil || err.Error() != want {
+		t.Fatalf("import events without a base:\n got %v\nwant %s", err, want)
+	}
+	if n := queryInt(t, e.replica, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgreplica'"); n != 0 {
+		t.Fatal("a refused import left pgreplica's schema on the replica")
+	}
+
+	exec(t, e.origin, "DELETE FROM pgreplica.replica; DELETE FROM pgreplica.bundle_export")
+	_, err = Export(e.ctx, e.cfg, ExportOptions{Replica: "dmz", Dir: e.dir})
+	if err == nil || err.Error() != "file replica dmz has no bundle yet and no position on the origin: start it with pgreplica export --base --replica dmz" {
+		t.Fatalf("export of an unregistered replica: %v", err)
+	}
+	net := *e.cfg
+	net.Replicas = []config.Replica{{Name: "reporting", DSN: e.replicaDSN}}
+	_, err = Export(e.ctx, &net, ExportOptions{Replica: "reporting", Dir: e.dir})
+	if err == nil || !strings.HasPrefix(err.Error(), "replica reporting is not a file replica") {
+		t.Fatalf("export for a connected replica: %v", err)
+	}
+	_, err = Export(e.ctx, e.cfg, ExportOptions{Replica: "dmz", Dir: filepath.Join(e.dir, "nope")})
+	if err == nil || err.Error() != "export directory "+filepath.Join(e.dir, "nope")+": not a directory" {
+		t.Fatalf("export to a missing directory: %v", err)
+	}
+}
