@@ -48,6 +48,10 @@ func TestCLIFileReplicaDMZ(t *testing.T) {
 	if code != 0 || out != "nothing to export for replica dmz: no change committed since its last bundle\n" {
 		t.Fatalf("export with nothing new: code %d\n%s", code, out)
 	}
+	out, _, code = cli(t, "", "-c", cfg, "export", "--to", transfer, "--json")
+	if code != 0 || out != "[]\n" {
+		t.Fatalf("export --json with nothing new: code %d\n%s", code, out)
+	}
 
 	// The replica's site.
 	out, errOut, code = cli(t, "", "import", second, base, "--replica-dsn", replica, "--ack-to", back)
@@ -102,7 +106,7 @@ $`)
 		t.Fatalf("purge after ack: code %d\n%s", code, out)
 	}
 	out, _, _ = cli(t, "", "-c", cfg, "status")
-	if !strings.Contains(out, "dmz: file replica · last bundle 2 (shop-dmz-000002-events.bundle) exported ") ||
+	if !regexp.MustCompile(`(?m)^dmz +file +0 `).MatchString(out) || !strings.Contains(out, "dmz: file replica · last bundle 2 (shop-dmz-000002-events.bundle) exported ") ||
 		!strings.Contains(out, " · 0 events waiting for the next export · 0 bundles not acknowledged (last acknowledged: 2)") {
 		t.Fatalf("status after ack:\n%s", out)
 	}
