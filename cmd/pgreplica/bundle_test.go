@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 
 	"pgreplica/core/pgtest"
@@ -30,7 +31,7 @@ func TestCLIFileReplicaDMZ(t *testing.T) {
 	transfer, back := t.TempDir(), t.TempDir()
 
 	out, errOut, code := cli(t, "", "-c", cfg, "install")
-	if code != 0 || strings.Contains(out, "replica dmz") {
+	if code != 0 || !strings.HasSuffix(out, "\nreplica dmz: file replica, registered on the origin (its events are kept until acknowledged); start it with pgreplica export --base --replica dmz\n") {
 		t.Fatalf("install: code %d\n%s%s", code, out, errOut)
 	}
 	out, errOut, code = cli(t, "", "-c", cfg, "export", "--replica", "dmz", "--base", "--to", transfer)
@@ -109,6 +110,36 @@ $`)
 	if !regexp.MustCompile(`(?m)^dmz +file +0 `).MatchString(out) || !strings.Contains(out, "dmz: file replica · last bundle 2 (shop-dmz-000002-events.bundle) exported ") ||
 		!strings.Contains(out, " · 0 events waiting for the next export · 0 bundles not acknowledged (last acknowledged: 2)") {
 		t.Fatalf("status after ack:\n%s", out)
+	}
+
+	// Encrypted: to an age recipient, decrypted with the identity file.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := filepath.Join(t.TempDir(), "dmz.key")
+	if err := os.WriteFile(idFile, []byte("# dmz\n"+id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, origin, `INSERT INTO orders VALUES (1000, 'secret', 1)`)
+	out, errOut, code = cli(t, "", "-c", cfg, "export", "--to", transfer, "--recipient", id.Recipient().String())
+	third := filepath.Join(transfer, "shop-dmz-000003-events.bundle")
+	if code != 0 || !strings.HasPrefix(out, "wrote "+third+": bundle 3 (events), 1 events, ") {
+		t.Fatalf("export --recipient: code %d\n%s%s", code, out, errOut)
+	}
+	if raw, _ := os.ReadFile(third); !strings.HasPrefix(string(raw), "age-encryption.org/v1\n") || strings.Contains(string(raw), "secret") {
+		t.Fatal("the bundle is not age-encrypted")
+	}
+	_, errOut, code = cli(t, "", "import", third, "--replica-dsn", replica)
+	if code != 1 || errOut != "Error: bundle "+third+" is encrypted: pass --identity FILE with the key of one of its recipients\n" {
+		t.Fatalf("import encrypted without identity: code %d\n%s", code, errOut)
+	}
+	out, errOut, code = cli(t, "", "import", third, "--replica-dsn", replica, "--identity", idFile)
+	if code != 0 || !strings.HasPrefix(out, "bundle 3 (events) of set shop for replica dmz: applied (1 events in ") {
+		t.Fatalf("import --identity: code %d\n%s%s", code, out, errOut)
+	}
+	if got := queryText(t, replica, "SELECT note FROM orders WHERE id = 1000"); got != "secret" {
+		t.Fatalf("replica has %q", got)
 	}
 
 	// A file replica has no dsn: saying both is a config error with its line.

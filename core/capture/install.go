@@ -87,6 +87,11 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 			return err
 		}
 	}
+	for _, r := range cfg.Replicas {
+		if r.File {
+			report(fmt.Sprintf("replica %s: file replica, registered on the origin (its events are kept until acknowledged); start it with pgreplica export --base --replica %s", r.Name, r.Name))
+		}
+	}
 	return nil
 }
 
