@@ -213,7 +213,7 @@ written there, for pgreplica ack on the origin's side.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dsn, "replica-dsn", "", "the replica database (libpq key/value string or postgres:// URL)")
+	f.StringVar(&dsn, "replica-dsn", "", "the replica database `DSN` (libpq key/value string or postgres:// URL)")
 	f.StringArrayVar(&replicas, "replica", nil, "with -c: the replica `NAME` whose dsn to use")
 	f.StringArrayVar(&identities, "identity", nil, "decrypt with the age identities in `FILE` (repeatable)")
 	f.StringVar(&ackDir, "ack-to", "", "write an acknowledgement file into `DIR` afterwards")

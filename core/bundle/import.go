@@ -433,6 +433,9 @@ func (im *importer) base(ctx context.Context, tx pgx.Tx, r *Reader) error {
 		}
 		rec := it.table
 		t := pg.Table{Schema: rec.Schema, Name: rec.Name}
+		if tables >= len(h.Contents) || h.Contents[tables] != [2]string{t.Schema, t.Name} {
+			return &DamagedError{Path: r.Path, Err: fmt.Errorf("table %s is not the header's table %d", t, tables+1)}
+		}
 		tag, err := tx.Conn().PgConn().CopyFrom(ctx, r.rows(), "COPY "+t.Ident()+" ("+quoteAll(rec.Columns)+") FROM STDIN")
 		if err != nil {
 			var de *DamagedError
