@@ -19,6 +19,9 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.conflictsCommand(),
 		a.backupCommand(),
 		a.smokeCommand(),
+		a.exportCommand(),
+		a.importCommand(),
+		a.ackCommand(),
 	}
 }
 

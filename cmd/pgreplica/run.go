@@ -209,7 +209,7 @@ could not be brought up to date (the error says which and why).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Replicas))
+			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Connected())) // file replicas: export
 			return nil
 		},
 	}

@@ -35,6 +35,18 @@ type replicaStatusJSON struct {
 	Conflicts     int64                      `json:"conflicts"`
 	Error         string                     `json:"error,omitempty"`
 	Tables        map[string]copystate.State `json:"tables_syncing,omitempty"`
+	File          *fileStatusJSON            `json:"file,omitempty"`
+}
+
+// fileStatusJSON is a file replica's bundles, as the origin knows them.
+type fileStatusJSON struct {
+	LastBundle     int64   `json:"last_bundle"`
+	LastExportedAt *string `json:"last_exported_at"`
+	LastFile       string  `json:"last_file,omitempty"`
+	Exported       string  `json:"exported_position"`
+	Unexported     int64   `json:"unexported_events"`
+	Unacknowledged int64   `json:"unacknowledged_bundles"`
+	AckedBundle    int64   `json:"acknowledged_bundle"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -47,7 +59,10 @@ the events captured and not yet applied there, the lag (the age of the oldest
 of them, 0 when caught up), when it last applied a batch, the conflicts
 recorded there, and whether a pgreplica engine is running for the set. With
 control.socket set and a daemon listening, the daemon's view of each replica
-(streaming, catchup, retrying, stopped) is shown too.`,
+(streaming, catchup, retrying, stopped) is shown too. A file replica (file:
+true) is read from the origin alone: its position is the one last
+acknowledged (pgreplica ack), and its last exported bundle, the events
+waiting for the next export and the bundles not yet acknowledged are shown.`,
 		Example: "  pgreplica -c shop.yaml status\n  pgreplica -c shop.yaml status --json | jq '.replicas[] | {name, lag_seconds}'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,6 +86,17 @@ control.socket set and a daemon listening, the daemon's view of each replica
 			for _, r := range status.Merge(nil, &rep, live) {
 				j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(), Pending: r.Pending,
 					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables}
+				if f := r.File; f != nil {
+					j.File = &fileStatusJSON{LastBundle: f.LastBundle, LastFile: f.LastFile, Unexported: f.Unexported,
+						Unacknowledged: f.Unacknowledged, AckedBundle: f.AckedBundle}
+					if !f.Exported.Snapshot.IsZero() {
+						j.File.Exported = f.Exported.Snapshot.String()
+					}
+					if !f.LastExportedAt.IsZero() {
+						at := f.LastExportedAt.UTC().Format(time.RFC3339)
+						j.File.LastExportedAt = &at
+					}
+				}
 				if r.Position.Snapshot.IsZero() {
 					j.Position = ""
 				}
@@ -103,6 +129,15 @@ control.socket set and a daemon listening, the daemon's view of each replica
 				if r.Error != "" {
 					fmt.Fprintf(a.stdout, "\n%s: %s\n", r.Name, strings.TrimSpace(r.Error))
 				}
+				if f := r.File; f != nil {
+					last := "no bundle exported yet"
+					if f.LastBundle > 0 {
+						t, _ := time.Parse(time.RFC3339, *f.LastExportedAt)
+						last = fmt.Sprintf("last bundle %d (%s) exported %s", f.LastBundle, f.LastFile, t.Local().Format("2006-01-02 15:04:05"))
+					}
+					fmt.Fprintf(a.stdout, "\n%s: file replica · %s · %d events waiting for the next export · %d bundles not acknowledged (last acknowledged: %d)\n",
+						r.Name, last, f.Unexported, f.Unacknowledged, f.AckedBundle)
+				}
 				for t, st := range r.Tables {
 					fmt.Fprintf(a.stdout, "%s: %s is %s\n", r.Name, t, st)
 				}
@@ -110,7 +145,7 @@ control.socket set and a daemon listening, the daemon's view of each replica
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending, lag_seconds, last_applied_at, conflicts, error}]}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending, lag_seconds, last_applied_at, conflicts, error, file}]}")
 	return cmd
 }
 

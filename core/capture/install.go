@@ -21,7 +21,8 @@ type Report func(line string)
 type session struct {
 	cfg      *config.Config
 	origin   *pgx.Conn
-	replicas []*pgx.Conn
+	net      []config.Replica // the replicas reached through a connection (not file replicas)
+	replicas []*pgx.Conn      // their connections, in the same order
 }
 
 func open(ctx context.Context, cfg *config.Config) (*session, error) {
@@ -30,7 +31,8 @@ func open(ctx context.Context, cfg *config.Config) (*session, error) {
 	if s.origin, err = pg.ConnectOrigin(ctx, cfg, ""); err != nil {
 		return nil, err
 	}
-	for _, r := range cfg.Replicas {
+	s.net = cfg.Connected()
+	for _, r := range s.net {
 		c, err := pg.ConnectReplica(ctx, r, "")
 		if err != nil {
 			s.close(ctx)
@@ -79,9 +81,14 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 	if err != nil {
 		return err
 	}
-	for i, r := range cfg.Replicas {
+	for i, r := range s.net {
 		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
 			return err
+		}
+	}
+	for _, r := range cfg.Replicas {
+		if r.File {
+			report(fmt.Sprintf("replica %s: file replica, registered on the origin (its events are kept until acknowledged); start it with pgreplica export --base --replica %s", r.Name, r.Name))
 		}
 	}
 	return nil
@@ -249,7 +256,7 @@ func (s *session) checkReplicasHave(ctx context.Context, tables []pg.Table) erro
 		want[t] = cols
 	}
 	var problems []error
-	for i, r := range s.cfg.Replicas {
+	for i, r := range s.net {
 		for _, t := range tables {
 			have, err := capturedColumns(ctx, s.replicas[i], t)
 			if err != nil {
@@ -419,7 +426,7 @@ SELECT n.nspname, c.relname, t.tgname
 		return fmt.Errorf("origin: commit: %w", err)
 	}
 	report("origin: removed schema pgreplica")
-	for i, r := range cfg.Replicas {
+	for i, r := range s.net {
 		if _, err := s.replicas[i].Exec(ctx, "DROP SCHEMA IF EXISTS pgreplica CASCADE"); err != nil {
 			return fmt.Errorf("replica %s: drop schema pgreplica: %w", r.Name, err)
 		}

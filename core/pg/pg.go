@@ -26,6 +26,11 @@ func Connect(ctx context.Context, role, dsn string) (*pgx.Conn, error) {
 // ConnectAs is Connect with an application_name (unless the DSN sets one),
 // which shows the session's purpose in pg_stat_activity.
 func ConnectAs(ctx context.Context, role, dsn, appName string) (*pgx.Conn, error) {
+	if strings.TrimSpace(dsn) == "" {
+		// Never the libpq defaults: a file replica has no DSN, and a
+		// connection to whatever local database answers would be wrong.
+		return nil, fmt.Errorf("%s: no dsn to connect to (a file replica is fed by bundle files: pgreplica export, then pgreplica import where it runs)", role)
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%s: bad connection string: %s", role, scrub(err.Error(), dsn))

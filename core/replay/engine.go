@@ -54,7 +54,7 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 		emit = func(Event) {}
 	}
 	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake()}
-	for _, r := range cfg.Replicas {
+	for _, r := range cfg.Connected() { // file replicas are fed by bundles
 		e.workers = append(e.workers, newWorker(cfg, r, log, emit, opt.Apply))
 	}
 	return e

@@ -36,6 +36,7 @@ type ReplicaReport struct {
 	LastAppliedAt time.Time
 	Conflicts     int64                      // rows in pgreplica.conflict on the replica
 	TableStates   map[string]copystate.State // table -> copying/catchup, for tables being synced
+	File          *FileReport                // for a file replica: its bundles; nil for the others
 }
 
 // ErrNotInstalled is QueryStatus's error when the origin has no capture
@@ -62,6 +63,10 @@ func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 		return rep, fmt.Errorf("origin: %w", err)
 	}
 	for _, r := range cfg.Replicas {
+		if r.File {
+			rep.Replicas = append(rep.Replicas, fileReplicaReport(ctx, origin, cfg.Name, r))
+			continue
+		}
 		rep.Replicas = append(rep.Replicas, replicaReport(ctx, origin, cfg.Name, r))
 	}
 	return rep, nil

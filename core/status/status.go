@@ -29,6 +29,7 @@ const (
 	Behind      State = "behind"               // no engine here; events pending
 	Unreachable State = "unreachable"          // the replica could not be reached
 	Error       State = "error"                // reached, but its state could not be read
+	File        State = "file"                 // a file replica: changes travel in exported bundles
 	Unknown     State = ""                     // nothing known yet
 )
 
@@ -64,6 +65,8 @@ type Replica struct {
 	Conflicts   int64
 	// Tables are the tables being synced there (copying, catchup).
 	Tables map[string]copystate.State
+	// File is a file replica's bundles (nil for the others).
+	File *replay.FileReport
 	// From the running engine, when one speaks for the replica.
 	Live          bool
 	LastBatch     replay.BatchApplied
@@ -120,11 +123,13 @@ func Merge(names []string, rep *replay.Report, live *Live) []Replica {
 		}
 		if s, ok := stored[n]; ok {
 			r.Stored = s.Reachable
-			r.Position, r.Pending, r.Lag, r.Conflicts, r.Tables = s.Position, s.Pending, s.Lag, s.Conflicts, s.TableStates
+			r.Position, r.Pending, r.Lag, r.Conflicts, r.Tables, r.File = s.Position, s.Pending, s.Lag, s.Conflicts, s.TableStates, s.File
 			if r.LastApplied.IsZero() {
 				r.LastApplied = s.LastAppliedAt
 			}
 			switch {
+			case s.File != nil && s.Error == "":
+				r.State = File
 			case !s.Reachable:
 				r.State, r.Err = Unreachable, s.Error
 			case s.Error != "":

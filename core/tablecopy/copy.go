@@ -420,33 +420,13 @@ var errCopyInEnded = errors.New("the replica's COPY ended")
 // (serial, identity) to the origin's current values, so that a replica
 // promoted to origin does not hand out used values.
 func (w *worker) copySequences(ctx context.Context, tx pgx.Tx, t pg.Table) error {
-	rows, err := w.otx.Query(ctx, `
-SELECT a.attname::text, ps.last_value
-  FROM pg_depend d
-  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-  JOIN pg_namespace n ON n.oid = s.relnamespace
-  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-  JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = s.relname
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-   AND d.refobjid = to_regclass($1) AND d.deptype IN ('a', 'i') AND ps.last_value IS NOT NULL`, t.Ident())
+	seqs, err := OwnedSequences(ctx, w.otx, t)
 	if err != nil {
-		return fmt.Errorf("origin: read sequences of %s: %w", t, err)
-	}
-	type seq struct {
-		col  string
-		last int64
-	}
-	seqs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (seq, error) {
-		var s seq
-		return s, r.Scan(&s.col, &s.last)
-	})
-	if err != nil {
-		return fmt.Errorf("origin: read sequences of %s: %w", t, err)
+		return err
 	}
 	for _, s := range seqs {
-		if _, err := tx.Exec(ctx, `SELECT setval(s, $3) FROM pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL`,
-			t.Ident(), s.col, s.last); err != nil {
-			return fmt.Errorf("set the sequence of column %s: %w", pgx.Identifier{s.col}.Sanitize(), err)
+		if err := SetSequence(ctx, tx, t, s); err != nil {
+			return err
 		}
 	}
 	return nil

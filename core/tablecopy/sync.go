@@ -129,7 +129,7 @@ func targetReplicas(cfg *config.Config, name string) ([]config.Replica, error) {
 		return nil, err
 	}
 	if name == "" {
-		return cfg.Replicas, nil
+		return cfg.Connected(), nil // file replicas start from export --base
 	}
 	r, err := cfg.Replica(name)
 	if err != nil {
