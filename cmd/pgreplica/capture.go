@@ -184,7 +184,7 @@ func parseTables(args []string) ([]pg.Table, error) {
 }
 
 func (a *app) addTableCommand() *cobra.Command {
-	var syncAfter bool
+	var syncAfter, noSync bool
 	cmd := &cobra.Command{
 		Use:   "add-table TABLE...",
 		Short: "Install capture on tables, one at a time",
@@ -194,8 +194,12 @@ left out); quote parts with double quotes as in SQL: '"My Schema"."Orders"'.
 
 With --sync the tables are then copied to every replica online, while the
 replication runs, and join it (state copying, then catchup, then
-replicating); the other tables keep replicating meanwhile. See pgreplica sync.`,
-		Example: "  pgreplica -c shop.yaml add-table public.invoices sales.refunds\n  pgreplica -c shop.yaml add-table public.invoices --sync --yes",
+replicating); the other tables keep replicating meanwhile. See pgreplica sync.
+
+A table whose capture was removed (remove-table) is refused: its replicas
+missed the changes made since. Copy it again with --sync, or capture it
+again as it is with --no-sync when you know the replicas have its rows.`,
+		Example: "  pgreplica -c shop.yaml add-table public.invoices sales.refunds\n  pgreplica -c shop.yaml add-table public.invoices --sync --yes\n  pgreplica -c shop.yaml add-table public.sessions --no-sync",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tables, err := parseTables(args)
@@ -206,16 +210,20 @@ replicating); the other tables keep replicating meanwhile. See pgreplica sync.`,
 			if err != nil {
 				return err
 			}
+			if syncAfter && noSync {
+				return &usageError{"--sync and --no-sync exclude each other"}
+			}
 			if syncAfter {
 				if err := cfg.RequireReplicas(); err != nil {
 					return err
 				}
 				return a.runSync(cmd, cfg, tablecopy.Options{Tables: tables})
 			}
-			return capture.AddTables(cmd.Context(), cfg, tables, a.line)
+			return capture.AddTablesWith(cmd.Context(), cfg, tables, capture.Options{Recapture: noSync}, a.line)
 		},
 	}
 	cmd.Flags().BoolVar(&syncAfter, "sync", false, "then copy the tables to every replica online (see pgreplica sync)")
+	cmd.Flags().BoolVar(&noSync, "no-sync", false, "capture a table whose capture was removed again without copying it")
 	a.addYesFlag(cmd)
 	return cmd
 }

@@ -63,7 +63,7 @@ func TestCLIInstallTablesAndUninstall(t *testing.T) {
 	                                CREATE TABLE audit (at timestamptz, what text);
 	                                CREATE TABLE "Line Items" (order_id int, n int, PRIMARY KEY (order_id, n));`)
 	out, errOut, code := cli(t, "", "-c", cfg, "install")
-	want := `origin: installed capture schema (version 1)
+	want := `origin: installed capture schema (version 2)
 created trigger on public."Line Items" (order_id,n)
 public.audit has no primary key: not replicated
 created trigger on public.orders (id)

@@ -237,7 +237,8 @@ func ensureCapture(ctx context.Context, cfg *config.Config, targets []config.Rep
 		}
 		sub.Tables = config.Tables{Include: []string{globQuote(t.Schema) + "." + globQuote(t.Name)}}
 		for attempt := 1; ; attempt++ {
-			err := capture.Install(ctx, &sub, quiet)
+			// A table whose capture was removed is copied again here: capture it again.
+			err := capture.InstallWith(ctx, &sub, capture.Options{Recapture: true}, quiet)
 			if err == nil {
 				break
 			}
