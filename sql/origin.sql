@@ -546,7 +546,7 @@ BEGIN
     FOR tbl IN
         SELECT DISTINCT pgreplica.captured_table(d.objid)
           FROM pg_event_trigger_ddl_commands() d
-         WHERE d.classid = 'pg_class'::regclass AND d.object_type = 'table'
+         WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')
     LOOP
         IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_capture') THEN
             BEGIN
