@@ -72,11 +72,13 @@ CREATE TABLE IF NOT EXISTS pgreplica.replica (
 -- stopped following them, so capturing them again silently would leave the
 -- replicas out of step. add_table refuses them until asked to recapture
 -- (pgreplica add-table --sync copies them again; --no-sync accepts the gap).
+-- (A table dropped and created again under the same name is a new table:
+-- relid tells them apart.)
 CREATE TABLE IF NOT EXISTS pgreplica.removed (
+    relid       oid PRIMARY KEY,
     schema_name text NOT NULL,
     table_name  text NOT NULL,
-    removed_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (schema_name, table_name)
+    removed_at  timestamptz NOT NULL DEFAULT now()
 );
 
 -- What only pgreplica's own apply sessions know. A session that sets
@@ -483,16 +485,13 @@ DECLARE
     removed timestamptz;
     verb    text;
 BEGIN
-    SELECT r.removed_at INTO removed FROM pgreplica.removed r
-      JOIN pg_class c ON c.relname = r.table_name JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = r.schema_name
-     WHERE c.oid = tbl;
+    SELECT r.removed_at INTO removed FROM pgreplica.removed r WHERE r.relid = tbl;
     IF removed IS NOT NULL THEN
         IF NOT recapture THEN
             RETURN format('%s: capture was removed on %s; its replicas need a new copy: pgreplica add-table --sync %s (or --no-sync to accept the difference)',
                           name, to_char(removed, 'YYYY-MM-DD HH24:MI:SS TZ'), name);
         END IF;
-        DELETE FROM pgreplica.removed r USING pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid = tbl AND r.schema_name = n.nspname AND r.table_name = c.relname;
+        DELETE FROM pgreplica.removed r WHERE r.relid = tbl;
     END IF;
     verb := pgreplica.refresh_table(tbl);
     IF verb IS NULL THEN
@@ -523,9 +522,11 @@ BEGIN
         EXECUTE format('DROP TRIGGER IF EXISTS pgreplica_truncate ON %s', pgreplica.table_name(r));
     END LOOP;
     EXECUTE format('DROP FUNCTION IF EXISTS %s()', pgreplica.capture_function(tbl));
-    INSERT INTO pgreplica.removed (schema_name, table_name)
-    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
-    ON CONFLICT (schema_name, table_name) DO UPDATE SET removed_at = now();
+    -- forget tables that were dropped since they were removed
+    DELETE FROM pgreplica.removed r WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid);
+    INSERT INTO pgreplica.removed (relid, schema_name, table_name)
+    SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
+    ON CONFLICT (relid) DO UPDATE SET removed_at = now();
     RETURN 'removed trigger from ' || name;
 END
 $$;

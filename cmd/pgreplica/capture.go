@@ -69,6 +69,7 @@ are lost: run 'pgreplica replicate --once' first to apply them.`,
 type tableJSON struct {
 	Table       string            `json:"table"`
 	Key         []string          `json:"key"`
+	KeyIndex    string            `json:"key_index,omitempty"` // "primary" or "unique"
 	Status      string            `json:"status"`
 	State       string            `json:"state"`
 	Replicas    map[string]string `json:"replicas,omitempty"`
@@ -142,8 +143,13 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 				for i, t := range tables {
 					out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status),
 						State: states[t.Table], Replicas: perReplica[t.Table], Pending: t.Pending}
-					if out[i].Key == nil {
+					switch {
+					case out[i].Key == nil:
 						out[i].Key = []string{}
+					case t.KeyIsUnique:
+						out[i].KeyIndex = "unique"
+					default:
+						out[i].KeyIndex = "primary"
 					}
 					if !t.Last.IsZero() {
 						s := t.Last.UTC().Format(time.RFC3339)
@@ -159,6 +165,9 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 				if len(t.Key) > 0 {
 					key = strings.Join(t.Key, ",")
 				}
+				if t.KeyIsUnique {
+					key += " (unique)"
+				}
 				if !t.Last.IsZero() {
 					last = t.Last.Local().Format("2006-01-02 15:04:05")
 				}
@@ -167,7 +176,7 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			return w.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, status, state, replicas, pending, last_event_at}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, key_index, status, state, replicas, pending, last_event_at}")
 	return cmd
 }
 

@@ -36,14 +36,14 @@ const (
 
 // TableInfo is one table of the origin as the tables view shows it.
 type TableInfo struct {
-	Table   pg.Table
-	Key     []string // key columns in key order; nil without one
+	Table pg.Table
+	Key   []string // key columns in key order; nil without one
 	// KeyIsUnique: the key is a unique index on NOT NULL columns, not a
 	// primary key.
 	KeyIsUnique bool
-	Status  Status
-	Pending int64     // events in the log not yet applied by the slowest replica
-	Last    time.Time // when the newest event still in the log was captured; zero if none
+	Status      Status
+	Pending     int64     // events in the log not yet applied by the slowest replica
+	Last        time.Time // when the newest event still in the log was captured; zero if none
 }
 
 // Querier is what the functions here need of a connection or transaction.
@@ -193,7 +193,9 @@ SELECT l.schema_name, l.table_name,
 // RemovedTables lists the tables whose capture was removed (remove-table)
 // and not installed again since.
 func RemovedTables(ctx context.Context, q Querier) ([]pg.Table, error) {
-	rows, err := q.Query(ctx, `SELECT schema_name, table_name FROM pgreplica.removed ORDER BY 1, 2`)
+	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname FROM pgreplica.removed r
+	                             JOIN pg_class c ON c.oid = r.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+	                            ORDER BY 1, 2`)
 	if err != nil {
 		return nil, fmt.Errorf("read removed tables: %w", err)
 	}
