@@ -348,3 +348,36 @@ func TestRemovedTableIsNotSilentlyCapturedAgain(t *testing.T) {
 		t.Fatalf("install after recapture: %v", err)
 	}
 }
+
+// A table without a primary key but with a unique index on NOT NULL
+// columns is replicated by that index (Slony-I's rule); a unique index on a
+// nullable column is no key.
+func TestUniqueIndexServesAsKey(t *testing.T) {
+	modes(t, func(t *testing.T, mode replay.ApplyMode) {
+		e := newEnv(t, `CREATE TABLE uk (code text NOT NULL, region int NOT NULL, v text, n int UNIQUE);
+		                CREATE UNIQUE INDEX uk_wide ON uk (code, region, v);
+		                CREATE UNIQUE INDEX uk_key ON uk (region, code);
+		                CREATE TABLE weak (code text UNIQUE, v text)`, 1)
+		e.mode = mode
+		infos, err := capture.ListTables(e.ctx, e.origin, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ti := range infos {
+			got = append(got, fmt.Sprintf("%s %v %v %s", ti.Table, ti.Key, ti.KeyIsUnique, ti.Status))
+		}
+		want := "public.uk [region code] true installed\npublic.weak [] false no primary key"
+		if strings.Join(got, "\n") != want {
+			t.Fatalf("tables:\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+		}
+		exec(t, e.origin, `INSERT INTO uk SELECT 'c' || g, g % 3, 'v', g FROM generate_series(1, 30) g`)
+		exec(t, e.origin, `UPDATE uk SET v = 'w', code = code || 'x' WHERE region = 1`)
+		exec(t, e.origin, `DELETE FROM uk WHERE region = 2`)
+		e.once()
+		e.requireEqual(0, "uk")
+		if n := queryInt(t, e.replicas[0], `SELECT count(*) FROM uk WHERE code LIKE '%x' AND v = 'w'`); n != 10 {
+			t.Fatalf("replica has %d updated rows, want 10", n)
+		}
+	})
+}
