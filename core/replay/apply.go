@@ -25,6 +25,12 @@ type column struct {
 type tableMeta struct {
 	cols  map[string]column
 	stmts map[string]string // statement by op and column signature
+	// target is how UPDATE, DELETE and TRUNCATE name the table: with ONLY
+	// for an ordinary table, so that they touch exactly the rows the
+	// origin's statement touched and never an inheritance child's (whose
+	// own changes come as its own events); a partitioned table is named as
+	// it is (its rows are in its partitions).
+	target string
 }
 
 // applier applies batches of events on one replica connection.
@@ -88,7 +94,7 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> 
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", t, err)
 	}
-	m := &tableMeta{cols: map[string]column{}, stmts: map[string]string{}}
+	m := &tableMeta{cols: map[string]column{}, stmts: map[string]string{}, target: "ONLY " + t.Ident()}
 	for rows.Next() {
 		var name string
 		var c column
@@ -102,6 +108,13 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> 
 	}
 	if len(m.cols) == 0 {
 		return nil, stop("replica %s lacks table %s (event %d); create it there or resync", a.replica, t, eventID)
+	}
+	var kind string
+	if err := a.conn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)`, t.Ident()).Scan(&kind); err != nil {
+		return nil, fmt.Errorf("kind of %s: %w", t, err)
+	}
+	if kind == "p" {
+		m.target = t.Ident()
 	}
 	a.meta[t] = m
 	return m, nil
@@ -203,10 +216,10 @@ func (a *applier) statement(ctx context.Context, e *event) (string, []any, error
 				sets[i] = pgx.Identifier{c}.Sanitize() + " = " + value(m, "n", c)
 			}
 			sql = fmt.Sprintf("UPDATE %s AS t SET %s FROM jsonb_to_record($1::jsonb) AS %s, jsonb_to_record($2::jsonb) AS %s WHERE %s",
-				t, strings.Join(sets, ", "), recordDef(m, "n", dataCols), recordDef(m, "k", keyCols), keyMatch(m, keyCols))
+				m.target, strings.Join(sets, ", "), recordDef(m, "n", dataCols), recordDef(m, "k", keyCols), keyMatch(m, keyCols))
 		case 'D':
 			sql = fmt.Sprintf("DELETE FROM %s AS t USING jsonb_to_record($1::jsonb) AS %s WHERE %s",
-				t, recordDef(m, "k", keyCols), keyMatch(m, keyCols))
+				m.target, recordDef(m, "k", keyCols), keyMatch(m, keyCols))
 		default:
 			return "", nil, stop("event %d: unknown operation %q", e.ID, e.Op)
 		}
@@ -393,13 +406,18 @@ func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event)
 		if e.Op == 'T' {
 			// Tables truncated by one statement go in one TRUNCATE, so that
 			// foreign keys between them do not refuse it.
-			if _, err := a.tableMeta(ctx, e.Table, e.ID); err != nil {
+			m, err := a.tableMeta(ctx, e.Table, e.ID)
+			if err != nil {
 				return nil, err
 			}
-			group := []string{e.Table.Ident()}
+			group := []string{m.target}
 			for i+1 < len(events) && events[i+1].Op == 'T' && events[i+1].Txid == e.Txid && events[i+1].ID == events[i].ID+1 {
 				i++
-				group = append(group, events[i].Table.Ident())
+				next, err := a.tableMeta(ctx, events[i].Table, events[i].ID)
+				if err != nil {
+					return nil, err
+				}
+				group = append(group, next.target)
 			}
 			b.Queue("TRUNCATE " + strings.Join(group, ", "))
 			queued = append(queued, e)

@@ -381,3 +381,68 @@ func TestUniqueIndexServesAsKey(t *testing.T) {
 		}
 	})
 }
+
+// PostgreSQL's regression inheritance tree: TRUNCATE ONLY, UPDATE ONLY
+// and DELETE ONLY on the parent leave the children on the replica as on
+// the origin (apply names each table with ONLY), and so does a TRUNCATE of
+// the whole tree.
+func TestInheritanceChildrenUntouchedByParentChanges(t *testing.T) {
+	schema := `
+	CREATE TABLE person (id int PRIMARY KEY, name text, age int4, location point);
+	CREATE TABLE emp (salary int4, manager name) INHERITS (person);
+	ALTER TABLE emp ADD PRIMARY KEY (id);
+	CREATE TABLE student (gpa float8) INHERITS (person);
+	ALTER TABLE student ADD PRIMARY KEY (id);
+	CREATE TABLE stud_emp (percent int4) INHERITS (emp, student);
+	ALTER TABLE stud_emp ADD PRIMARY KEY (id);`
+	fill := `
+	INSERT INTO person VALUES (1, 'mike', 40, '(3.1,6.2)'), (2, 'joe', 20, '(1,2)'), (3, 'sam', 30, '(1,1)');
+	INSERT INTO emp VALUES (1, 'sharon', 25, '(15,12)', 1000, 'sam'), (11, 'bill', 20, '(11,10)', 1000, 'sharon');
+	INSERT INTO student VALUES (2, 'fred', 28, '(3.1,-1.5)', 3.70), (21, 'larry', 60, '(6,6)', 3.1);
+	INSERT INTO stud_emp VALUES (3, 'jeff', 23, '(8,7.7)', 600, 'sharon', 3.50, 50);`
+	tree := []string{"person", "emp", "student", "stud_emp"}
+	modes(t, func(t *testing.T, mode replay.ApplyMode) {
+		e := newEnv(t, schema, 1)
+		e.mode = mode
+		exec(t, e.origin, fill)
+		e.once()
+		e.requireOnlyEqual(tree...)
+		// Same keys at several levels: ONLY on the replica is what keeps them apart.
+		exec(t, e.origin, `UPDATE ONLY person SET age = age + 1 WHERE id IN (1, 2, 3)`)
+		exec(t, e.origin, `DELETE FROM ONLY person WHERE id = 2`)
+		exec(t, e.origin, `UPDATE emp SET salary = 2000 WHERE id = 1`) // emp and stud_emp rows with id 1: only emp's
+		e.once()
+		e.requireOnlyEqual(tree...)
+		exec(t, e.origin, `TRUNCATE ONLY emp`)
+		e.once()
+		e.requireOnlyEqual(tree...)
+		if n := queryInt(t, e.replicas[0], `SELECT count(*) FROM ONLY stud_emp`); n != 1 {
+			t.Fatalf("replica's stud_emp has %d rows after TRUNCATE ONLY emp, want 1", n)
+		}
+		exec(t, e.origin, `TRUNCATE person`)
+		e.once()
+		e.requireOnlyEqual(tree...)
+		if n := queryInt(t, e.replicas[0], `SELECT count(*) FROM person`); n != 0 {
+			t.Fatalf("replica's tree has %d rows after TRUNCATE person, want 0", n)
+		}
+	})
+}
+
+// requireOnlyEqual compares each table's own rows (ONLY) between the origin
+// and the first replica.
+func (e *env) requireOnlyEqual(tables ...string) {
+	e.t.Helper()
+	for _, tb := range tables {
+		q := fmt.Sprintf(`SELECT coalesce(string_agg(format('%%s', x), ';' ORDER BY x.id), '') FROM ONLY %s x`, tb)
+		var o, r string
+		if err := e.origin.QueryRow(e.ctx, q).Scan(&o); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := e.replicas[0].QueryRow(e.ctx, q).Scan(&r); err != nil {
+			e.t.Fatal(err)
+		}
+		if o != r {
+			e.t.Fatalf("ONLY %s differs:\norigin  %s\nreplica %s", tb, o, r)
+		}
+	}
+}
