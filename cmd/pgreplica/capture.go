@@ -17,7 +17,8 @@ import (
 )
 
 func (a *app) installCommand() *cobra.Command {
-	return &cobra.Command{
+	var disableTriggers bool
+	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install or upgrade capture on the origin and bookkeeping on the replicas",
 		Long: `Installs the pgreplica schema and the capture triggers on every selected table
@@ -27,17 +28,34 @@ has every captured table and column); nothing is changed if a check fails.
 Re-running it is safe and changes nothing that is current.
 
 A replica starts replicating from the moment of install: give it the same data
-first (pgreplica sync copies it online).`,
-		Example: "  pgreplica -c shop.yaml install",
+first (pgreplica sync copies it online).
+
+Where a replica's apply role cannot set session_replication_role (it needs a
+superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER), the replica's own
+triggers and foreign-key actions run on every applied change; install lists
+them. --disable-replica-triggers then disables those triggers on the
+replicated tables (ALTER TABLE ... DISABLE TRIGGER, as the tables' owner).
+
+A table whose capture was removed (remove-table) is left out with an error:
+copy it again with add-table --sync, or take it back with --no-sync.`,
+		Example: "  pgreplica -c shop.yaml install\n  pgreplica -c shop.yaml install --disable-replica-triggers --yes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
 			}
-			return capture.Install(cmd.Context(), cfg, a.line)
+			if disableTriggers {
+				if err := a.confirm("Disable the replicas' own triggers on the replicated tables where the apply role cannot skip them?"); err != nil {
+					return err
+				}
+			}
+			return capture.InstallWith(cmd.Context(), cfg, capture.Options{DisableReplicaTriggers: disableTriggers}, a.line)
 		},
 	}
+	cmd.Flags().BoolVar(&disableTriggers, "disable-replica-triggers", false, "disable the replicas' own user triggers on replicated tables where the apply role cannot skip them (asks first)")
+	a.addYesFlag(cmd)
+	return cmd
 }
 
 func (a *app) uninstallCommand() *cobra.Command {

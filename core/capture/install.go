@@ -59,6 +59,11 @@ type Options struct {
 	// the caller either copies them again (sync) or the operator accepted
 	// the difference (--no-sync). Without it such tables are refused.
 	Recapture bool
+	// DisableReplicaTriggers disables, on each replica whose apply role
+	// cannot set session_replication_role, the replica's own user triggers
+	// on the replicated tables (the operator agreed: they would otherwise
+	// run on every applied change).
+	DisableReplicaTriggers bool
 }
 
 // ErrRemoved is returned (wrapped) when tables whose capture was removed
@@ -114,8 +119,17 @@ func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Re
 	if err != nil {
 		return err
 	}
+	var captured []pg.Table
+	for _, t := range tables {
+		if t.Status != NoKey {
+			captured = append(captured, t.Table)
+		}
+	}
 	for i, r := range cfg.Replicas {
 		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
+			return err
+		}
+		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, captured, opt.DisableReplicaTriggers, report); err != nil {
 			return err
 		}
 	}

@@ -40,6 +40,14 @@ type applier struct {
 	replica string
 	meta    map[pg.Table]*tableMeta
 	mode    ApplyMode
+	// inOrder: the session could not set session_replication_role, so the
+	// replica's foreign keys (and their actions) act on applied changes.
+	// Set-based apply orders a batch by table, which can break them (a
+	// parent deleted before its child: the replica's cascade, then the
+	// child's delete finds nothing): such a replica is applied event by
+	// event in the origin's order, which they always accept.
+	inOrder    bool
+	orderKnown bool
 
 	fallbacks    int   // batches replayed event by event after the set-based apply failed
 	lastFallback error // why, for the log
@@ -79,6 +87,20 @@ func IsStop(err error) bool {
 
 func newApplier(conn *pgx.Conn, set, replica string, mode ApplyMode) *applier {
 	return &applier{conn: conn, set: set, replica: replica, mode: mode, meta: map[pg.Table]*tableMeta{}}
+}
+
+// checkOrder finds out, once per session, whether it must apply in order
+// (see inOrder).
+func (a *applier) checkOrder(ctx context.Context, tx session) error {
+	if a.orderKnown {
+		return nil
+	}
+	var role string
+	if err := tx.Conn().QueryRow(ctx, "SELECT current_setting('session_replication_role')").Scan(&role); err != nil {
+		return fmt.Errorf("read session_replication_role: %w", err)
+	}
+	a.inOrder, a.orderKnown = role != "replica", true
+	return nil
 }
 
 // tableMeta loads the replica's columns of a table.
@@ -375,7 +397,10 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 // savepoint is rolled back and the events are replayed one by one, which
 // either succeeds or names the event that fails.
 func (a *applier) applyEvents(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
-	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && len(events) >= minFastBatch)
+	if err := a.checkOrder(ctx, tx); err != nil {
+		return nil, err
+	}
+	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && !a.inOrder && len(events) >= minFastBatch)
 	if fast && len(events) > 0 {
 		// The savepoint is released by the commit.
 		if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_fast"); err != nil {

@@ -26,7 +26,6 @@
 package tablecopy
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -294,15 +293,4 @@ func serialize(f func(Progress)) func(Progress) {
 		defer func() { <-ch }()
 		f(p)
 	}
-}
-
-// sortBySize puts the biggest tables first, so parallel workers finish
-// together.
-func sortBySize(ts []*tableInfo) {
-	slices.SortStableFunc(ts, func(a, b *tableInfo) int {
-		if c := cmp.Compare(b.size, a.size); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.table.String(), b.table.String())
-	})
 }
