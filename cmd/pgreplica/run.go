@@ -170,7 +170,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 // retry can cure: pgreplica not installed on the origin. An unreachable
 // server is not fatal: the engine retries.
 func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	conn, err := pg.Connect(ctx, "origin", cfg.Origin.DSN)
+	conn, err := pg.ConnectOrigin(ctx, cfg, "")
 	if err != nil {
 		log.Warn("origin unreachable at start; retrying", "err", err.Error())
 		return nil

@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"pgreplica/core/control"
+	"pgreplica/core/copystate"
 	"pgreplica/core/replay"
+	"pgreplica/core/status"
 )
 
 // statusJSON is the stable shape of `status --json`.
@@ -24,15 +26,15 @@ type statusJSON struct {
 }
 
 type replicaStatusJSON struct {
-	Name          string            `json:"name"`
-	State         string            `json:"state"`
-	Position      string            `json:"position"`
-	Pending       int64             `json:"pending"`
-	LagSeconds    float64           `json:"lag_seconds"`
-	LastAppliedAt *string           `json:"last_applied_at"`
-	Conflicts     int64             `json:"conflicts"`
-	Error         string            `json:"error,omitempty"`
-	Tables        map[string]string `json:"tables_syncing,omitempty"`
+	Name          string                     `json:"name"`
+	State         string                     `json:"state"`
+	Position      string                     `json:"position"`
+	Pending       int64                      `json:"pending"`
+	LagSeconds    float64                    `json:"lag_seconds"`
+	LastAppliedAt *string                    `json:"last_applied_at"`
+	Conflicts     int64                      `json:"conflicts"`
+	Error         string                     `json:"error,omitempty"`
+	Tables        map[string]copystate.State `json:"tables_syncing,omitempty"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -57,40 +59,23 @@ control.socket set and a daemon listening, the daemon's view of each replica
 			if err != nil {
 				return err
 			}
-			states := map[string]replay.ReplicaStatus{}
+			var live *status.Live
 			if cfg.Control.Socket != "" {
 				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 				if st, err := control.Dial(cfg.Control.Socket).Status(ctx); err == nil {
-					for _, r := range st.Replicas {
-						states[r.Name] = r
-					}
+					live = &status.Live{Running: true, Replicas: st.Replicas}
 				}
 				cancel()
 			}
 			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
-			for _, r := range rep.Replicas {
-				j := replicaStatusJSON{Name: r.Name, Position: r.Position.Snapshot.String(), Pending: r.Pending,
-					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Error, Tables: r.TableStates}
-				switch {
-				case !r.Reachable:
-					j.State = "unreachable"
-				case r.Error != "":
-					j.State = "error"
-				case states[r.Name].State != "":
-					j.State = string(states[r.Name].State)
-					if states[r.Name].Err != "" {
-						j.Error = states[r.Name].Err
-					}
-				case r.Pending == 0:
-					j.State = "caught up"
-				default:
-					j.State = "behind"
-				}
+			for _, r := range status.Merge(nil, &rep, live) {
+				j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(), Pending: r.Pending,
+					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables}
 				if r.Position.Snapshot.IsZero() {
 					j.Position = ""
 				}
-				if !r.LastAppliedAt.IsZero() {
-					s := r.LastAppliedAt.UTC().Format(time.RFC3339)
+				if !r.LastApplied.IsZero() {
+					s := r.LastApplied.UTC().Format(time.RFC3339)
 					j.LastAppliedAt = &s
 				}
 				out.Replicas = append(out.Replicas, j)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
@@ -29,11 +28,11 @@ type session struct {
 func open(ctx context.Context, cfg *config.Config) (*session, error) {
 	s := &session{cfg: cfg}
 	var err error
-	if s.origin, err = pg.Connect(ctx, "origin", cfg.Origin.DSN); err != nil {
+	if s.origin, err = pg.ConnectOrigin(ctx, cfg, ""); err != nil {
 		return nil, err
 	}
 	for _, r := range cfg.Replicas {
-		c, err := pg.Connect(ctx, "replica "+r.Name, r.DSN)
+		c, err := pg.ConnectReplica(ctx, r, "")
 		if err != nil {
 			s.close(ctx)
 			return nil, err
@@ -228,22 +227,7 @@ func inTx(ctx context.Context, conn *pgx.Conn, f func(pgx.Tx) error) error {
 // fails on a deadlock or a lock timeout: creating a trigger needs a lock
 // that busy application transactions hold for a moment.
 func retryBusy(ctx context.Context, f func() error) error {
-	var err error
-	for attempt := 1; ; attempt++ {
-		if err = f(); err == nil || attempt == 5 || !isBusy(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-		}
-	}
-}
-
-func isBusy(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "55P03")
+	return pg.Retry(ctx, 5, 200*time.Millisecond, pg.IsLockBusy, f)
 }
 
 // addTableRetried installs one table's triggers in a transaction of its own.
@@ -256,7 +240,7 @@ func addTableRetried(ctx context.Context, conn *pgx.Conn, t pg.Table) (string, e
 			return err
 		})
 	})
-	if err != nil && isBusy(err) {
+	if err != nil && pg.IsLockBusy(err) {
 		return "", fmt.Errorf("install trigger on %s: %w; the table is busy: retry later", t, err)
 	}
 	return line, err
@@ -438,7 +422,7 @@ func AddTablesWith(ctx context.Context, cfg *config.Config, tables []pg.Table, o
 // RemoveTables removes capture from the named tables. Their events already
 // in the log are still applied.
 func RemoveTables(ctx context.Context, cfg *config.Config, tables []pg.Table, report Report) error {
-	conn, err := pg.Connect(ctx, "origin", cfg.Origin.DSN)
+	conn, err := pg.ConnectOrigin(ctx, cfg, "")
 	if err != nil {
 		return err
 	}

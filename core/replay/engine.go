@@ -237,7 +237,7 @@ func (e *Engine) purgeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		conn, err := pg.ConnectAs(ctx, "origin", e.cfg.Origin.DSN, "pgreplica purge "+e.cfg.Name)
+		conn, err := pg.ConnectOrigin(ctx, e.cfg, "purge "+e.cfg.Name)
 		if err != nil {
 			e.log.Warn("purge: cannot connect", "err", err)
 			continue

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"pgreplica/core/config"
+	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 )
 
@@ -33,15 +34,19 @@ type ReplicaReport struct {
 	Pending       int64         // events captured and not yet applied here
 	Lag           time.Duration // age of the oldest event not applied here; 0 when none
 	LastAppliedAt time.Time
-	Conflicts     int64             // rows in pgreplica.conflict on the replica
-	TableStates   map[string]string // table -> copying/catchup, for tables being synced
+	Conflicts     int64                      // rows in pgreplica.conflict on the replica
+	TableStates   map[string]copystate.State // table -> copying/catchup, for tables being synced
 }
+
+// ErrNotInstalled is QueryStatus's error when the origin has no capture
+// schema.
+var ErrNotInstalled = errors.New("pgreplica is not installed on the origin; run pgreplica install")
 
 // QueryStatus reads the state of every replica of the set. An unreachable
 // replica is reported, not an error; an unreachable origin is an error.
 func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 	rep := Report{Set: cfg.Name, Origin: config.Describe(cfg.Origin.DSN), TakenAt: time.Now()}
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica status")
+	origin, err := pg.ConnectOrigin(ctx, cfg, "status")
 	if err != nil {
 		return rep, err
 	}
@@ -52,7 +57,7 @@ func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 		"pgreplica listen "+cfg.Name).Scan(&rep.DaemonRunning, &rep.LogEvents)
 	if err != nil {
 		if isUndefinedTable(err) {
-			return rep, errors.New("pgreplica is not installed on the origin; run pgreplica install")
+			return rep, ErrNotInstalled
 		}
 		return rep, fmt.Errorf("origin: %w", err)
 	}
@@ -64,7 +69,7 @@ func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 
 func replicaReport(ctx context.Context, origin *pgx.Conn, set string, r config.Replica) ReplicaReport {
 	rr := ReplicaReport{Name: r.Name, Target: config.Describe(r.DSN)}
-	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica status")
+	conn, err := pg.ConnectReplica(ctx, r, "status")
 	if err != nil {
 		rr.Error = err.Error()
 		return rr
@@ -81,20 +86,13 @@ func replicaReport(ctx context.Context, origin *pgx.Conn, set string, r config.R
 		rr.Error = fmt.Sprintf("replica %s: count conflicts: %v", r.Name, err)
 		return rr
 	}
-	rows, err := conn.Query(ctx, `SELECT schema_name, table_name, state FROM pgreplica.table_state
-	                               WHERE set_name = $1 AND state <> 'replicating'`, set)
-	if err == nil {
-		for rows.Next() {
-			var t pg.Table
-			var st string
-			if rows.Scan(&t.Schema, &t.Name, &st) == nil {
-				if rr.TableStates == nil {
-					rr.TableStates = map[string]string{}
-				}
-				rr.TableStates[t.String()] = st
+	if states, err := copystate.Read(ctx, conn, set); err == nil {
+		for t, st := range copystate.Syncing(states) {
+			if rr.TableStates == nil {
+				rr.TableStates = map[string]copystate.State{}
 			}
+			rr.TableStates[t.String()] = st
 		}
-		rows.Close()
 	}
 	// Pending: events not visible in the position's snapshot, minus those of
 	// a half-applied interval already applied (id <= last_id).

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
@@ -384,8 +383,8 @@ func prepareApplySession(ctx context.Context, c *pgx.Conn, set string) error {
 		}
 	}
 	// Values that travel as text are read in the forms the capture
-	// functions write them.
-	if _, err := c.Exec(ctx, "SET DateStyle = ISO; SET IntervalStyle = postgres"); err != nil {
+	// functions write them (pg.ExactText, the settings copy and verify use).
+	if _, err := c.Exec(ctx, pg.ExactTextSQL(false)); err != nil {
 		return err
 	}
 	// Set-based apply joins a few thousand keys to a table: always by index.
@@ -399,7 +398,4 @@ func prepareApplySession(ctx context.Context, c *pgx.Conn, set string) error {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func isUndefinedTable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000")
-}
+func isUndefinedTable(err error) bool { return pg.IsUndefinedTable(err) }

@@ -41,12 +41,10 @@ type copier struct {
 
 // originSettings make the text forms of values exact and independent of
 // the server's defaults (COPY text format, sequence values).
-const originSettings = `SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3;
-SET bytea_output = hex; SET TimeZone = 'UTC'; SET statement_timeout = 0;
-SET idle_in_transaction_session_timeout = 0`
+var originSettings = pg.ExactTextSQL(false, pg.Setting{Name: "statement_timeout", Value: "0"},
+	pg.Setting{Name: "idle_in_transaction_session_timeout", Value: "0"})
 
-const replicaSettings = `SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = hex;
-SET statement_timeout = 0`
+var replicaSettings = pg.ExactTextSQL(false, pg.Setting{Name: "statement_timeout", Value: "0"})
 
 // syncLockKey names the advisory lock that lets one sync at a time work on a
 // replica for a set: two syncs of one table could otherwise commit their
@@ -75,7 +73,7 @@ func (c *copier) run(ctx context.Context) error {
 	}
 
 	// 2. Take the snapshot C, after that commit, and export it.
-	exp, err := pg.ConnectAs(ctx, "origin", c.cfg.Origin.DSN, "pgreplica sync "+c.cfg.Name)
+	exp, err := pg.ConnectOrigin(ctx, c.cfg, "sync "+c.cfg.Name)
 	if err != nil {
 		return err
 	}
@@ -247,7 +245,7 @@ type worker struct {
 func (c *copier) openWorker(ctx context.Context, exported string) (*worker, error) {
 	w := &worker{c: c}
 	var err error
-	if w.origin, err = pg.ConnectAs(ctx, "origin", c.cfg.Origin.DSN, "pgreplica sync "+c.cfg.Name); err != nil {
+	if w.origin, err = pg.ConnectOrigin(ctx, c.cfg, "sync "+c.cfg.Name); err != nil {
 		return nil, err
 	}
 	if _, err := w.origin.Exec(ctx, originSettings); err != nil {
