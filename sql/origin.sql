@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS pgreplica.meta (
 --   id      order of the change within the origin (a sequence)
 --   txid    the writer's transaction id; decides which batch an event is in
 --   at      when the change was captured (clock_timestamp, not commit time)
---   op      I insert, U update, D delete, T truncate
+--   op      I insert, U update, D delete, T truncate, E a script (execute)
 --   key     primary key of the row before the change (U, D)
 --   data    the new row image (I) or only the changed columns (U)
 --   origin  the pgreplica.origin tag of the writing session (cascading)
@@ -560,6 +560,32 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A schema change made with pgreplica execute: the script, run on the origin
+-- in the caller's transaction, travels in the log as one event (op 'E', no
+-- table) of that transaction, so that every replica runs it exactly between
+-- the changes committed before and after it (Londiste's execute, Slony's
+-- EXECUTE SCRIPT). search_path is the one the script ran with.
+CREATE OR REPLACE FUNCTION pgreplica.log_execute(script text, search_path text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    newid bigint := nextval('pgreplica.log_id_seq');
+    d     jsonb := jsonb_build_object('sql', script, 'search_path', search_path);
+BEGIN
+    CASE (newid / 100000) % 3
+    WHEN 0 THEN
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    WHEN 1 THEN
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    ELSE
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    END CASE;
+    PERFORM pg_notify('pgreplica', '');
+    RETURN newid;
+END
+$$;
+REVOKE ALL ON FUNCTION pgreplica.log_execute(text, text) FROM PUBLIC;
 
 -- Creates the event trigger when the current role may (event triggers need
 -- a superuser); returns whether it exists.
