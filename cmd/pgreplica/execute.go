@@ -163,4 +163,3 @@ fail. Nothing changes if it fails again.`,
 	cmd.Flags().Int64Var(&id, "event", 0, "the skipped event's id")
 	return cmd
 }
-

@@ -32,15 +32,15 @@ type script struct {
 	SearchPath string `json:"search_path"`
 }
 
-// applyWithScripts applies events, running the scripts among them where
-// they stand: each script splits the events into what comes before it and
-// what comes after.
+// applyWithScripts applies events, running the scripts (and sequence
+// samples) among them where they stand: each splits the events into what
+// comes before it and what comes after.
 func (a *applier) applyWithScripts(ctx context.Context, tx session, events []*event,
 	apply func(context.Context, session, []*event) ([]Conflict, error)) ([]Conflict, error) {
 	var conflicts []Conflict
 	start := 0
 	for i, e := range events {
-		if e.Op != 'E' {
+		if e.Op != 'E' && e.Op != 'S' {
 			continue
 		}
 		c, err := apply(ctx, tx, events[start:i])
@@ -48,7 +48,12 @@ func (a *applier) applyWithScripts(ctx context.Context, tx session, events []*ev
 			return nil, err
 		}
 		conflicts = append(conflicts, c...)
-		if err := a.runScript(ctx, tx, e); err != nil {
+		if e.Op == 'E' {
+			err = a.runScript(ctx, tx, e)
+		} else {
+			err = a.setSequences(ctx, tx, e)
+		}
+		if err != nil {
 			return nil, err
 		}
 		start = i + 1
@@ -147,4 +152,31 @@ func (a *applier) skippedEvents(ctx context.Context, tx session) (map[int64]bool
 	}
 	a.skip, a.skipRead = skip, time.Now()
 	return skip, nil
+}
+
+// setSequences applies a sample of the origin's sequences ('S' event):
+// each sequence the replica has is set to the origin's value unless it is
+// there already or beyond (a sequence never moves back). A sequence the
+// replica lacks is left out.
+func (a *applier) setSequences(ctx context.Context, tx session, e *event) error {
+	_, err := tx.Exec(ctx, `
+SELECT setval(q.seq, q.v, true)
+  FROM (SELECT to_regclass(x.key) AS seq, x.value::bigint AS v FROM jsonb_each_text($1::jsonb) x) q
+  JOIN pg_sequence ps ON ps.seqrelid = q.seq
+ WHERE pg_sequence_last_value(q.seq) IS NULL OR sign(ps.seqincrement) * (q.v - pg_sequence_last_value(q.seq)) > 0`, string(e.Data))
+	if err != nil {
+		return a.explain(e, err)
+	}
+	return nil
+}
+
+// SampleSequences writes a sample of the origin's captured sequences into
+// its log when any moved (pgreplica.log_sequences).
+func SampleSequences(ctx context.Context, origin interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}) error {
+	if _, err := origin.Exec(ctx, "SELECT pgreplica.log_sequences()"); err != nil {
+		return fmt.Errorf("origin: sample sequences: %w", err)
+	}
+	return nil
 }
