@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS pgreplica.meta (
 --   id      order of the change within the origin (a sequence)
 --   txid    the writer's transaction id; decides which batch an event is in
 --   at      when the change was captured (clock_timestamp, not commit time)
---   op      I insert, U update, D delete, T truncate
+--   op      I insert, U update, D delete, T truncate, E a script (execute),
+--           S a sample of the captured tables' sequences
 --   key     primary key of the row before the change (U, D)
 --   data    the new row image (I) or only the changed columns (U)
 --   origin  the pgreplica.origin tag of the writing session (cascading)
@@ -560,6 +561,94 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A schema change made with pgreplica execute: the script, run on the origin
+-- in the caller's transaction, travels in the log as one event (op 'E', no
+-- table) of that transaction, so that every replica runs it exactly between
+-- the changes committed before and after it (Londiste's execute, Slony's
+-- EXECUTE SCRIPT). search_path is the one the script ran with.
+CREATE OR REPLACE FUNCTION pgreplica.log_execute(script text, search_path text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    newid bigint := nextval('pgreplica.log_id_seq');
+    d     jsonb := jsonb_build_object('sql', script, 'search_path', search_path);
+BEGIN
+    CASE (newid / 100000) % 3
+    WHEN 0 THEN
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    WHEN 1 THEN
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    ELSE
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    END CASE;
+    PERFORM pg_notify('pgreplica', '');
+    RETURN newid;
+END
+$$;
+REVOKE ALL ON FUNCTION pgreplica.log_execute(text, text) FROM PUBLIC;
+
+-- Sequences travel in the log too: the engine calls log_sequences every
+-- few seconds, which writes the values of the captured tables' sequences as
+-- one event (op 'S') when any moved since the last sample. A replica applies
+-- it in order, after every change committed before the sample (so its
+-- sequences are ahead of every value those changes used), and never moves a
+-- sequence back.
+CREATE TABLE IF NOT EXISTS pgreplica.sequence_sample (
+    id     int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    sample jsonb NOT NULL
+);
+REVOKE ALL ON pgreplica.sequence_sample FROM PUBLIC;
+
+-- The sequences of captured tables: owned by one of their columns (serial,
+-- identity) or used by a column default. (OFFSET 0 keeps a caller's
+-- conditions, which may only hold for sequences, out of the union.)
+CREATE OR REPLACE FUNCTION pgreplica.captured_sequences() RETURNS TABLE (seq regclass)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.seq FROM (
+    SELECT d.objid::regclass AS seq
+      FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+       AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = d.refobjid AND t.tgname = 'pgreplica_capture')
+    UNION
+    SELECT d.refobjid::regclass
+      FROM pg_attrdef ad
+      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+     WHERE EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = ad.adrelid AND t.tgname = 'pgreplica_capture')
+    ) u OFFSET 0
+$$;
+
+CREATE OR REPLACE FUNCTION pgreplica.log_sequences() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d     jsonb;
+    newid bigint;
+BEGIN
+    SELECT coalesce(jsonb_object_agg(pgreplica.table_name(s.seq), v.last), '{}') INTO d
+      FROM pgreplica.captured_sequences() s
+     CROSS JOIN LATERAL (SELECT pg_sequence_last_value(s.seq) AS last) v
+     WHERE has_sequence_privilege(s.seq, 'SELECT') AND v.last IS NOT NULL;
+    IF d = '{}' OR d = (SELECT sample FROM pgreplica.sequence_sample) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO pgreplica.sequence_sample (id, sample) VALUES (1, d)
+    ON CONFLICT (id) DO UPDATE SET sample = EXCLUDED.sample;
+    newid := nextval('pgreplica.log_id_seq');
+    CASE (newid / 100000) % 3
+    WHEN 0 THEN
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
+    WHEN 1 THEN
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
+    ELSE
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
+    END CASE;
+    RETURN newid;
+END
+$$;
+REVOKE ALL ON FUNCTION pgreplica.log_sequences() FROM PUBLIC;
 
 -- Creates the event trigger when the current role may (event triggers need
 -- a superuser); returns whether it exists.

@@ -67,7 +67,7 @@ func TestCLIInstallTablesAndUninstall(t *testing.T) {
 created trigger on public."Line Items" (order_id,n)
 public.audit has no primary key: not replicated
 created trigger on public.orders (id)
-replica r1: installed bookkeeping schema (version 1), replicating from now on
+replica r1: installed bookkeeping schema (version 2), replicating from now on
 `
 	if code != 0 || out != want {
 		t.Fatalf("install: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)

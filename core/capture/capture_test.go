@@ -105,7 +105,7 @@ func TestInstallTablesReinstallUninstall(t *testing.T) {
 		"created trigger on public.gen (id)",
 		"public.nokey has no primary key: not replicated",
 		"created trigger on public.single (id)",
-		"replica replica: installed bookkeeping schema (version 1), replicating from now on",
+		"replica replica: installed bookkeeping schema (version 2), replicating from now on",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("install printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -146,7 +146,7 @@ func TestInstallTablesReinstallUninstall(t *testing.T) {
 		"trigger on public.gen is current (id)",
 		"public.nokey has no primary key: not replicated",
 		"trigger on public.single is current (id)",
-		"replica replica: bookkeeping schema is current (version 1)",
+		"replica replica: bookkeeping schema is current (version 2)",
 	}
 	if strings.Join(again, "\n") != strings.Join(wantAgain, "\n") {
 		t.Fatalf("re-install printed:\n%s", strings.Join(again, "\n"))

@@ -50,6 +50,9 @@ type applier struct {
 	inOrder    bool
 	orderKnown bool
 
+	skip     map[int64]bool // events the operator skipped (pgreplica.skipped)
+	skipRead time.Time      // when skip was read
+
 	fallbacks    int   // batches replayed event by event after the set-based apply failed
 	lastFallback error // why, for the log
 }
@@ -297,6 +300,7 @@ type tableState struct {
 func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*event) ([]Conflict, error) {
 	conflicts, err := a.applyIn(ctx, ownTx{a.conn}, old, next, events)
 	if err != nil {
+		a.skip = nil // an operator may skip the failing event: read them again
 		// Whatever failed, the transaction is not committed: end it.
 		if !a.conn.IsClosed() {
 			_, _ = a.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
@@ -336,12 +340,18 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		events = append(held, events...)
 	}
 
+	skipped, err := a.skippedEvents(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
 	// Hold the events of tables being copied; skip what a copy already has.
 	hold := &pgx.Batch{}
 	var apply []*event
 	for _, e := range events {
 		st := states[e.Table]
 		switch {
+		case skipped[e.ID]:
+			// skipped by the operator (pgreplica skip)
 		case st.state == "copying":
 			hold.Queue(`INSERT INTO pgreplica.held (set_name, event_id, txid, at, schema_name, table_name, op, key, data)
 			            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
@@ -398,6 +408,14 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 // savepoint is rolled back and the events are replayed one by one, which
 // either succeeds or names the event that fails.
 func (a *applier) applyEvents(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
+	return a.applyWithScripts(ctx, tx, events, a.applyRows)
+}
+
+// applyRows is applyEvents for events without scripts.
+func (a *applier) applyRows(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
 	if err := a.checkOrder(ctx, tx); err != nil {
 		return nil, err
 	}
@@ -596,7 +614,7 @@ func (a *applier) explain(e *event, err error) error {
 	if !errors.As(err, &pgErr) {
 		return fmt.Errorf("apply event %d to %s: %w", e.ID, e.Table, err)
 	}
-	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of"}[e.Op]
+	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of", 'E': "script for", 'S': "sequences of"}[e.Op]
 	what := fmt.Sprintf("replica %s: %s %s (event %d)", a.replica, op, e.Table, e.ID)
 	switch {
 	case pg.IsTransient(err):

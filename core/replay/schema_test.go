@@ -446,3 +446,137 @@ func (e *env) requireOnlyEqual(tables ...string) {
 		}
 	}
 }
+
+// pgreplica execute under load: the script reaches the replica exactly
+// between the changes before and after it (rows written right after it use
+// the new column; applied a moment too early or too late, they would fail),
+// with the engine streaming all along.
+func TestExecuteRunsTheScriptInTheStream(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE acct (id int PRIMARY KEY, v text)`, 1)
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.engine().Run(ctx) }()
+	exec(t, e.origin, `INSERT INTO acct VALUES (-100, 'before')`)
+	w := startWriter(t, originDSN(e), "acct", 1)
+	time.Sleep(100 * time.Millisecond)
+	var lines []string
+	id, err := capture.Execute(e.ctx, e.cfg, "ALTER TABLE acct ADD COLUMN note text DEFAULT 'n';\nUPDATE acct SET note = 'filled'", func(l string) { lines = append(lines, l) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("executed on the origin; every replica runs it as event %d, between the changes before and after it", id)
+	if strings.Join(lines, "\n") != want {
+		t.Fatalf("execute printed %q, want %q", lines, want)
+	}
+	exec(t, e.origin, `INSERT INTO acct (id, v, note) VALUES (-101, 'after', 'uses the new column')`)
+	time.Sleep(100 * time.Millisecond)
+	w.finish(t)
+	cancel()
+	<-done
+	e.once()
+	e.requireEqual(0, "acct")
+	// The script's UPDATE ran on the replica itself, not as captured events.
+	if n := queryInt(t, e.origin, `SELECT count(*) FROM pgreplica.log WHERE data ? 'note' AND data->>'note' = 'filled'`); n != 0 {
+		t.Fatalf("%d events captured the script's own UPDATE", n)
+	}
+	if got := queryString(t, e.replicas[0], `SELECT note FROM acct WHERE id = -100`); got != "filled" {
+		t.Fatalf("the replica's row -100 has note %q: it did not run the script's UPDATE", got)
+	}
+}
+
+// A script that fails on the replica stops it with the statement and the
+// server's message; skip moves past it (recorded in pgreplica.skipped),
+// the rest applies, and reapply runs it once the operator fixed the cause.
+func TestFailingScriptStopsThenSkipAndReapply(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE item (id int PRIMARY KEY, v text)`, 1)
+	exec(t, e.replicas[0], `CREATE INDEX item_v ON item (v)`) // the replica has it already
+	exec(t, e.origin, `INSERT INTO item VALUES (1, 'a')`)
+	id, err := capture.Execute(e.ctx, e.cfg, "CREATE INDEX item_v ON item (v)", func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, e.origin, `INSERT INTO item VALUES (2, 'b')`)
+	_, err = e.engine().Once(e.ctx)
+	if !replay.IsStop(err) {
+		t.Fatalf("once: %v, want a stop", err)
+	}
+	want := fmt.Sprintf(`replica replica: the script of event %d (pgreplica execute) failed: relation "item_v" already exists [SQLSTATE 42P07]; script: CREATE INDEX item_v ON item (v); fix the replica and retry, or move past it: pgreplica skip --replica replica --event %d`, id, id)
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("stop error:\n%v\nwant it to contain\n%s", err, want)
+	}
+	if n := queryInt(t, e.replicas[0], `SELECT count(*) FROM item`); n != 0 {
+		t.Fatalf("the replica applied %d rows of the failed batch", n)
+	}
+	s, err := replay.ReadEvent(e.ctx, e.cfg, "replica", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reason, s.By = "index made by hand", "test"
+	if err := replay.Skip(e.ctx, e.cfg, s); err != nil {
+		t.Fatal(err)
+	}
+	e.once()
+	e.requireEqual(0, "item")
+	if got := queryString(t, e.replicas[0], `SELECT op::text || ' ' || reason || ' ' || skipped_by FROM pgreplica.skipped WHERE event_id = $1`, id); got != "E index made by hand test" {
+		t.Fatalf("pgreplica.skipped holds %q", got)
+	}
+	// Skipping it again, or an applied event, is refused.
+	if err := replay.Skip(e.ctx, e.cfg, s); err == nil || !strings.Contains(err.Error(), "replica replica has applied event") {
+		t.Fatalf("skip of an event moved past: %v", err)
+	}
+	exec(t, e.replicas[0], `DROP INDEX item_v`)
+	if _, err := replay.Reapply(e.ctx, e.cfg, "replica", id); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, e.replicas[0], `SELECT count(*) FROM pg_indexes WHERE indexname = 'item_v'`); n != 1 {
+		t.Fatal("reapply did not run the script")
+	}
+	if _, err := replay.Reapply(e.ctx, e.cfg, "replica", id); err == nil || !strings.Contains(err.Error(), "was applied again already") {
+		t.Fatalf("second reapply: %v", err)
+	}
+}
+
+func queryString(t testing.TB, c *pgx.Conn, sql string, args ...any) string {
+	t.Helper()
+	var s string
+	if err := c.QueryRow(context.Background(), sql, args...).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return s
+}
+
+// Sequences travel in the stream: after catching up, every sequence of a
+// replicated table (serial, identity, a default's nextval) is on the
+// replica at least where the origin's was when the last change was
+// applied, and a sequence that is further on the replica is never moved
+// back.
+func TestSequencesFollowTheOrigin(t *testing.T) {
+	e := newEnv(t, `CREATE SEQUENCE order_no START 1000;
+	  CREATE TABLE orders (id serial PRIMARY KEY, ident bigint GENERATED BY DEFAULT AS IDENTITY, no bigint DEFAULT nextval('order_no'), v text)`, 1)
+	seqs := []string{"orders_id_seq", "orders_ident_seq", "order_no"}
+	last := func(c *pgx.Conn, seq string) int64 {
+		return queryInt(t, c, `SELECT coalesce(pg_sequence_last_value($1::regclass), 0)`, seq)
+	}
+	for round := 1; round <= 3; round++ {
+		exec(t, e.origin, `INSERT INTO orders (v) SELECT 'x' FROM generate_series(1, 25)`)
+		exec(t, e.origin, `SELECT nextval('order_no')`) // used, then rolled away
+		e.once()
+		e.requireEqual(0, "orders")
+		for _, s := range seqs {
+			if o, r := last(e.origin, s), last(e.replicas[0], s); r < o {
+				t.Fatalf("round %d: %s is at %d on the replica, %d on the origin", round, s, r, o)
+			}
+		}
+	}
+	// An INSERT on the replica relying on the defaults succeeds (what a
+	// switchover needs).
+	if id := queryInt(t, e.replicas[0], `INSERT INTO orders (v) VALUES ('after cut-over') RETURNING id`); id <= queryInt(t, e.origin, `SELECT max(id) FROM orders`) {
+		t.Fatalf("the replica's next id %d is not beyond the origin's rows", id)
+	}
+	exec(t, e.replicas[0], `DELETE FROM orders WHERE v = 'after cut-over'; SELECT setval('order_no', 5000)`)
+	exec(t, e.origin, `INSERT INTO orders (v) VALUES ('y')`)
+	e.once()
+	if r := last(e.replicas[0], "order_no"); r != 5000 {
+		t.Fatalf("the replica's order_no moved back to %d", r)
+	}
+}
