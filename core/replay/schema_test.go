@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -578,5 +579,62 @@ func TestSequencesFollowTheOrigin(t *testing.T) {
 	e.once()
 	if r := last(e.replicas[0], "order_no"); r != 5000 {
 		t.Fatalf("the replica's order_no moved back to %d", r)
+	}
+}
+
+// records is a slog handler that keeps every record's message and table.
+type records struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *records) Enabled(context.Context, slog.Level) bool { return true }
+func (r *records) Handle(_ context.Context, rec slog.Record) error {
+	line := rec.Level.String() + " " + rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "table" {
+			line += " table=" + a.Value.String()
+		}
+		return true
+	})
+	r.mu.Lock()
+	r.msgs = append(r.msgs, line)
+	r.mu.Unlock()
+	return nil
+}
+func (r *records) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *records) WithGroup(string) slog.Handler      { return r }
+func (r *records) count(s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs {
+		if strings.Contains(m, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// Without the event trigger, a table changed by plain ALTER TABLE is
+// logged by the running engine as stale, once, and as current again after
+// install.
+func TestEngineLogsStaleCaptureOnce(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE acct (id int PRIMARY KEY, v text)`, 1)
+	exec(t, e.origin, "DROP EVENT TRIGGER pgreplica_ddl")
+	exec(t, e.origin, "ALTER TABLE acct ADD COLUMN note text")
+	rec := &records{}
+	eng := replay.New(e.cfg, slog.New(rec), replay.Options{})
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	stale := "WARN capture is stale: the table changed since its capture was made; a column added since is not replicated: run pgreplica install table=public.acct"
+	deadline := time.Now().Add(20 * time.Second)
+	for rec.count(stale) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rec.count(stale) != 1 {
+		t.Fatalf("the engine logged %d stale lines, want 1: %v", rec.count(stale), rec.msgs)
 	}
 }
