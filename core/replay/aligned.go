@@ -118,7 +118,7 @@ func ConnectReplica(ctx context.Context, cfg *config.Config, r config.Replica, p
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareApplySession(ctx, c, cfg.Name); err != nil {
+	if err := prepareApplySession(ctx, c, cfg.Name, nil); err != nil {
 		c.Close(ctx)
 		return nil, fmt.Errorf("replica %s: %w", r.Name, err)
 	}
