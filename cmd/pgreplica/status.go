@@ -27,10 +27,12 @@ type replicaStatusJSON struct {
 	Name          string            `json:"name"`
 	State         string            `json:"state"`
 	Position      string            `json:"position"`
-	Pending       int64             `json:"pending"`
+	Pending       *int64            `json:"pending"` // null when the position could not be read
 	LagSeconds    float64           `json:"lag_seconds"`
 	LastAppliedAt *string           `json:"last_applied_at"`
 	Conflicts     int64             `json:"conflicts"`
+	NoProgressS   *float64          `json:"no_progress_seconds,omitempty"` // the daemon applied nothing for this long
+	Holder        string            `json:"standby_for,omitempty"`         // standby: the engine that applies it
 	Error         string            `json:"error,omitempty"`
 	Tables        map[string]string `json:"tables_syncing,omitempty"`
 }
@@ -45,7 +47,10 @@ the events captured and not yet applied there, the lag (the age of the oldest
 of them, 0 when caught up), when it last applied a batch, the conflicts
 recorded there, and whether a pgreplica engine is running for the set. With
 control.socket set and a daemon listening, the daemon's view of each replica
-(streaming, catchup, retrying, stopped) is shown too.`,
+(streaming, catchup, retrying, stopped, standby) is shown too, with "no
+progress for N s" when the daemon has applied nothing for a while although
+events may be pending (a dead network path, a stuck server). Pending is "-"
+(null in JSON) when the replica's position cannot be read.`,
 		Example: "  pgreplica -c shop.yaml status\n  pgreplica -c shop.yaml status --json | jq '.replicas[] | {name, lag_seconds}'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,19 +74,28 @@ control.socket set and a daemon listening, the daemon's view of each replica
 			}
 			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
 			for _, r := range rep.Replicas {
-				j := replicaStatusJSON{Name: r.Name, Position: r.Position.Snapshot.String(), Pending: r.Pending,
+				j := replicaStatusJSON{Name: r.Name, Position: r.Position.Snapshot.String(),
 					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Error, Tables: r.TableStates}
+				if r.PendingKnown {
+					j.Pending = &r.Pending
+				}
 				switch {
 				case !r.Reachable:
 					j.State = "unreachable"
 				case r.Error != "":
 					j.State = "error"
 				case states[r.Name].State != "":
-					j.State = string(states[r.Name].State)
-					if states[r.Name].Err != "" {
-						j.Error = states[r.Name].Err
+					st := states[r.Name]
+					j.State = string(st.State)
+					if st.Err != "" {
+						j.Error = st.Err
 					}
-				case r.Pending == 0:
+					j.Holder = st.Holder
+					if st.NoProgressFor > 0 && (r.Pending > 0 || !r.PendingKnown) {
+						secs := st.NoProgressFor.Seconds()
+						j.NoProgressS = &secs
+					}
+				case r.PendingKnown && r.Pending == 0:
 					j.State = "caught up"
 				default:
 					j.State = "behind"
@@ -111,12 +125,22 @@ control.socket set and a daemon listening, the daemon's view of each replica
 					t, _ := time.Parse(time.RFC3339, *r.LastAppliedAt)
 					last = t.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\n", r.Name, r.State, r.Pending, lagText(r.LagSeconds), last, r.Conflicts)
+				state, pending := r.State, "-"
+				if r.NoProgressS != nil {
+					state += fmt.Sprintf(" · no progress for %.0f s", *r.NoProgressS)
+				}
+				if r.Pending != nil {
+					pending = fmt.Sprint(*r.Pending)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", r.Name, state, pending, lagText(r.LagSeconds), last, r.Conflicts)
 			}
 			w.Flush()
 			for _, r := range out.Replicas {
 				if r.Error != "" {
 					fmt.Fprintf(a.stdout, "\n%s: %s\n", r.Name, strings.TrimSpace(r.Error))
+				}
+				if r.Holder != "" {
+					fmt.Fprintf(a.stdout, "\n%s: this daemon is a standby; the replica is applied by %s\n", r.Name, r.Holder)
 				}
 				for t, st := range r.Tables {
 					fmt.Fprintf(a.stdout, "%s: %s is %s\n", r.Name, t, st)
@@ -125,7 +149,7 @@ control.socket set and a daemon listening, the daemon's view of each replica
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending, lag_seconds, last_applied_at, conflicts, error}]}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending (null when unknown), lag_seconds, last_applied_at, conflicts, no_progress_seconds, standby_for, error}]}")
 	return cmd
 }
 

@@ -189,6 +189,12 @@ func (m *Model) Rows() []Row {
 		if l, ok := live[n]; ok && m.snap.Running {
 			row.State = strings.ToUpper(string(l.State))
 			row.Err = l.Err
+			if l.NoProgressFor > 0 {
+				row.Err = strings.TrimSuffix(fmt.Sprintf("no progress for %d s; %s", int(l.NoProgressFor.Seconds()), row.Err), "; ")
+			}
+			if l.State == replay.Standby && l.Holder != "" {
+				row.Err = "standby: the replica is applied by " + l.Holder
+			}
 			row.LastBatch = l.LastBatch
 			row.LastApply = l.LastApplied
 		} else if m.snapOK {
