@@ -85,6 +85,23 @@ func Serve(ctx context.Context, path string, src Source) error {
 	return err
 }
 
+// Check reports, before a daemon starts, what would keep it from serving at
+// path: something that is not a socket there, or a live daemon's socket.
+func Check(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil && fi.Mode().Type() != fs.ModeSocket {
+		return removeStale(path) // refuses, removes nothing
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s: another pgreplica daemon is listening there", path)
+	}
+	return nil
+}
+
 // removeStale removes a socket at path that nobody listens on. Anything
 // else there is refused and left intact.
 func removeStale(path string) error {

@@ -31,6 +31,7 @@ func Aligned(ctx context.Context, cfg *config.Config, replicaName string, fn Ali
 		return err
 	}
 	w := newWorker(cfg, r, discardLogger(), func(Event) {}, ApplyAuto)
+	w.beside = true
 	if err := w.connect(ctx); err != nil {
 		return err
 	}

@@ -35,6 +35,10 @@ type worker struct {
 	pos         Position
 	havePos     bool
 	locked      bool // this session holds the replica's apply lock
+	// beside marks a worker that is not an engine's (verify's aligned
+	// point): it takes no apply lock, and its replica transaction may stay
+	// open while the caller works, so it has no idle-in-transaction timeout.
+	beside bool
 
 	mu        sync.Mutex
 	status    ReplicaStatus
@@ -112,7 +116,11 @@ func (w *worker) connectIn(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := prepareApplySession(ctx, c, w.set, &w.net); err != nil {
+		n := &w.net
+		if w.beside {
+			n = nil
+		}
+		if err := prepareApplySession(ctx, c, w.set, n); err != nil {
 			closeSoon(c)
 			return fmt.Errorf("replica %s: %w", w.replica.Name, err)
 		}
@@ -120,7 +128,7 @@ func (w *worker) connectIn(ctx context.Context) error {
 		w.apply = newApplier(c, w.set, w.replica.Name, w.mode)
 		w.havePos, w.locked = false, false
 	}
-	if !w.locked {
+	if !w.locked && !w.beside {
 		if err := w.takeLock(ctx); err != nil {
 			return err
 		}

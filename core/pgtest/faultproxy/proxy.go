@@ -8,7 +8,6 @@ package faultproxy
 
 import (
 	"errors"
-	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -37,7 +36,10 @@ type Proxy struct {
 	wg    sync.WaitGroup
 }
 
-type pair struct{ client, server net.Conn }
+type pair struct {
+	client, server net.Conn
+	lost           bool // blackholed for good (Forget)
+}
 
 // Start listens on a free port of 127.0.0.1 and forwards to target
 // ("host:port").
@@ -74,6 +76,18 @@ func (p *Proxy) Heal() {
 	p.Set(Pass)
 }
 
+// Forget blackholes every current connection for good, whatever the mode
+// becomes, and lets the mode apply to new ones only: a firewall that lost
+// the state of the old sessions while new ones work. A side that closes is
+// not told to the other side (its FIN is lost too).
+func (p *Proxy) Forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.lost = true
+	}
+}
+
 // Reset closes every current connection with a TCP reset.
 func (p *Proxy) Reset() {
 	p.mu.Lock()
@@ -106,9 +120,12 @@ func reset(c net.Conn) {
 	c.Close()
 }
 
-func (p *Proxy) state() (Mode, <-chan struct{}) {
+func (p *Proxy) state(c *pair) (Mode, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if c.lost {
+		return Blackhole, p.woke
+	}
 	return p.mode, p.woke
 }
 
@@ -138,6 +155,12 @@ func (p *Proxy) accept() {
 func (p *Proxy) pipe(c *pair, src, dst net.Conn) {
 	defer p.wg.Done()
 	defer func() {
+		if mode, _ := p.state(c); mode != Pass {
+			// A close is lost in a blackhole: the other side stays open
+			// until Reset or Close.
+			src.Close()
+			return
+		}
 		p.mu.Lock()
 		delete(p.conns, c)
 		p.mu.Unlock()
@@ -146,7 +169,7 @@ func (p *Proxy) pipe(c *pair, src, dst net.Conn) {
 	}()
 	buf := make([]byte, 32<<10)
 	for {
-		mode, woke := p.state()
+		mode, woke := p.state(c)
 		if mode == Stall {
 			// Read nothing until the mode changes; notice a closed peer.
 			select {
@@ -162,7 +185,7 @@ func (p *Proxy) pipe(c *pair, src, dst net.Conn) {
 		src.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		n, err := src.Read(buf)
 		if n > 0 {
-			if mode, _ := p.state(); mode == Pass {
+			if mode, _ := p.state(c); mode == Pass {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return
 				}
@@ -172,9 +195,6 @@ func (p *Proxy) pipe(c *pair, src, dst net.Conn) {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
-			}
-			if err != io.EOF {
-				return
 			}
 			return
 		}
