@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,7 +284,7 @@ func TestTwoDaemonsStandbyTakesOver(t *testing.T) {
 			t.Fatalf("verify --repair beside the daemons: %d\n%s%s", code, out, errOut)
 		}
 	}
-	if _, errOut, code := cli(t, "", "-c", fe.cfg, "replicate", "--once"); code != 0 {
+	if _, errOut, code := cli(t, "", "-c", fe.cfg, "replicate", "--once"); code != 0 || !strings.Contains(errOut, "not applied here: a running pgreplica engine applies this replica") {
 		t.Fatalf("replicate --once beside the daemons: %d %s", code, errOut)
 	}
 
@@ -305,7 +307,14 @@ func TestTwoDaemonsStandbyTakesOver(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d transactions; standby took over %v after the kill", committed, tookOver.Round(100*time.Millisecond))
+	races := 0
+	for _, m := range d1.logLines(t) {
+		if m["msg"] == "position moved by another session; re-reading it" {
+			races++
+		}
+	}
+	t.Logf("%d transactions; %d races lost to verify --repair, each a quiet re-read; standby took over %v after the kill",
+		committed, races, tookOver.Round(100*time.Millisecond))
 }
 
 // control.socket pointing at a regular file (a typo naming the config) or a
@@ -368,5 +377,36 @@ func TestDSNFromEnvironmentAndFile(t *testing.T) {
 	_, errOut, code = cli(t, "", "--origin", "env:PGR_TEST_NOPE", "status")
 	if code != 2 || !strings.Contains(errOut, "--origin env:PGR_TEST_NOPE: the environment variable PGR_TEST_NOPE is not set") {
 		t.Fatalf("unset variable: %d %s", code, errOut)
+	}
+}
+
+// A replica whose position cannot be read has pending null, not 0.
+func TestStatusPendingUnknownForUnreachableReplica(t *testing.T) {
+	cfg, _, _ := dbs(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatal(errOut)
+	}
+	text := strings.Replace(string(mustRead(t, cfg)), "replicas:\n", "replicas:\n  - name: gone\n    dsn: \"host=127.0.0.1 port=1 dbname=x sslmode=disable\"\n", 1)
+	os.WriteFile(cfg, []byte(text), 0o600)
+	out, errOut, code := cli(t, "", "-c", cfg, "status", "--json")
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, errOut)
+	}
+	var raw struct {
+		Replicas []map[string]any `json:"replicas"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || len(raw.Replicas) != 2 {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	gone, r1 := raw.Replicas[0], raw.Replicas[1]
+	if p, ok := gone["pending"]; !ok || p != nil || gone["state"] != "unreachable" {
+		t.Fatalf("unreachable replica: %v", gone)
+	}
+	if r1["pending"] != float64(0) {
+		t.Fatalf("reachable replica: %v", r1)
+	}
+	out, _, _ = cli(t, "", "-c", cfg, "status")
+	if !regexp.MustCompile(`(?m)^gone\s+unreachable\s+-\s`).MatchString(out) {
+		t.Fatalf("status text for an unreachable replica:\n%s", out)
 	}
 }
