@@ -70,8 +70,11 @@ func (w *worker) within(ctx context.Context, extra time.Duration) (context.Conte
 }
 
 // applyAllowance is the time a batch of n events may take on the replica
-// beyond DeadPath.
-func applyAllowance(n int) time.Duration { return time.Duration(n) * 2 * time.Millisecond }
+// beyond DeadPath: none up to DeadPath / 2ms events (15000 by default, more
+// than batch.max_events), 2ms per event beyond.
+func (w *worker) applyAllowance(n int) time.Duration {
+	return max(0, time.Duration(n)*2*time.Millisecond-w.net.DeadPath)
+}
 
 // deadPath turns the error of a wait that hit its deadline into one that
 // says so; other errors are returned as they are.
@@ -325,11 +328,12 @@ func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
 	}
 	start := time.Now()
 	fallbacks := w.apply.fallbacks
-	actx, cancel := w.within(ctx, applyAllowance(len(c.events)))
+	extra := w.applyAllowance(len(c.events))
+	actx, cancel := w.within(ctx, extra)
 	defer cancel()
 	conflicts, err := w.apply.applyBatch(actx, w.pos, next, c.events)
 	if err != nil {
-		return deadPath(ctx, actx, err, "replica "+w.replica.Name, w.net.DeadPath+applyAllowance(len(c.events)))
+		return deadPath(ctx, actx, err, "replica "+w.replica.Name, w.net.DeadPath+extra)
 	}
 	w.progress.Store(time.Now().UnixNano())
 	if w.apply.fallbacks > fallbacks {
