@@ -69,12 +69,6 @@ func (w *worker) within(ctx context.Context, extra time.Duration) (context.Conte
 	return context.WithTimeout(ctx, w.net.DeadPath+extra)
 }
 
-// applyAllowance is the time a batch of n events may take on the replica
-// beyond DeadPath: none up to DeadPath / 2ms events (15000 by default, more
-// than batch.max_events), 2ms per event beyond.
-func (w *worker) applyAllowance(n int) time.Duration {
-	return max(0, time.Duration(n)*2*time.Millisecond-w.net.DeadPath)
-}
 
 // deadPath turns the error of a wait that hit its deadline into one that
 // says so; other errors are returned as they are.
@@ -243,21 +237,21 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 	if !w.pos.Target.IsZero() {
 		w.setState(Catchup, nil)
 	}
-	readCtx, cancelRead := context.WithCancelCause(ctx)
-	defer cancelRead(nil)
 	// The read has no deadline of its own (a big interval streams for as
-	// long as its batches take to apply), but the origin must send the next
-	// event within DeadPath whenever the reader waits for one.
-	watchdog := time.AfterFunc(w.net.DeadPath, func() { cancelRead(errNoAnswer) })
-	defer watchdog.Stop()
+	// long as its batches take to apply), but whenever the reader waits for
+	// the next event the origin must send it or be busy finding it.
+	watch := w.guardSession(ctx, "origin", w.origin, w.originConn)
+	defer watch.stop()
+	readCtx := watch.ctx
+	cancelRead := watch.cancel
 	chunks := make(chan chunk)
 	readErr := make(chan error, 1)
 	from, lastID, limits := w.pos.Snapshot, w.pos.LastID, w.limits
 	go func() {
 		defer close(chunks)
 		send := func(c chunk) bool {
-			watchdog.Stop()
-			defer watchdog.Reset(w.net.DeadPath)
+			watch.pause()
+			defer watch.kick()
 			select {
 			case chunks <- c:
 				return true
@@ -274,7 +268,7 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 				}
 				cur = chunk{}
 			}
-			watchdog.Reset(w.net.DeadPath)
+			watch.kick()
 			e.parse()
 			cur.events = append(cur.events, e)
 			cur.bytes += e.size()
@@ -286,8 +280,8 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 				err = readCtx.Err()
 			}
 		}
-		if err != nil && errors.Is(context.Cause(readCtx), errNoAnswer) && ctx.Err() == nil {
-			err = fmt.Errorf("origin: no event within %s while reading the log: the network path looks dead; reconnecting (%w)", w.net.DeadPath, err)
+		if err != nil && watch.dead() && ctx.Err() == nil {
+			err = fmt.Errorf("origin: no event within %s while reading the log, and the server is not working on it: the network path looks dead; reconnecting (%w)", w.net.DeadPath, err)
 		}
 		readErr <- err
 	}()
@@ -328,12 +322,18 @@ func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
 	}
 	start := time.Now()
 	fallbacks := w.apply.fallbacks
-	extra := w.applyAllowance(len(c.events))
-	actx, cancel := w.within(ctx, extra)
-	defer cancel()
-	conflicts, err := w.apply.applyBatch(actx, w.pos, next, c.events)
+	// A batch takes as long as it takes while the replica works on it; an
+	// answer lost on the way is noticed within DeadPath.
+	watch := w.guardSession(ctx, "replica "+w.replica.Name, w.replica.DSN, w.replicaConn)
+	conflicts, err := w.apply.applyBatch(watch.ctx, w.pos, next, c.events)
+	dead := watch.dead()
+	watch.stop()
 	if err != nil {
-		return deadPath(ctx, actx, err, "replica "+w.replica.Name, w.net.DeadPath+extra)
+		if dead && ctx.Err() == nil {
+			return fmt.Errorf("replica %s: no answer within %s while applying a batch, and the server is not working on it: the network path looks dead; reconnecting (%w)",
+				w.replica.Name, w.net.DeadPath, err)
+		}
+		return err
 	}
 	w.progress.Store(time.Now().UnixNano())
 	if w.apply.fallbacks > fallbacks {
