@@ -69,7 +69,6 @@ func (w *worker) within(ctx context.Context, extra time.Duration) (context.Conte
 	return context.WithTimeout(ctx, w.net.DeadPath+extra)
 }
 
-
 // deadPath turns the error of a wait that hit its deadline into one that
 // says so; other errors are returned as they are.
 func deadPath(ctx, waitCtx context.Context, err error, server string, d time.Duration) error {
