@@ -413,8 +413,8 @@ func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conf
 // publish copies the position to the origin's pgreplica.replica, which
 // the purge and the tables view read. At most once a second unless forced.
 func (w *worker) publish(ctx context.Context, force bool) {
-	if w.originConn == nil || (!force && time.Since(w.published) < time.Second) {
-		return
+	if w.originConn == nil || w.pos.Snapshot.IsZero() || (!force && time.Since(w.published) < time.Second) {
+		return // nothing to publish yet (a standby has read no position)
 	}
 	ctx, cancel := w.within(ctx, 0)
 	defer cancel()

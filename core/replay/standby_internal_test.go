@@ -1,0 +1,27 @@
+package replay
+
+import (
+	"testing"
+	"time"
+)
+
+func TestOrphanRule(t *testing.T) {
+	const grace = 30 * time.Second
+	cases := []struct {
+		h    lockHolder
+		want bool
+	}{
+		{lockHolder{App: "pgreplica apply shop", State: "idle in transaction", IdleFor: 31 * time.Second}, true},
+		{lockHolder{App: "pgreplica apply shop", State: "idle", IdleFor: 30 * time.Second}, true},
+		{lockHolder{App: "pgreplica apply shop", State: "idle", IdleFor: 29 * time.Second}, false}, // a live engine polls
+		{lockHolder{App: "pgreplica apply shop", State: "active", IdleFor: time.Hour}, false},      // working
+		{lockHolder{App: "pgreplica apply other", State: "idle", IdleFor: time.Hour}, false},       // another set
+		{lockHolder{App: "psql", State: "idle in transaction", IdleFor: time.Hour}, false},         // not ours to end
+		{lockHolder{App: "pgreplica apply shop", State: "", IdleFor: time.Hour}, false},            // state unknown
+	}
+	for _, c := range cases {
+		if got := c.h.orphan("shop", grace); got != c.want {
+			t.Errorf("%+v: orphan = %v, want %v", c.h, got, c.want)
+		}
+	}
+}
