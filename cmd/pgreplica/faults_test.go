@@ -173,6 +173,25 @@ func TestDeadPathsAreNoticedAndHealed(t *testing.T) {
 			st, err := daemonStatus(fe.sock)
 			return err == nil && len(st.Replicas) == 1 && st.Replicas[0].NoProgressFor >= 5*time.Second
 		})
+		// status does not hang on the dead path, and says what it can.
+		began := time.Now()
+		out, errOut, code := cli(t, "", "-c", fe.cfg, "status", "--json")
+		took := time.Since(began)
+		if took > 8*time.Second {
+			t.Fatalf("%s: status took %v on a dead path", side.name, took)
+		}
+		if side.p == fe.po {
+			if code != 1 || !strings.Contains(errOut, "the daemon reports replica r1 ") || !strings.Contains(errOut, "no progress for") {
+				t.Fatalf("status with the origin's path dead: %d\n%s%s", code, out, errOut)
+			}
+		} else {
+			var st statusJSON
+			if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || len(st.Replicas) != 1 ||
+				st.Replicas[0].Pending != nil || st.Replicas[0].State != "unreachable" {
+				t.Fatalf("status with the replica's path dead: %d %v\n%s%s", code, err, out, errOut)
+			}
+		}
+		t.Logf("%s blackholed: status answered in %v", side.name, took.Round(100*time.Millisecond))
 		time.Sleep(time.Until(start.Add(9 * time.Second)))
 		before := count(t, fe.replica, "SELECT count(*) FROM history")
 		healed := time.Now()

@@ -58,19 +58,32 @@ events may be pending (a dead network path, a stuck server). Pending is "-"
 			if err != nil {
 				return err
 			}
-			rep, err := replay.QueryStatus(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
 			states := map[string]replay.ReplicaStatus{}
+			var daemonView []replay.ReplicaStatus
 			if cfg.Control.Socket != "" {
 				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 				if st, err := control.Dial(cfg.Control.Socket).Status(ctx); err == nil {
 					for _, r := range st.Replicas {
 						states[r.Name] = r
 					}
+					daemonView = st.Replicas
 				}
 				cancel()
+			}
+			rep, err := replay.QueryStatus(cmd.Context(), cfg)
+			if err != nil {
+				// The origin cannot be read: say at least what the daemon sees.
+				for _, r := range daemonView {
+					line := fmt.Sprintf("the daemon reports replica %s %s", r.Name, r.State)
+					if r.NoProgressFor > 0 {
+						line += fmt.Sprintf(", no progress for %.0f s", r.NoProgressFor.Seconds())
+					}
+					if r.Err != "" {
+						line += ": " + r.Err
+					}
+					fmt.Fprintln(a.stderr, line)
+				}
+				return err
 			}
 			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
 			for _, r := range rep.Replicas {

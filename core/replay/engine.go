@@ -221,12 +221,13 @@ const minCatchUpEvery = 2 * time.Millisecond
 // standbyPoll is how often a standby tries to take over.
 const standbyPoll = time.Second
 
-// nextBackoff doubles from 500ms up to 2s for faults, so that a worker
-// resumes within about 2s of a server coming back (a retry of a fault is a
-// cheap connect attempt, bounded by the connect timeout), and up to 30s for
-// errors that need the operator (a retry re-reads and re-applies a batch).
+// nextBackoff goes from 500ms to 1s for faults, so that a worker resumes
+// within about a second of a server coming back (a retry of a fault is a
+// cheap connect attempt, bounded by the connect timeout), and doubles up to
+// 30s for errors that need the operator (a retry re-reads and re-applies a
+// batch).
 func nextBackoff(cur time.Duration, needsOperator bool) time.Duration {
-	limit := 2 * time.Second
+	limit := time.Second
 	if needsOperator {
 		limit = 30 * time.Second
 	}
