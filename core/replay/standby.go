@@ -80,6 +80,7 @@ func (w *worker) takeLock(ctx context.Context) error {
 	}
 	if got {
 		w.locked = true
+		w.progress.Store(time.Now().UnixNano())
 		if w.snapshot().State == Standby {
 			w.log.Info("taking over: this engine now applies the replica")
 		}

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -23,5 +24,22 @@ func TestOrphanRule(t *testing.T) {
 		if got := c.h.orphan("shop", grace); got != c.want {
 			t.Errorf("%+v: orphan = %v, want %v", c.h, got, c.want)
 		}
+	}
+}
+
+// Faults are retried within a second (a connect attempt is cheap); errors
+// that need the operator back off to 30s.
+func TestBackoff(t *testing.T) {
+	var fault, stop []time.Duration
+	var f, s time.Duration
+	for i := 0; i < 8; i++ {
+		f, s = nextBackoff(f, false), nextBackoff(s, true)
+		fault, stop = append(fault, f), append(stop, s)
+	}
+	if got := fmt.Sprint(fault); got != "[500ms 1s 1s 1s 1s 1s 1s 1s]" {
+		t.Errorf("fault backoff %s", got)
+	}
+	if got := fmt.Sprint(stop); got != "[500ms 1s 2s 4s 8s 16s 30s 30s]" {
+		t.Errorf("stop backoff %s", got)
 	}
 }
