@@ -7,6 +7,7 @@ import (
 
 	"pgreplica/core/capture"
 	"pgreplica/core/config"
+	"pgreplica/core/conflict"
 	"pgreplica/core/logring"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
@@ -45,12 +46,7 @@ func NewApp(o AppOptions) *Model {
 	cfg := o.Config
 	tab := tables.New(env, tables.Deps{
 		List: func(ctx context.Context) ([]capture.TableInfo, error) {
-			conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica tui")
-			if err != nil {
-				return nil, err
-			}
-			defer conn.Close(context.WithoutCancel(ctx))
-			return capture.ListTables(ctx, conn, cfg.Tables.Match)
+			return capture.ListOrigin(ctx, cfg, "tui", cfg.Tables.Match)
 		},
 		Install: func(ctx context.Context, t pg.Table, report func(string)) error {
 			return capture.AddTables(ctx, cfg, []pg.Table{t}, report)
@@ -61,9 +57,9 @@ func NewApp(o AppOptions) *Model {
 	})
 	mon := monitor.New(env, src.Startable())
 	con := conflicts.New(env, conflicts.Deps{
-		Read: func(ctx context.Context) ([]conflicts.Conflict, []error) { return conflicts.Read(ctx, cfg) },
+		Read: func(ctx context.Context) ([]conflicts.Conflict, []error) { return conflict.List(ctx, cfg, "", "tui") },
 		Row: func(ctx context.Context, c conflicts.Conflict) (map[string]string, error) {
-			return conflicts.ReplicaRow(ctx, cfg, c)
+			return conflict.CurrentRow(ctx, cfg, c, "tui")
 		},
 	})
 	logs := logpane.NewScreen(env)

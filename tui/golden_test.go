@@ -14,6 +14,7 @@ import (
 
 	"pgreplica/core/capture"
 	"pgreplica/core/config"
+	"pgreplica/core/copystate"
 	"pgreplica/core/logring"
 	"pgreplica/core/pg"
 	"pgreplica/core/pgtest"
@@ -180,7 +181,7 @@ func sampleReport(at time.Time, applied1, applied2 int64) replay.Report {
 		{Name: "replica-1", Reachable: true, Pending: 12, Lag: 400 * time.Millisecond, LastAppliedAt: now.Add(-2 * time.Second),
 			Position: replay.Position{AppliedEvents: applied1}},
 		{Name: "replica-2", Reachable: true, Pending: 88120, Lag: 48200 * time.Millisecond, Conflicts: 2, LastAppliedAt: now.Add(-3 * time.Second),
-			Position: replay.Position{AppliedEvents: applied2}, TableStates: map[string]string{"public.orders": "catchup"}},
+			Position: replay.Position{AppliedEvents: applied2}, TableStates: map[string]copystate.State{"public.orders": copystate.Catchup}},
 	}}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"pgreplica/core/capture"
 	"pgreplica/core/config"
+	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
 	"pgreplica/core/tablecopy"
@@ -77,8 +78,9 @@ type tableJSON struct {
 }
 
 // tableStates returns, per table, its copy state on each replica
-// (copying, catchup) and the state to show: the least advanced of them,
-// "replicating" when captured and no copy is under way, "-" otherwise.
+// (copying, catchup) and the state to show: the least advanced of them
+// (copystate.Least), replicating when captured and no copy is under way,
+// "-" otherwise.
 func tableStates(ctx context.Context, cfg *config.Config, tables []capture.TableInfo) (map[pg.Table]string, map[pg.Table]map[string]string) {
 	shown := map[pg.Table]string{}
 	per := map[pg.Table]map[string]string{}
@@ -87,10 +89,7 @@ func tableStates(ctx context.Context, cfg *config.Config, tables []capture.Table
 		rep, _ = replay.QueryStatus(ctx, cfg) // not installed or unreachable: no copy states
 	}
 	for _, t := range tables {
-		state := "-"
-		if t.Status == capture.Installed || t.Status == capture.Disabled {
-			state = "replicating"
-		}
+		var states []copystate.State
 		for _, r := range rep.Replicas {
 			st, ok := r.TableStates[t.Table.String()]
 			if !ok {
@@ -99,12 +98,17 @@ func tableStates(ctx context.Context, cfg *config.Config, tables []capture.Table
 			if per[t.Table] == nil {
 				per[t.Table] = map[string]string{}
 			}
-			per[t.Table][r.Name] = st
-			if st == "copying" || (st == "catchup" && state != "copying") {
-				state = st
-			}
+			per[t.Table][r.Name] = string(st)
+			states = append(states, st)
 		}
-		shown[t.Table] = state
+		switch {
+		case len(states) > 0:
+			shown[t.Table] = string(copystate.Least(states...))
+		case t.Status == capture.Installed || t.Status == capture.Disabled:
+			shown[t.Table] = string(copystate.Replicating)
+		default:
+			shown[t.Table] = "-"
+		}
 	}
 	return shown, per
 }
@@ -126,12 +130,7 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			if err != nil {
 				return err
 			}
-			conn, err := pg.Connect(cmd.Context(), "origin", cfg.Origin.DSN)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(cmd.Context())
-			tables, err := capture.ListTables(cmd.Context(), conn, cfg.Tables.Match)
+			tables, err := capture.ListOrigin(cmd.Context(), cfg, "", cfg.Tables.Match)
 			if err != nil {
 				return err
 			}

@@ -15,6 +15,13 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.demoCommand(),
 		a.syncCommand(),
 		a.verifyCommand(),
+		a.checkCommand(),
+		a.conflictsCommand(),
+		a.backupCommand(),
+		a.smokeCommand(),
+		a.exportCommand(),
+		a.importCommand(),
+		a.ackCommand(),
 	}
 }
 

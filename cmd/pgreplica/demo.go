@@ -13,7 +13,7 @@ import (
 
 	"pgreplica/core/demo"
 	"pgreplica/core/logring"
-	"pgreplica/core/pgtest"
+	"pgreplica/core/pgcluster"
 	"pgreplica/core/replay"
 	"pgreplica/tui"
 	"pgreplica/tui/source"
@@ -63,7 +63,7 @@ func (a *app) runDemo(ctx context.Context, headless bool, duration time.Duration
 	say := func(s string) { fmt.Fprintln(a.stderr, "demo: "+s) }
 	d, err := demo.Start(ctx, say)
 	if err != nil {
-		if errors.Is(err, pgtest.ErrNoServer) {
+		if errors.Is(err, pgcluster.ErrNoServer) {
 			return withHint(errors.New("the demo needs the PostgreSQL server programs (initdb, pg_ctl, postgres), and they are not installed"),
 				"apt-get install -y postgresql (Debian/Ubuntu), dnf install postgresql-server (Fedora), brew install postgresql (macOS); or set PG_BINDIR to their directory")
 		}
@@ -161,7 +161,7 @@ loop:
 		}
 		return &codeError{code: exitProblems, err: fmt.Errorf("replica differs from the origin in %d of %d tables", len(cmp.Differences), cmp.Tables)}
 	}
-	fmt.Fprintf(a.stdout, "demo: OK replica equals origin: %d tables, %d rows compared row by row after %d write transactions\n",
+	fmt.Fprintf(a.stdout, "demo: OK replica equals origin: %d tables, %d rows compared by pgreplica verify after %d write transactions\n",
 		cmp.Tables, cmp.Rows, txs.Load())
 	return nil
 }

@@ -19,7 +19,7 @@ const (
 	exitOK       = 0
 	exitErr      = 1
 	exitUsage    = 2
-	exitProblems = 3 // check/verify found problems
+	exitProblems = 3 // check, verify or smoke found problems
 )
 
 func main() {

@@ -182,10 +182,10 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 // retry can cure: pgreplica not installed on the origin. An unreachable
 // server is not fatal: the engine retries.
 func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	net := pg.Net{ConnectTimeout: cfg.Timeouts.Connect, DeadPath: cfg.Timeouts.DeadPath}
+	net := pg.NetOf(cfg)
 	ctx, cancel := context.WithTimeout(ctx, net.ConnectTimeout+net.DeadPath)
 	defer cancel()
-	conn, err := pg.ConnectNet(ctx, "origin", cfg.Origin.DSN, "pgreplica", net)
+	conn, err := pg.ConnectOrigin(ctx, cfg, "")
 	if err != nil {
 		log.Warn("origin unreachable at start; retrying", "err", err.Error())
 		return nil
@@ -228,7 +228,7 @@ could not be brought up to date (the error says which and why).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Replicas))
+			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Connected())) // file replicas: export
 			return nil
 		},
 	}

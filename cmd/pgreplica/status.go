@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"pgreplica/core/control"
+	"pgreplica/core/copystate"
 	"pgreplica/core/replay"
+	"pgreplica/core/status"
 )
 
 // statusJSON is the stable shape of `status --json`.
@@ -24,17 +26,29 @@ type statusJSON struct {
 }
 
 type replicaStatusJSON struct {
-	Name          string            `json:"name"`
-	State         string            `json:"state"`
-	Position      string            `json:"position"`
-	Pending       *int64            `json:"pending"` // null when the position could not be read
-	LagSeconds    float64           `json:"lag_seconds"`
-	LastAppliedAt *string           `json:"last_applied_at"`
-	Conflicts     int64             `json:"conflicts"`
-	NoProgressS   *float64          `json:"no_progress_seconds,omitempty"` // the daemon applied nothing for this long
-	Holder        string            `json:"standby_for,omitempty"`         // standby: the engine that applies it
-	Error         string            `json:"error,omitempty"`
-	Tables        map[string]string `json:"tables_syncing,omitempty"`
+	Name          string                     `json:"name"`
+	State         string                     `json:"state"`
+	Position      string                     `json:"position"`
+	Pending       *int64                     `json:"pending"` // null when the position could not be read
+	LagSeconds    float64                    `json:"lag_seconds"`
+	LastAppliedAt *string                    `json:"last_applied_at"`
+	Conflicts     int64                      `json:"conflicts"`
+	NoProgressS   *float64                   `json:"no_progress_seconds,omitempty"` // the daemon applied nothing for this long
+	Holder        string                     `json:"standby_for,omitempty"`         // standby: the engine that applies it
+	Error         string                     `json:"error,omitempty"`
+	Tables        map[string]copystate.State `json:"tables_syncing,omitempty"`
+	File          *fileStatusJSON            `json:"file,omitempty"`
+}
+
+// fileStatusJSON is a file replica's bundles, as the origin knows them.
+type fileStatusJSON struct {
+	LastBundle     int64   `json:"last_bundle"`
+	LastExportedAt *string `json:"last_exported_at"`
+	LastFile       string  `json:"last_file,omitempty"`
+	Exported       string  `json:"exported_position"`
+	Unexported     int64   `json:"unexported_events"`
+	Unacknowledged int64   `json:"unacknowledged_bundles"`
+	AckedBundle    int64   `json:"acknowledged_bundle"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -50,7 +64,10 @@ control.socket set and a daemon listening, the daemon's view of each replica
 (streaming, catchup, retrying, stopped, standby) is shown too, with "no
 progress for N s" when the daemon has applied nothing for a while although
 events may be pending (a dead network path, a stuck server). Pending is "-"
-(null in JSON) when the replica's position cannot be read.`,
+(null in JSON) when the replica's position cannot be read. A file replica (file:
+true) is read from the origin alone: its position is the one last
+acknowledged (pgreplica ack), and its last exported bundle, the events
+waiting for the next export and the bundles not yet acknowledged are shown.`,
 		Example: "  pgreplica -c shop.yaml status\n  pgreplica -c shop.yaml status --json | jq '.replicas[] | {name, lag_seconds}'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,22 +75,18 @@ events may be pending (a dead network path, a stuck server). Pending is "-"
 			if err != nil {
 				return err
 			}
-			states := map[string]replay.ReplicaStatus{}
-			var daemonView []replay.ReplicaStatus
+			var live *status.Live
 			if cfg.Control.Socket != "" {
 				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 				if st, err := control.Dial(cfg.Control.Socket).Status(ctx); err == nil {
-					for _, r := range st.Replicas {
-						states[r.Name] = r
-					}
-					daemonView = st.Replicas
+					live = &status.Live{Running: true, Replicas: st.Replicas}
 				}
 				cancel()
 			}
 			rep, err := replay.QueryStatus(cmd.Context(), cfg)
 			if err != nil {
 				// The origin cannot be read: say at least what the daemon sees.
-				for _, r := range daemonView {
+				for _, r := range status.Merge(nil, nil, live) {
 					line := fmt.Sprintf("the daemon reports replica %s %s", r.Name, r.State)
 					if r.NoProgressFor > 0 {
 						line += fmt.Sprintf(", no progress for %.0f s", r.NoProgressFor.Seconds())
@@ -86,38 +99,32 @@ events may be pending (a dead network path, a stuck server). Pending is "-"
 				return err
 			}
 			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
-			for _, r := range rep.Replicas {
-				j := replicaStatusJSON{Name: r.Name, Position: r.Position.Snapshot.String(),
-					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Error, Tables: r.TableStates}
-				if r.PendingKnown {
+			for _, r := range status.Merge(nil, &rep, live) {
+				j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(),
+					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables, Holder: r.Holder}
+				if !r.PendingUnknown {
 					j.Pending = &r.Pending
 				}
-				switch {
-				case !r.Reachable:
-					j.State = "unreachable"
-				case r.Error != "":
-					j.State = "error"
-				case states[r.Name].State != "":
-					st := states[r.Name]
-					j.State = string(st.State)
-					if st.Err != "" {
-						j.Error = st.Err
+				if r.NoProgressFor > 0 {
+					secs := r.NoProgressFor.Seconds()
+					j.NoProgressS = &secs
+				}
+				if f := r.File; f != nil {
+					j.File = &fileStatusJSON{LastBundle: f.LastBundle, LastFile: f.LastFile, Unexported: f.Unexported,
+						Unacknowledged: f.Unacknowledged, AckedBundle: f.AckedBundle}
+					if !f.Exported.Snapshot.IsZero() {
+						j.File.Exported = f.Exported.Snapshot.String()
 					}
-					j.Holder = st.Holder
-					if st.NoProgressFor > 0 && (r.Pending > 0 || !r.PendingKnown) {
-						secs := st.NoProgressFor.Seconds()
-						j.NoProgressS = &secs
+					if !f.LastExportedAt.IsZero() {
+						at := f.LastExportedAt.UTC().Format(time.RFC3339)
+						j.File.LastExportedAt = &at
 					}
-				case r.PendingKnown && r.Pending == 0:
-					j.State = "caught up"
-				default:
-					j.State = "behind"
 				}
 				if r.Position.Snapshot.IsZero() {
 					j.Position = ""
 				}
-				if !r.LastAppliedAt.IsZero() {
-					s := r.LastAppliedAt.UTC().Format(time.RFC3339)
+				if !r.LastApplied.IsZero() {
+					s := r.LastApplied.UTC().Format(time.RFC3339)
 					j.LastAppliedAt = &s
 				}
 				out.Replicas = append(out.Replicas, j)
@@ -155,6 +162,15 @@ events may be pending (a dead network path, a stuck server). Pending is "-"
 				if r.Holder != "" {
 					fmt.Fprintf(a.stdout, "\n%s: this daemon is a standby; the replica is applied by %s\n", r.Name, r.Holder)
 				}
+				if f := r.File; f != nil {
+					last := "no bundle exported yet"
+					if f.LastBundle > 0 {
+						t, _ := time.Parse(time.RFC3339, *f.LastExportedAt)
+						last = fmt.Sprintf("last bundle %d (%s) exported %s", f.LastBundle, f.LastFile, t.Local().Format("2006-01-02 15:04:05"))
+					}
+					fmt.Fprintf(a.stdout, "\n%s: file replica · %s · %d events waiting for the next export · %d bundles not acknowledged (last acknowledged: %d)\n",
+						r.Name, last, f.Unexported, f.Unacknowledged, f.AckedBundle)
+				}
 				for t, st := range r.Tables {
 					fmt.Fprintf(a.stdout, "%s: %s is %s\n", r.Name, t, st)
 				}
@@ -162,7 +178,7 @@ events may be pending (a dead network path, a stuck server). Pending is "-"
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending (null when unknown), lag_seconds, last_applied_at, conflicts, no_progress_seconds, standby_for, error}]}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending (null when unknown), lag_seconds, last_applied_at, conflicts, no_progress_seconds, standby_for, error, file}]}")
 	return cmd
 }
 

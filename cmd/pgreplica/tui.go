@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -131,7 +131,7 @@ func needsWizard(ctx context.Context, cfg *config.Config) bool {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := replay.QueryStatus(ctx, cfg)
-	return err != nil && strings.Contains(err.Error(), "not installed")
+	return errors.Is(err, replay.ErrNotInstalled)
 }
 
 func (a *app) newWizard(cfg *config.Config, cfgErr error, th *theme.Theme, log *slog.Logger, ring *logring.Ring) (screen.Screen, error) {
@@ -177,17 +177,5 @@ func daemonSource(ctx context.Context, cfg *config.Config) source.Source {
 	if _, err := c.Status(ctx); err != nil {
 		return nil
 	}
-	return &source.Daemon{Client: controlClient{c}}
-}
-
-// controlClient adapts core/control's client to the TUI's source.
-type controlClient struct{ c *control.Client }
-
-func (c controlClient) Status(ctx context.Context) (source.DaemonStatus, error) {
-	st, err := c.c.Status(ctx)
-	return source.DaemonStatus{Set: st.Set, PID: st.PID, Started: st.Started, Replicas: st.Replicas}, err
-}
-
-func (c controlClient) Logs(ctx context.Context, since uint64) ([]logring.Record, error) {
-	return c.c.Logs(ctx, since)
+	return &source.Daemon{Client: c}
 }

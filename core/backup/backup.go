@@ -119,11 +119,20 @@ func Run(ctx context.Context, opt Options, progress func(Progress)) error {
 	if opt.Every <= 0 {
 		opt.Every = 200 * time.Millisecond
 	}
+	// The dump holds every row of the database: only its owner may read
+	// it. Creating it here (exclusively, mode 0600) before pg_dump writes
+	// into it keeps the umask out of it and two runs from sharing a file.
+	f, err := os.OpenFile(opt.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	f.Close()
 	var stderr bytes.Buffer
 	cmd := exec.Command(opt.PgDump, "--format=custom", "--no-password", "--file", opt.File, "--dbname", opt.DSN)
 	cmd.Stderr = &stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
+		os.Remove(opt.File)
 		return fmt.Errorf("backup: start %s: %w", opt.PgDump, err)
 	}
 	done := make(chan error, 1)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
@@ -22,17 +21,19 @@ type Report func(line string)
 type session struct {
 	cfg      *config.Config
 	origin   *pgx.Conn
-	replicas []*pgx.Conn
+	net      []config.Replica // the replicas reached through a connection (not file replicas)
+	replicas []*pgx.Conn      // their connections, in the same order
 }
 
 func open(ctx context.Context, cfg *config.Config) (*session, error) {
 	s := &session{cfg: cfg}
 	var err error
-	if s.origin, err = pg.Connect(ctx, "origin", cfg.Origin.DSN); err != nil {
+	if s.origin, err = pg.ConnectOrigin(ctx, cfg, ""); err != nil {
 		return nil, err
 	}
-	for _, r := range cfg.Replicas {
-		c, err := pg.Connect(ctx, "replica "+r.Name, r.DSN)
+	s.net = cfg.Connected()
+	for _, r := range s.net {
+		c, err := pg.ConnectReplica(ctx, r, "")
 		if err != nil {
 			s.close(ctx)
 			return nil, err
@@ -80,9 +81,14 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 	if err != nil {
 		return err
 	}
-	for i, r := range cfg.Replicas {
+	for i, r := range s.net {
 		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
 			return err
+		}
+	}
+	for _, r := range cfg.Replicas {
+		if r.File {
+			report(fmt.Sprintf("replica %s: file replica, registered on the origin (its events are kept until acknowledged); start it with pgreplica export --base --replica %s", r.Name, r.Name))
 		}
 	}
 	return nil
@@ -165,22 +171,7 @@ func inTx(ctx context.Context, conn *pgx.Conn, f func(pgx.Tx) error) error {
 // fails on a deadlock or a lock timeout: creating a trigger needs a lock
 // that busy application transactions hold for a moment.
 func retryBusy(ctx context.Context, f func() error) error {
-	var err error
-	for attempt := 1; ; attempt++ {
-		if err = f(); err == nil || attempt == 5 || !isBusy(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-		}
-	}
-}
-
-func isBusy(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "55P03")
+	return pg.Retry(ctx, 5, 200*time.Millisecond, pg.IsLockBusy, f)
 }
 
 // addTableRetried installs one table's triggers in a transaction of its own.
@@ -193,7 +184,7 @@ func addTableRetried(ctx context.Context, conn *pgx.Conn, t pg.Table) (string, e
 			return err
 		})
 	})
-	if err != nil && isBusy(err) {
+	if err != nil && pg.IsLockBusy(err) {
 		return "", fmt.Errorf("install trigger on %s: %w; the table is busy: retry later", t, err)
 	}
 	return line, err
@@ -265,7 +256,7 @@ func (s *session) checkReplicasHave(ctx context.Context, tables []pg.Table) erro
 		want[t] = cols
 	}
 	var problems []error
-	for i, r := range s.cfg.Replicas {
+	for i, r := range s.net {
 		for _, t := range tables {
 			have, err := capturedColumns(ctx, s.replicas[i], t)
 			if err != nil {
@@ -355,7 +346,7 @@ func AddTables(ctx context.Context, cfg *config.Config, tables []pg.Table, repor
 // RemoveTables removes capture from the named tables. Their events already
 // in the log are still applied.
 func RemoveTables(ctx context.Context, cfg *config.Config, tables []pg.Table, report Report) error {
-	conn, err := pg.Connect(ctx, "origin", cfg.Origin.DSN)
+	conn, err := pg.ConnectOrigin(ctx, cfg, "")
 	if err != nil {
 		return err
 	}
@@ -435,7 +426,7 @@ SELECT n.nspname, c.relname, t.tgname
 		return fmt.Errorf("origin: commit: %w", err)
 	}
 	report("origin: removed schema pgreplica")
-	for i, r := range cfg.Replicas {
+	for i, r := range s.net {
 		if _, err := s.replicas[i].Exec(ctx, "DROP SCHEMA IF EXISTS pgreplica CASCADE"); err != nil {
 			return fmt.Errorf("replica %s: drop schema pgreplica: %w", r.Name, err)
 		}

@@ -36,10 +36,14 @@ type Endpoint struct {
 	DSN string `yaml:"dsn"` // libpq key/value string or postgres:// URL
 }
 
-// Replica is a database that receives the set's changes.
+// Replica is a database that receives the set's changes: through a
+// connection (DSN), or, with File, through bundle files that
+// `pgreplica export` writes and `pgreplica import` applies where the origin
+// cannot be reached.
 type Replica struct {
-	Name string `yaml:"name"` // unique within the set, same rules as the set name
-	DSN  string `yaml:"dsn"`  // libpq key/value string or postgres:// URL
+	Name string `yaml:"name"`           // unique within the set, same rules as the set name
+	DSN  string `yaml:"dsn"`            // libpq key/value string or postgres:// URL
+	File bool   `yaml:"file,omitempty"` // a file replica: no DSN, fed by bundles
 }
 
 // Tables selects tables by schema.table glob patterns.
@@ -211,7 +215,11 @@ func (c *Config) problems() []problem {
 		default:
 			firstUse[r.Name] = i
 		}
-		if msg := dsnProblem(r.DSN); msg != "" {
+		if r.File {
+			if strings.TrimSpace(r.DSN) != "" {
+				add(field+".dsn", "a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two")
+			}
+		} else if msg := dsnProblem(r.DSN); msg != "" {
 			add(field+".dsn", "%s", msg)
 		} else if r.DSN == c.Origin.DSN {
 			add(field+".dsn", "same as origin.dsn: a database cannot replicate into itself")

@@ -213,6 +213,16 @@ func TestLoadErrors(t *testing.T) {
 			want: "pgreplica.yaml:5: replicas[0].dsn: missing",
 		},
 		{
+			name: "file replica with a dsn",
+			yaml: "name: shop\norigin:\n  dsn: host=db1\nreplicas:\n  - name: dmz\n    file: true\n    dsn: host=db2\n",
+			want: "pgreplica.yaml:7: replicas[0].dsn: a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two",
+		},
+		{
+			name: "file not a boolean",
+			yaml: "name: shop\norigin:\n  dsn: host=db1\nreplicas:\n  - name: dmz\n    file: often\n",
+			want: `pgreplica.yaml:6: replicas[0].file: want true or false (got "often")`,
+		},
+		{
 			name: "bad pattern",
 			yaml: "name: shop\norigin:\n  dsn: host=db1\ntables:\n  exclude: []\n  include:\n    - public.*\n    - \"public.[\"\n",
 			want: `pgreplica.yaml:8: tables.include[1]: bad pattern "public.[": syntax error in pattern`,
@@ -333,7 +343,7 @@ func TestLoadExample(t *testing.T) {
 	if err := c.RequireReplicas(); err != nil {
 		t.Error(err)
 	}
-	if c.Name != "shop" || len(c.Replicas) != 2 || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 {
+	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 {
 		t.Errorf("example.yaml does not set every key: %+v", c)
 	}
 	// The example documents the defaults it repeats.
@@ -375,6 +385,9 @@ func TestValidate(t *testing.T) {
 			c.Replicas = append(c.Replicas, Replica{Name: "b", DSN: "host=db3"}, Replica{Name: "reporting", DSN: "host=db4"})
 		}, `replicas[2].name: duplicate, already used by replicas[0] (got "reporting")`},
 		{"replica dsn missing", func(c *Config) { c.Replicas[0].DSN = "" }, "replicas[0].dsn: missing"},
+		{"file replica", func(c *Config) { c.Replicas[0] = Replica{Name: "dmz", File: true} }, "<nil>"},
+		{"file replica with a dsn", func(c *Config) { c.Replicas[0].File = true },
+			"replicas[0].dsn: a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two"},
 		{"replica dsn bad", func(c *Config) { c.Replicas[0].DSN = "host=db2 sslmode=bogus" },
 			"replicas[0].dsn: cannot parse: failed to configure TLS (sslmode is invalid)"},
 		{"replica is the origin", func(c *Config) { c.Replicas[0].DSN = c.Origin.DSN },

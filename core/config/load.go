@@ -210,6 +210,8 @@ func describeType(goType string) string {
 		return "a whole number"
 	case goType == "string":
 		return "a string"
+	case goType == "bool":
+		return "true or false"
 	case strings.HasPrefix(goType, "[]"):
 		return "a list"
 	default:

@@ -15,7 +15,7 @@ import (
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
-	"pgreplica/core/pgtest"
+	"pgreplica/core/pgcluster"
 	"pgreplica/core/tablecopy"
 )
 
@@ -30,14 +30,14 @@ var Tables = []pg.Table{
 
 // Demo is a running demo: two clusters and a config for them.
 type Demo struct {
-	Origin, Replica *pgtest.Cluster
+	Origin, Replica *pgcluster.Cluster
 	Config          *config.Config
 }
 
 // Start starts the two clusters, creates the shop with its rows on the
 // origin, and syncs it to the empty replica (schema, capture, online copy). report receives one line per step.
 func Start(ctx context.Context, report func(string)) (*Demo, error) {
-	if _, err := pgtest.BinDir(); err != nil {
+	if _, err := pgcluster.BinDir(); err != nil {
 		return nil, err
 	}
 	d := &Demo{}
@@ -49,11 +49,11 @@ func Start(ctx context.Context, report func(string)) (*Demo, error) {
 	}()
 	var err error
 	report("starting the origin cluster (initdb, pg_ctl) in a temporary directory…")
-	if d.Origin, err = pgtest.Start(ctx, "demo-origin", pgtest.Options{}); err != nil {
+	if d.Origin, err = pgcluster.Start(ctx, "demo-origin", pgcluster.Options{}); err != nil {
 		return nil, fmt.Errorf("start origin cluster: %w", err)
 	}
 	report("starting the replica cluster…")
-	if d.Replica, err = pgtest.Start(ctx, "demo-replica", pgtest.Options{}); err != nil {
+	if d.Replica, err = pgcluster.Start(ctx, "demo-replica", pgcluster.Options{}); err != nil {
 		return nil, fmt.Errorf("start replica cluster: %w", err)
 	}
 	odb, err := d.Origin.CreateDB(ctx, "shop")

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/config"
 )
 
 // Net bounds how long a connection may wait on its server, so that a dead
@@ -33,8 +36,18 @@ const (
 // DefaultNet is the bounds every connection has unless told otherwise.
 func DefaultNet() Net { return Net{ConnectTimeout: DefaultConnectTimeout, DeadPath: DefaultDeadPath} }
 
+// NetOf is the connection bounds of a config (timeouts.connect, dead_path).
+func NetOf(cfg *config.Config) Net {
+	return Net{ConnectTimeout: cfg.Timeouts.Connect, DeadPath: cfg.Timeouts.DeadPath}
+}
+
 // ConnectNet is ConnectAs with the given bounds.
 func ConnectNet(ctx context.Context, role, dsn, appName string, n Net) (*pgx.Conn, error) {
+	if strings.TrimSpace(dsn) == "" {
+		// Never the libpq defaults: a file replica has no DSN, and a
+		// connection to whatever local database answers would be wrong.
+		return nil, fmt.Errorf("%s: no dsn to connect to (a file replica is fed by bundle files: pgreplica export, then pgreplica import where it runs)", role)
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%s: bad connection string: %s", role, scrub(err.Error(), dsn))

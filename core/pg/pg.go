@@ -40,8 +40,8 @@ func connectConfig(ctx context.Context, role string, cfg *pgx.ConnConfig, appNam
 	}
 	if v, _ := strconv.Atoi(conn.PgConn().ParameterStatus("server_version_num")); v > 0 && v < MinVersion {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("%s (%s) runs PostgreSQL %s; pgreplica needs 13 or newer",
-			role, Describe(cfg), conn.PgConn().ParameterStatus("server_version"))
+		return nil, &tooOldError{fmt.Sprintf("%s (%s) runs PostgreSQL %s; pgreplica needs 13 or newer",
+			role, Describe(cfg), conn.PgConn().ParameterStatus("server_version"))}
 	}
 	return conn, nil
 }

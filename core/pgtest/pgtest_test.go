@@ -38,7 +38,7 @@ func TestPairStartsAndTimeZonesDiffer(t *testing.T) {
 func TestPasswordUserNeedsPassword(t *testing.T) {
 	p := shared.Get(t)
 	ctx := context.Background()
-	if p.Origin.dataDir == "" {
+	if p.Origin.DataDir() == "" {
 		t.Skip("external server")
 	}
 	_, err := pgx.Connect(ctx, "host=127.0.0.1 port="+itoa(p.Origin.Port)+" user="+PasswordUser+" password=wrong dbname=postgres sslmode=disable")

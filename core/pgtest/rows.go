@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/pg"
 )
 
 // TableRows returns a table's rows as text, one line per row, sorted: the
 // independent row-by-row comparison of tests. They are read with fixed
-// settings (UTC, exact floats, ISO dates and intervals, hex bytea), so that
+// settings (pg.ExactText: UTC, exact floats, ISO dates, hex bytea), so that
 // the two servers' and sessions' settings do not make equal rows differ.
 // table is SQL text: a quoted name, or a subquery in parentheses.
 func TableRows(t testing.TB, c *pgx.Conn, table string) []string {
@@ -20,7 +22,7 @@ func TableRows(t testing.TB, c *pgx.Conn, table string) []string {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = 'iso_8601'; SET LOCAL bytea_output = 'hex'; SET LOCAL DateStyle = 'ISO'"); err != nil {
+	if _, err := tx.Exec(ctx, pg.ExactTextSQL(true)); err != nil {
 		t.Fatal(err)
 	}
 	r, err := tx.Query(ctx, "SELECT row__::text FROM "+table+" AS row__ ORDER BY 1")

@@ -115,7 +115,7 @@ func (l lockedRow) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 // session (origin tag, date and interval styles), for code outside the
 // engine that writes replicated tables (sync, repair).
 func ConnectReplica(ctx context.Context, cfg *config.Config, r config.Replica, purpose string) (*pgx.Conn, error) {
-	c, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica "+purpose+" "+cfg.Name)
+	c, err := pg.ConnectReplica(ctx, r, purpose+" "+cfg.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -558,16 +559,16 @@ func (a *applier) explain(e *event, err error) error {
 	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of"}[e.Op]
 	what := fmt.Sprintf("replica %s: %s %s (event %d)", a.replica, op, e.Table, e.ID)
 	switch {
-	case strings.HasPrefix(pgErr.Code, "08"), pgErr.Code == "57P01", pgErr.Code == "40001", pgErr.Code == "40P01", pgErr.Code == "55P03":
+	case pg.IsTransient(err):
 		return fmt.Errorf("%s: %w", what, err) // transient: retried
-	case pgErr.Code == "42P01":
+	case pgErr.Code == pgerrcode.UndefinedTable:
 		return &stopError{msg: fmt.Sprintf("replica %s lacks table %s (event %d)", a.replica, e.Table, e.ID), err: err}
 	}
 	msg := what + ": " + pgErr.Message
 	if pgErr.Detail != "" {
 		msg += " (" + strings.TrimSuffix(pgErr.Detail, ".") + ")"
 	}
-	if pgErr.Code == "23505" {
+	if pg.IsUniqueViolation(err) {
 		msg += "; the replica has a row the origin had not: remove it there or resync the table"
 	} else {
 		msg += " [SQLSTATE " + pgErr.Code + "]"

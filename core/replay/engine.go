@@ -61,7 +61,7 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 		emit = func(Event) {}
 	}
 	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake(), net: netOf(cfg)}
-	for _, r := range cfg.Replicas {
+	for _, r := range cfg.Connected() { // file replicas are fed by bundles
 		e.workers = append(e.workers, newWorker(cfg, r, log, emit, opt.Apply))
 	}
 	return e
@@ -288,7 +288,7 @@ func (e *Engine) purgeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		conn, err := pg.ConnectNet(ctx, "origin", e.cfg.Origin.DSN, "pgreplica purge "+e.cfg.Name, e.net)
+		conn, err := pg.ConnectOrigin(ctx, e.cfg, "purge "+e.cfg.Name)
 		if err != nil {
 			e.log.Warn("purge: cannot connect", "err", err)
 			continue

@@ -2,11 +2,9 @@ package replay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
@@ -121,10 +119,7 @@ func count(ctx context.Context, q interface {
 	return n, nil
 }
 
-func isLockNotAvailable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
-}
+func isLockNotAvailable(err error) bool { return pg.IsLockNotAvailable(err) }
 
 // PurgeNowResult is PurgeResult plus the replicas registered on the origin
 // that the config does not name (they hold the purge back).
@@ -139,7 +134,7 @@ type PurgeNowResult struct {
 // the origin last recorded for it.
 func PurgeNow(ctx context.Context, cfg *config.Config, unreachable func(name string, err error)) (PurgeNowResult, error) {
 	var res PurgeNowResult
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica purge "+cfg.Name)
+	origin, err := pg.ConnectOrigin(ctx, cfg, "purge "+cfg.Name)
 	if err != nil {
 		return res, err
 	}
@@ -147,6 +142,9 @@ func PurgeNow(ctx context.Context, cfg *config.Config, unreachable func(name str
 	known := map[string]bool{}
 	for _, r := range cfg.Replicas {
 		known[r.Name] = true
+		if r.File {
+			continue // its position on the origin is the one pgreplica ack recorded
+		}
 		pos, err := readReplicaPosition(ctx, cfg, r)
 		if err != nil {
 			unreachable(r.Name, err)
@@ -175,7 +173,7 @@ func PurgeNow(ctx context.Context, cfg *config.Config, unreachable func(name str
 }
 
 func readReplicaPosition(ctx context.Context, cfg *config.Config, r config.Replica) (Position, error) {
-	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica purge "+cfg.Name)
+	conn, err := pg.ConnectReplica(ctx, r, "purge "+cfg.Name)
 	if err != nil {
 		return Position{}, err
 	}

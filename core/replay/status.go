@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"pgreplica/core/config"
+	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 )
 
@@ -25,18 +26,23 @@ type Report struct {
 
 // ReplicaReport is one replica in a Report.
 type ReplicaReport struct {
-	Name          string
-	Target        string // user@host:port/db
-	Reachable     bool
-	Error         string // why the replica could not be read, or what stopped it
-	Position      Position
-	Pending       int64         // events captured and not yet applied here
-	PendingKnown  bool          // Pending could be counted (the position was read)
-	Lag           time.Duration // age of the oldest event not applied here; 0 when none
-	LastAppliedAt time.Time
-	Conflicts     int64             // rows in pgreplica.conflict on the replica
-	TableStates   map[string]string // table -> copying/catchup, for tables being synced
+	Name           string
+	Target         string // user@host:port/db
+	Reachable      bool
+	Error          string // why the replica could not be read, or what stopped it
+	Position       Position
+	Pending        int64         // events captured and not yet applied here
+	PendingUnknown bool          // Pending could not be counted (the position could not be read)
+	Lag            time.Duration // age of the oldest event not applied here; 0 when none
+	LastAppliedAt  time.Time
+	Conflicts      int64                      // rows in pgreplica.conflict on the replica
+	TableStates    map[string]copystate.State // table -> copying/catchup, for tables being synced
+	File           *FileReport                // for a file replica: its bundles; nil for the others
 }
+
+// ErrNotInstalled is QueryStatus's error when the origin has no capture
+// schema.
+var ErrNotInstalled = errors.New("pgreplica is not installed on the origin; run pgreplica install")
 
 // QueryStatus reads the state of every replica of the set. An unreachable
 // replica is reported, not an error; an unreachable origin is an error.
@@ -59,11 +65,15 @@ func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 		"pgreplica listen "+cfg.Name).Scan(&rep.DaemonRunning, &rep.LogEvents)
 	if err != nil {
 		if isUndefinedTable(err) {
-			return rep, errors.New("pgreplica is not installed on the origin; run pgreplica install")
+			return rep, ErrNotInstalled
 		}
 		return rep, fmt.Errorf("origin: %w", deadPath(ctx, octx, err, "origin", n.ConnectTimeout+n.DeadPath))
 	}
 	for _, r := range cfg.Replicas {
+		if r.File {
+			rep.Replicas = append(rep.Replicas, fileReplicaReport(ctx, origin, cfg.Name, r))
+			continue
+		}
 		rep.Replicas = append(rep.Replicas, replicaReport(ctx, origin, cfg.Name, r, n))
 	}
 	return rep, nil
@@ -84,7 +94,7 @@ func connectReader(ctx context.Context, role, dsn string, n pg.Net) (*pgx.Conn, 
 }
 
 func replicaReport(outer context.Context, origin *pgx.Conn, set string, r config.Replica, n pg.Net) ReplicaReport {
-	rr := ReplicaReport{Name: r.Name, Target: config.Describe(r.DSN)}
+	rr := ReplicaReport{Name: r.Name, Target: config.Describe(r.DSN), PendingUnknown: true}
 	ctx, cancel := context.WithTimeout(outer, n.ConnectTimeout+n.DeadPath)
 	defer cancel()
 	conn, err := connectReader(ctx, "replica "+r.Name, r.DSN, n)
@@ -104,20 +114,13 @@ func replicaReport(outer context.Context, origin *pgx.Conn, set string, r config
 		rr.Error = fmt.Sprintf("replica %s: count conflicts: %v", r.Name, err)
 		return rr
 	}
-	rows, err := conn.Query(ctx, `SELECT schema_name, table_name, state FROM pgreplica.table_state
-	                               WHERE set_name = $1 AND state <> 'replicating'`, set)
-	if err == nil {
-		for rows.Next() {
-			var t pg.Table
-			var st string
-			if rows.Scan(&t.Schema, &t.Name, &st) == nil {
-				if rr.TableStates == nil {
-					rr.TableStates = map[string]string{}
-				}
-				rr.TableStates[t.String()] = st
+	if states, err := copystate.Read(ctx, conn, set); err == nil {
+		for t, st := range copystate.Syncing(states) {
+			if rr.TableStates == nil {
+				rr.TableStates = map[string]copystate.State{}
 			}
+			rr.TableStates[t.String()] = st
 		}
-		rows.Close()
 	}
 	// Pending: events not visible in the position's snapshot, minus those of
 	// a half-applied interval already applied (id <= last_id).
@@ -132,7 +135,7 @@ SELECT count(*), min(at) FROM pgreplica.log
 		rr.Error = fmt.Sprintf("origin: count pending events for %s: %v", r.Name, err)
 		return rr
 	}
-	rr.PendingKnown = true
+	rr.PendingUnknown = false
 	if oldest != nil {
 		rr.Lag = time.Since(*oldest)
 	}

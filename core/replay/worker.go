@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
@@ -486,8 +485,8 @@ func prepareApplySession(ctx context.Context, c *pgx.Conn, set string, n *pg.Net
 		return fmt.Errorf("set origin tag: %w", err)
 	}
 	// Values that travel as text are read in the forms the capture
-	// functions write them.
-	if _, err := c.Exec(ctx, "SET DateStyle = ISO; SET IntervalStyle = postgres"); err != nil {
+	// functions write them (pg.ExactText, the settings copy and verify use).
+	if _, err := c.Exec(ctx, pg.ExactTextSQL(false)); err != nil {
 		return err
 	}
 	// Set-based apply joins a few thousand keys to a table: always by index.
@@ -501,7 +500,4 @@ func prepareApplySession(ctx context.Context, c *pgx.Conn, set string, n *pg.Net
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func isUndefinedTable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000")
-}
+func isUndefinedTable(err error) bool { return pg.IsUndefinedTable(err) }

@@ -68,6 +68,14 @@ func (r Result) OK() bool {
 	return true
 }
 
+// EngineRunning reports whether a pgreplica engine (a daemon, or another
+// process) replays cfg's set now: the smoke test then uses it instead of
+// starting one (Options.StartEngine).
+func EngineRunning(ctx context.Context, cfg *config.Config) bool {
+	rep, err := replay.QueryStatus(ctx, cfg)
+	return err == nil && rep.DaemonRunning
+}
+
 const createSQL = `CREATE TABLE public.pgreplica_smoke (
     id   integer PRIMARY KEY,
     note text NOT NULL,
@@ -95,14 +103,14 @@ func Run(ctx context.Context, cfg *config.Config, opt Options, report func(Step)
 	if err := cfg.RequireReplicas(); err != nil {
 		return res, err
 	}
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica smoke")
+	origin, err := pg.ConnectOrigin(ctx, cfg, "smoke")
 	if err != nil {
 		return res, err
 	}
 	defer origin.Close(context.WithoutCancel(ctx))
 	replicas := make([]*pgx.Conn, len(cfg.Replicas))
 	for i, r := range cfg.Replicas {
-		c, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica smoke")
+		c, err := pg.ConnectReplica(ctx, r, "smoke")
 		if err != nil {
 			return res, err
 		}

@@ -39,12 +39,10 @@ type copier struct {
 
 // originSettings make the text forms of values exact and independent of
 // the server's defaults (COPY text format, sequence values).
-const originSettings = `SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3;
-SET bytea_output = hex; SET TimeZone = 'UTC'; SET statement_timeout = 0;
-SET idle_in_transaction_session_timeout = 0`
+var originSettings = pg.ExactTextSQL(false, pg.Setting{Name: "statement_timeout", Value: "0"},
+	pg.Setting{Name: "idle_in_transaction_session_timeout", Value: "0"})
 
-const replicaSettings = `SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = hex;
-SET statement_timeout = 0`
+var replicaSettings = pg.ExactTextSQL(false, pg.Setting{Name: "statement_timeout", Value: "0"})
 
 // syncLockKey names the advisory lock that lets one sync at a time work on a
 // replica for a set: two syncs of one table could otherwise commit their
@@ -73,7 +71,7 @@ func (c *copier) run(ctx context.Context) error {
 	}
 
 	// 2. Take the snapshot C, after that commit, and export it.
-	exp, err := pg.ConnectAs(ctx, "origin", c.cfg.Origin.DSN, "pgreplica sync "+c.cfg.Name)
+	exp, err := pg.ConnectOrigin(ctx, c.cfg, "sync "+c.cfg.Name)
 	if err != nil {
 		return err
 	}
@@ -237,7 +235,7 @@ type worker struct {
 func (c *copier) openWorker(ctx context.Context, exported string) (*worker, error) {
 	w := &worker{c: c}
 	var err error
-	if w.origin, err = pg.ConnectAs(ctx, "origin", c.cfg.Origin.DSN, "pgreplica sync "+c.cfg.Name); err != nil {
+	if w.origin, err = pg.ConnectOrigin(ctx, c.cfg, "sync "+c.cfg.Name); err != nil {
 		return nil, err
 	}
 	if _, err := w.origin.Exec(ctx, originSettings); err != nil {
@@ -422,33 +420,13 @@ var errCopyInEnded = errors.New("the replica's COPY ended")
 // (serial, identity) to the origin's current values, so that a replica
 // promoted to origin does not hand out used values.
 func (w *worker) copySequences(ctx context.Context, tx pgx.Tx, t pg.Table) error {
-	rows, err := w.otx.Query(ctx, `
-SELECT a.attname::text, ps.last_value
-  FROM pg_depend d
-  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-  JOIN pg_namespace n ON n.oid = s.relnamespace
-  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-  JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = s.relname
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-   AND d.refobjid = to_regclass($1) AND d.deptype IN ('a', 'i') AND ps.last_value IS NOT NULL`, t.Ident())
+	seqs, err := OwnedSequences(ctx, w.otx, t)
 	if err != nil {
-		return fmt.Errorf("origin: read sequences of %s: %w", t, err)
-	}
-	type seq struct {
-		col  string
-		last int64
-	}
-	seqs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (seq, error) {
-		var s seq
-		return s, r.Scan(&s.col, &s.last)
-	})
-	if err != nil {
-		return fmt.Errorf("origin: read sequences of %s: %w", t, err)
+		return err
 	}
 	for _, s := range seqs {
-		if _, err := tx.Exec(ctx, `SELECT setval(s, $3) FROM pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL`,
-			t.Ident(), s.col, s.last); err != nil {
-			return fmt.Errorf("set the sequence of column %s: %w", pgx.Identifier{s.col}.Sanitize(), err)
+		if err := SetSequence(ctx, tx, t, s); err != nil {
+			return err
 		}
 	}
 	return nil

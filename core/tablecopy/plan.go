@@ -23,7 +23,7 @@ func Plan(ctx context.Context, cfg *config.Config, opt Options) ([]Target, error
 	if err != nil {
 		return nil, err
 	}
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica sync "+cfg.Name)
+	origin, err := pg.ConnectOrigin(ctx, cfg, "sync "+cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +34,7 @@ func Plan(ctx context.Context, cfg *config.Config, opt Options) ([]Target, error
 	}
 	var out []Target
 	for _, r := range targets {
-		conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica sync "+cfg.Name)
+		conn, err := pg.ConnectReplica(ctx, r, "sync "+cfg.Name)
 		if err != nil {
 			return nil, err
 		}

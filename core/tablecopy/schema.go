@@ -22,7 +22,7 @@ import (
 // Everything is created in one replica transaction: on any error nothing is.
 // It returns the tables it created.
 func CreateMissingTables(ctx context.Context, origin *pgx.Conn, cfg *config.Config, r config.Replica, tables []pg.Table, report func(string)) (map[pg.Table]bool, error) {
-	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica sync "+cfg.Name)
+	conn, err := pg.ConnectReplica(ctx, r, "sync "+cfg.Name)
 	if err != nil {
 		return nil, err
 	}

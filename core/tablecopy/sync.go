@@ -35,7 +35,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/capture"
 	"pgreplica/core/config"
@@ -78,7 +77,7 @@ func Sync(ctx context.Context, cfg *config.Config, opt Options, progress func(Pr
 	if err != nil {
 		return err
 	}
-	origin, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica sync "+cfg.Name)
+	origin, err := pg.ConnectOrigin(ctx, cfg, "sync "+cfg.Name)
 	if err != nil {
 		return err
 	}
@@ -130,7 +129,7 @@ func targetReplicas(cfg *config.Config, name string) ([]config.Replica, error) {
 		return nil, err
 	}
 	if name == "" {
-		return cfg.Replicas, nil
+		return cfg.Connected(), nil // file replicas start from export --base
 	}
 	r, err := cfg.Replica(name)
 	if err != nil {
@@ -236,34 +235,22 @@ func ensureCapture(ctx context.Context, cfg *config.Config, targets []config.Rep
 			return fmt.Errorf("cannot install capture on %s from sync: its schema name contains a dot; run pgreplica install first", t)
 		}
 		sub.Tables = config.Tables{Include: []string{globQuote(t.Schema) + "." + globQuote(t.Name)}}
-		for attempt := 1; ; attempt++ {
-			err := capture.Install(ctx, &sub, quiet)
-			if err == nil {
-				break
-			}
-			if attempt == 5 || !lockTrouble(err) {
-				return err
-			}
-			select {
-			case <-ctx.Done():
+		if err := pg.Retry(ctx, 5, 200*time.Millisecond, pg.IsLockBusy, func() error {
+			return capture.Install(ctx, &sub, quiet)
+		}); err != nil {
+			if ctx.Err() != nil {
 				return ctx.Err()
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 			}
+			return err
 		}
 	}
 	return nil
 }
 
-// lockTrouble reports a deadlock or a lock timeout.
-func lockTrouble(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "55P03")
-}
-
 // replicates reports whether a replica has a position for the set (or
 // cannot be reached, in which case it is assumed to).
 func replicates(ctx context.Context, cfg *config.Config, r config.Replica) bool {
-	conn, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica sync "+cfg.Name)
+	conn, err := pg.ConnectReplica(ctx, r, "sync "+cfg.Name)
 	if err != nil {
 		return true
 	}

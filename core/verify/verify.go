@@ -34,6 +34,7 @@ import (
 
 	"pgreplica/core/capture"
 	"pgreplica/core/config"
+	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
 )
@@ -149,7 +150,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) (Result, error) {
 	if err := cfg.RequireReplicas(); err != nil {
 		return Result{}, err
 	}
-	replicas := cfg.Replicas
+	replicas := cfg.Connected()
+	if len(replicas) == 0 {
+		return Result{}, fmt.Errorf("every replica of set %s is a file replica: verify compares over connections; run it where both databases can be reached (--origin and --replica)", cfg.Name)
+	}
 	if opt.Replica != "" {
 		r, err := cfg.Replica(opt.Replica)
 		if err != nil {
@@ -176,7 +180,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) (Result, error) {
 // selectTables is the named tables (each must exist on the origin with a
 // primary key) or the selected tables whose capture is installed.
 func selectTables(ctx context.Context, cfg *config.Config, names []pg.Table) ([]pg.Table, error) {
-	conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica verify "+cfg.Name)
+	conn, err := pg.ConnectOrigin(ctx, cfg, "verify "+cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -222,9 +226,8 @@ func selectTables(ctx context.Context, cfg *config.Config, names []pg.Table) ([]
 }
 
 // sessionSettings make every value's text form the same on both servers.
-const sessionSettings = `SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = ISO; SET LOCAL extra_float_digits = 3;
-SET LOCAL IntervalStyle = postgres; SET LOCAL bytea_output = hex; SET LOCAL lc_monetary = 'C';
-SET LOCAL search_path = ''; SET LOCAL statement_timeout = 0`
+var sessionSettings = pg.ExactTextSQL(true, pg.Setting{Name: "lc_monetary", Value: "C"},
+	pg.Setting{Name: "search_path", Value: ""}, pg.Setting{Name: "statement_timeout", Value: "0"})
 
 func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, tables []pg.Table, opt Options) (ReplicaResult, error) {
 	rr := ReplicaResult{Name: r.Name, Equal: true}
@@ -243,15 +246,15 @@ func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, ta
 				return fmt.Errorf("replica %s: %w", r.Name, err)
 			}
 		}
-		states, err := copyStates(ctx, rtx, cfg.Name)
+		states, err := copystate.Read(ctx, rtx, cfg.Name)
 		if err != nil {
 			return fmt.Errorf("replica %s: %w", r.Name, err)
 		}
 		for _, t := range tables {
 			tstart := time.Now()
 			var tr TableResult
-			if st, ok := states[t]; ok {
-				tr = TableResult{Table: t, Skipped: "being copied by pgreplica sync (state " + st + "); verify it once it replicates"}
+			if st := states[t]; st.Syncing() {
+				tr = TableResult{Table: t, Skipped: "being copied by pgreplica sync (state " + string(st) + "); verify it once it replicates"}
 			} else {
 				c := &comparison{opt: opt, res: TableResult{Table: t}, fastHash: fast}
 				if err := c.run(ctx, otx, rtx); err != nil {
@@ -294,26 +297,6 @@ func sameFastHash(ctx context.Context, otx, rtx pgx.Tx) (bool, error) {
 		}
 	}
 	return got[0] == got[1], nil
-}
-
-// copyStates reads the tables that pgreplica sync is copying or that are
-// catching up after a copy: they are not compared.
-func copyStates(ctx context.Context, tx pgx.Tx, set string) (map[pg.Table]string, error) {
-	rows, err := tx.Query(ctx, `SELECT schema_name, table_name, state FROM pgreplica.table_state
-	                             WHERE set_name = $1 AND state IN ('copying', 'catchup')`, set)
-	if err != nil {
-		return nil, fmt.Errorf("read table states: %w", err)
-	}
-	out := map[pg.Table]string{}
-	for rows.Next() {
-		var t pg.Table
-		var st string
-		if err := rows.Scan(&t.Schema, &t.Name, &st); err != nil {
-			return nil, fmt.Errorf("read table states: %w", err)
-		}
-		out[t] = st
-	}
-	return out, rows.Err()
 }
 
 // both runs f for the origin and the replica side at the same time.

@@ -13,6 +13,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"pgreplica/core/conflict"
 	"pgreplica/tui/layout"
 	"pgreplica/tui/screen"
 )
@@ -216,7 +217,7 @@ func (m *Model) View(w, h int) string {
 }
 
 func keyText(k string) string {
-	f := flatten(k)
+	f := conflict.Flatten(k)
 	var parts []string
 	for _, c := range slices.Sorted(mapsKeys(f)) {
 		parts = append(parts, c+"="+f[c])
@@ -259,7 +260,7 @@ func (m *Model) detail(c Conflict, w int) []string {
 	for _, l := range screen.Wrap(text, w-2) {
 		out = append(out, " "+l)
 	}
-	data := flatten(c.Data)
+	data := conflict.Flatten(c.Data)
 	if len(data) > 0 {
 		out = append(out, t.Title.Render("   "+screen.Fit("COLUMN", 18)+screen.Fit("CAPTURED", 28)+"REPLICA NOW"))
 		cols := slices.Sorted(mapsKeys(data))

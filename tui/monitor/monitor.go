@@ -12,6 +12,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"pgreplica/core/replay"
+	"pgreplica/core/status"
 	"pgreplica/tui/layout"
 	"pgreplica/tui/logpane"
 	"pgreplica/tui/screen"
@@ -21,19 +22,12 @@ import (
 // History is how many samples the sparklines keep.
 const History = 150
 
-// Row is one replica as the monitor shows it, merged from the live
-// snapshot and the databases' report.
+// Row is one replica as the monitor shows it: core's status model (the
+// merge of the live snapshot and the databases' report) and the applied
+// rate this screen samples.
 type Row struct {
-	Name      string
-	State     string // word: STREAMING, CATCHUP, ...
-	Err       string
-	Lag       time.Duration
-	HasLag    bool
-	Pending   int64
-	Rate      float64 // applied events per second
-	Conflicts int64
-	LastApply time.Time
-	LastBatch replay.BatchApplied
+	status.Replica
+	Rate float64 // applied events per second
 }
 
 type series struct {
@@ -164,7 +158,8 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 	return m, cmd
 }
 
-// Rows merges the configured replicas with live and stored status.
+// Rows merges the configured replicas with live and stored status
+// (status.Merge: `pgreplica status` shows the same states).
 func (m *Model) Rows() []Row {
 	var names []string
 	if m.env.Config != nil {
@@ -172,64 +167,23 @@ func (m *Model) Rows() []Row {
 			names = append(names, r.Name)
 		}
 	}
-	live := map[string]replay.ReplicaStatus{}
-	for _, r := range m.snap.Replicas {
-		live[r.Name] = r
-		if !contains(names, r.Name) {
-			names = append(names, r.Name)
-		}
+	var rep *replay.Report
+	if m.hasRep {
+		rep = &m.report
 	}
-	stored := map[string]replay.ReplicaReport{}
-	for _, r := range m.report.Replicas {
-		stored[r.Name] = r
+	var live *status.Live
+	if m.snapOK || m.snap.Running {
+		live = &status.Live{Running: m.snap.Running, Replicas: m.snap.Replicas}
 	}
 	var rows []Row
-	for _, n := range names {
-		row := Row{Name: n, State: "–"}
-		if l, ok := live[n]; ok && m.snap.Running {
-			row.State = strings.ToUpper(string(l.State))
-			row.Err = l.Err
-			if l.NoProgressFor > 0 {
-				row.Err = strings.TrimSuffix(fmt.Sprintf("no progress for %d s; %s", int(l.NoProgressFor.Seconds()), row.Err), "; ")
-			}
-			if l.State == replay.Standby && l.Holder != "" {
-				row.Err = "standby: the replica is applied by " + l.Holder
-			}
-			row.LastBatch = l.LastBatch
-			row.LastApply = l.LastApplied
-		} else if m.snapOK {
-			row.State = "IDLE"
-			if m.report.DaemonRunning && m.snap.Kind != "daemon" {
-				row.State = "DAEMON"
-			}
-		}
-		if s, ok := stored[n]; ok && m.hasRep {
-			switch {
-			case !s.Reachable:
-				row.State, row.Err = "DOWN", s.Error
-			case s.Error != "" && row.Err == "":
-				row.Err = s.Error
-			}
-			row.Lag, row.HasLag, row.Pending, row.Conflicts = s.Lag, s.Reachable, s.Pending, s.Conflicts
-			if row.LastApply.IsZero() {
-				row.LastApply = s.LastAppliedAt
-			}
-		}
-		if h := m.hist[n]; h != nil && len(h.rate) > 0 {
+	for _, r := range status.Merge(names, rep, live) {
+		row := Row{Replica: r}
+		if h := m.hist[r.Name]; h != nil && len(h.rate) > 0 {
 			row.Rate = h.rate[len(h.rate)-1]
 		}
 		rows = append(rows, row)
 	}
 	return rows
-}
-
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // View renders the screen.
@@ -251,20 +205,23 @@ func (m *Model) View(w, h int) string {
 			cur = g.Cursor + " "
 		}
 		lag, pend, rate, conf, last := "–", "–", "–", "–", "–"
-		if r.HasLag {
+		if r.Stored {
 			lag, pend, conf = screen.Dur(r.Lag), screen.Count(r.Pending), screen.Count(r.Conflicts)
+			if r.PendingUnknown {
+				pend = "–"
+			}
 		}
 		if m.hist[r.Name] != nil && len(m.hist[r.Name].rate) > 0 {
 			rate = screen.Count(int64(r.Rate + 0.5))
 		}
-		if !r.LastApply.IsZero() {
-			last = r.LastApply.In(m.env.Now().Location()).Format("15:04:05")
+		if !r.LastApplied.IsZero() {
+			last = r.LastApplied.In(m.env.Now().Location()).Format("15:04:05")
 		}
 		confCell := screen.FitRight(conf, 10)
 		if r.Conflicts > 0 {
 			confCell = t.Err.Render(confCell)
 		}
-		line := " " + cur + screen.Fit(r.Name, nameW) + t.StateStyle(r.State).Render(screen.Fit(r.State, 11)) + screen.FitRight(lag, 8) +
+		line := " " + cur + screen.Fit(r.Name, nameW) + t.StateStyle(r.State.Word()).Render(screen.Fit(r.State.Word(), 11)) + screen.FitRight(lag, 8) +
 			screen.FitRight(pend, 10) + screen.FitRight(rate, 11) + confCell + "  " + screen.Fit(last, 10)
 		lines = append(lines, line)
 	}
@@ -296,7 +253,16 @@ func (m *Model) View(w, h int) string {
 		if !m.snap.Running && m.snap.Kind == "engine" {
 			info += " · engine stopped (S starts it)"
 		}
+		if !m.snap.Running && m.hasRep && m.report.DaemonRunning {
+			info += " · a pgreplica engine runs elsewhere for this set"
+		}
 		lines = append(lines, info)
+		if r.NoProgressFor > 0 {
+			lines = append(lines, " "+t.Warn.Render(fmt.Sprintf("no progress for %d s", int(r.NoProgressFor.Seconds()))))
+		}
+		if r.Holder != "" {
+			lines = append(lines, " standby: the replica is applied by "+r.Holder)
+		}
 		if r.Err != "" {
 			lines = append(lines, " "+t.Err.Render(g.Cross+" "+r.Err))
 		}
@@ -316,7 +282,7 @@ func (m *Model) View(w, h int) string {
 }
 
 func lagText(r Row) string {
-	if !r.HasLag {
+	if !r.Stored {
 		return "–"
 	}
 	return screen.Dur(r.Lag)

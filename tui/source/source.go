@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pgreplica/core/config"
+	"pgreplica/core/control"
 	"pgreplica/core/logring"
 	"pgreplica/core/replay"
 )
@@ -127,18 +128,10 @@ func (e *Engine) Logs(_ context.Context, since uint64) ([]logring.Record, error)
 	return e.ring.Since(since, 1000), nil
 }
 
-// DaemonStatus is what a daemon's control endpoint reports.
-type DaemonStatus struct {
-	Set      string
-	PID      int
-	Started  time.Time
-	Replicas []replay.ReplicaStatus
-}
-
 // DaemonClient is the part of the control endpoint's client the TUI uses
-// (core/control's Client satisfies it through a small adapter).
+// (core/control's Client satisfies it).
 type DaemonClient interface {
-	Status(ctx context.Context) (DaemonStatus, error)
+	Status(ctx context.Context) (control.Status, error)
 	Logs(ctx context.Context, since uint64) ([]logring.Record, error)
 }
 

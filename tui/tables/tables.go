@@ -14,6 +14,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"pgreplica/core/capture"
+	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 	"pgreplica/tui/layout"
 	"pgreplica/tui/screen"
@@ -134,7 +135,7 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 			m.states = map[string][]string{}
 			for _, r := range msg.Report.Replicas {
 				for t, st := range r.TableStates {
-					m.states[t] = append(m.states[t], r.Name+":"+st)
+					m.states[t] = append(m.states[t], r.Name+":"+string(st))
 				}
 			}
 		}
@@ -455,7 +456,7 @@ func (m *Model) stateOf(r capture.TableInfo) string {
 		return strings.Join(words, ",")
 	}
 	if r.Status == capture.Installed {
-		return "replicating"
+		return string(copystate.Replicating)
 	}
 	return "–"
 }

@@ -137,11 +137,11 @@ func utf8Locale(getenv func(string) string) bool {
 // and the like yellow, errors red.
 func (t *Theme) StateStyle(word string) lipgloss.Style {
 	switch strings.ToUpper(word) {
-	case "OK", "STREAMING", "REPLICATING", "RUNNING", "PASS", "DONE", "INSTALLED":
+	case "OK", "STREAMING", "CAUGHT UP", "REPLICATING", "RUNNING", "PASS", "DONE", "INSTALLED":
 		return t.OK
 	case "ERROR", "STOPPED", "FAIL", "MISSING", "NO PK", "UNREACHABLE", "DOWN":
 		return t.Err
-	case "CATCHUP", "COPYING", "RETRYING", "DISABLED", "WARN", "PAUSED", "STARTING":
+	case "CATCHUP", "BEHIND", "COPYING", "RETRYING", "DISABLED", "WARN", "PAUSED", "STARTING":
 		return t.Warn
 	}
 	return t.Dim

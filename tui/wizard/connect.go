@@ -11,6 +11,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"pgreplica/core/config"
+	"pgreplica/core/preflight"
 	"pgreplica/tui/screen"
 )
 
@@ -186,34 +187,37 @@ func (m *Model) connectView(w, h int) string {
 		return strings.Join(lines, "\n")
 	}
 	r := c.report
-	colW := max((w-6-18)/max(len(r.Columns), 1), 10)
+	cols := columns(r)
+	colW := max((w-6-18)/max(len(cols), 1), 10)
 	colW = min(colW, 16)
 	head := screen.Fit("", 6) + screen.Fit("CHECK", 18)
-	for _, col := range r.Columns {
+	for _, col := range cols {
 		head += screen.Fit(col, colW)
 	}
 	lines = append(lines, t.Title.Render(head))
-	for _, f := range r.Findings {
-		line := t.StateStyle(f.Level).Render(screen.Fit(f.Level, 6)) + screen.Fit(f.Name, 18)
+	for _, f := range r.Results {
+		level := f.Severity.Label()
+		line := t.StateStyle(level).Render(screen.Fit(level, 6)) + screen.Fit(f.Check, 18)
 		for _, v := range f.Values {
 			line += screen.Fit(v, colW)
 		}
 		lines = append(lines, line)
 	}
 	lines = append(lines, "")
-	for _, f := range r.Findings {
-		if f.Level == OK || f.Problem == "" {
+	for _, f := range r.Results {
+		if f.Severity == preflight.OK || f.Problem == "" {
 			continue
 		}
+		level := f.Severity.Label()
 		st := t.Warn
-		if f.Level == Fail {
+		if f.Severity == preflight.Fail {
 			st = t.Err
 		}
-		for i, l := range screen.Wrap(f.Problem, w-len(f.Level)-1) {
+		for i, l := range screen.Wrap(f.Problem, w-len(level)-1) {
 			if i == 0 {
-				l = st.Render(f.Level) + " " + l
+				l = st.Render(level) + " " + l
 			} else {
-				l = strings.Repeat(" ", len(f.Level)+1) + l
+				l = strings.Repeat(" ", len(level)+1) + l
 			}
 			lines = append(lines, l)
 		}

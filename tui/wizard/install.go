@@ -62,7 +62,7 @@ func (m *Model) installDone(err error) tea.Cmd {
 	m.install.err = err
 	if err != nil {
 		m.states[stepInstall] = failed
-		return screen.Flash(screen.Bad, "install failed; nothing was left behind on the origin")
+		return screen.Flash(screen.Bad, "install failed; the tables done before the error keep their triggers: enter runs it again and completes it")
 	}
 	m.states[stepInstall] = done
 	m.copy.prepared = false
@@ -76,7 +76,7 @@ func (m *Model) installView(w, h int) string {
 	s := &m.install
 	var lines []string
 	if len(s.lines) == 0 && s.err == nil && m.job == nil {
-		lines = append(lines, screen.Wrap("Runs in ONE transaction on the origin; on any error nothing is left behind. This is the first step that writes.", w)...)
+		lines = append(lines, screen.Wrap("Each table gets its triggers in a short transaction of its own (so a busy origin is not blocked); everything is checked first, and running it again completes an install an error cut short. This is the first step that writes.", w)...)
 		lines = append(lines, "", t.Title.Render("PLAN")+" (v shows the full SQL)",
 			" CREATE SCHEMA pgreplica",
 			" CREATE TABLE  pgreplica.meta, .log (+3 rotating parts), .replica",

@@ -41,40 +41,8 @@ type tablesResult struct {
 func (m *Model) loadTables() tea.Cmd {
 	cfg := *m.cfg
 	return m.run(func(ctx context.Context, _ func(any)) (any, error) {
-		conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica wizard")
-		if err != nil {
-			return tablesResult{}, err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		tables, err := capture.ListTables(ctx, conn, userTables)
-		if err != nil {
-			return tablesResult{}, err
-		}
-		res := tablesResult{tables: tables, estimates: map[pg.Table]int64{}, missing: map[pg.Table][]string{}}
-		for _, t := range tables {
-			var n int64
-			// The planner's estimate; never analysed tables (-1) are counted
-			// when small.
-			if conn.QueryRow(ctx, `SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint
-			    WHEN relpages < 10000 THEN (SELECT count(*) FROM `+t.Table.Ident()+`) ELSE 0 END
-			    FROM pg_class WHERE oid = to_regclass($1)`, t.Table.Ident()).Scan(&n) == nil {
-				res.estimates[t.Table] = n
-			}
-		}
-		for _, r := range cfg.Replicas {
-			rc, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica wizard")
-			if err != nil {
-				return res, err
-			}
-			for _, t := range tables {
-				var ok bool
-				if rc.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.Table.Ident()).Scan(&ok) == nil && !ok {
-					res.missing[t.Table] = append(res.missing[t.Table], r.Name)
-				}
-			}
-			rc.Close(context.WithoutCancel(ctx))
-		}
-		return res, nil
+		inv, err := capture.ReadInventory(ctx, &cfg, "wizard")
+		return tablesResult{tables: inv.Tables, estimates: inv.Estimates, missing: inv.Missing}, err
 	})
 }
 

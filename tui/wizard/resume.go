@@ -12,7 +12,8 @@ import (
 	"pgreplica/tui/screen"
 )
 
-// resumeState is where the databases are, found when the wizard starts.
+// resumeState is where the databases are, found when the wizard starts
+// (core reads it: capture.ReadProgress).
 type resumeState struct {
 	capture   string     // installed capture version on the origin, "" when none
 	installed []pg.Table // tables with an installed capture trigger
@@ -21,49 +22,12 @@ type resumeState struct {
 	synced bool
 }
 
-// detect reads the databases' state; errors leave the zero state (the
-// wizard then starts from the beginning, which is safe: every step
+// detect reads the databases' state; errors leave what was read before
+// them (the wizard then starts earlier, which is safe: every step
 // re-checks).
 func detect(ctx context.Context, cfg *config.Config) resumeState {
-	var rs resumeState
-	conn, err := pg.ConnectAs(ctx, "origin", cfg.Origin.DSN, "pgreplica wizard")
-	if err != nil {
-		return rs
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	rs.capture, _ = capture.SchemaVersion(ctx, conn)
-	if rs.capture == "" {
-		return rs
-	}
-	tables, err := capture.ListTables(ctx, conn, userTables)
-	if err != nil {
-		return rs
-	}
-	for _, t := range tables {
-		if t.Status == capture.Installed {
-			rs.installed = append(rs.installed, t.Table)
-		}
-	}
-	rs.synced = len(rs.installed) > 0
-	for _, r := range cfg.Replicas {
-		rc, err := pg.ConnectAs(ctx, "replica "+r.Name, r.DSN, "pgreplica wizard")
-		if err != nil {
-			rs.synced = false
-			break
-		}
-		for _, t := range rs.installed {
-			var ok bool
-			err := rc.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgreplica.table_state
-			    WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state <> 'copying')`,
-				cfg.Name, t.Schema, t.Name).Scan(&ok)
-			if err != nil || !ok {
-				rs.synced = false
-				break
-			}
-		}
-		rc.Close(context.WithoutCancel(ctx))
-	}
-	return rs
+	p, _ := capture.ReadProgress(ctx, cfg, "wizard")
+	return resumeState{capture: p.Capture, installed: p.Installed, synced: p.Synced}
 }
 
 // resume marks the steps the databases show as done and moves to the first

@@ -8,7 +8,6 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"pgreplica/core/replay"
 	"pgreplica/core/smoke"
 	"pgreplica/tui/screen"
 )
@@ -54,7 +53,7 @@ func (m *Model) startSmoke() tea.Cmd {
 		// Use the daemon when one replays the set; else run an engine here
 		// for the test.
 		startEngine := true
-		if rep, err := replay.QueryStatus(ctx, &cfg); err == nil && rep.DaemonRunning {
+		if smoke.EngineRunning(ctx, &cfg) {
 			startEngine = false
 			emit("a pgreplica engine is already replaying this set: using it")
 		}

@@ -85,7 +85,8 @@ func (m *Model) startView(w, h int) string {
 	}
 	lines = append(lines, "")
 	if s.wrote != "" {
-		lines = append(lines, t.OK.Render(g.Check+" wrote "+s.wrote), "Install it as root:",
+		lines = append(lines, t.OK.Render(g.Check+" wrote "+s.wrote), "Install it as root (it runs as user pgreplica, who must be able to read the config):",
+			"  useradd --system --home /var/lib/pgreplica pgreplica",
 			"  cp "+s.wrote+" /etc/systemd/system/ && systemctl daemon-reload",
 			"  systemctl enable --now pgreplica", "Then `pgreplica tui` attaches to it when control.socket is set.")
 	} else {

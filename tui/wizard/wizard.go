@@ -212,7 +212,7 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 	if m.job != nil {
 		if msg.String() == "esc" || msg.String() == "ctrl+c" {
 			if m.cur == stepInstall {
-				return m, screen.Flash(screen.Warning, "the install runs in one transaction and cannot be interrupted safely; wait for it")
+				return m, screen.Flash(screen.Warning, "the install cannot be interrupted safely (one short transaction per table); wait for it")
 			}
 			m.job.cancel()
 			return m, screen.Flash(screen.Info, "cancelling "+strings.ToLower(stepNames[m.cur])+"…")

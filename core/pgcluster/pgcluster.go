@@ -1,4 +1,6 @@
-// Package pgtest starts throwaway PostgreSQL clusters for tests and demos.
+// Package pgcluster starts throwaway PostgreSQL clusters for tests and the
+// demo. It does not import package testing, so the shipped binary can use
+// it (pgreplica demo); core/pgtest adds the helpers that tests share.
 //
 // A Cluster is a real server started with the machine's initdb and pg_ctl on
 // a free TCP port on 127.0.0.1 and a unix socket in its own temporary
@@ -7,7 +9,7 @@
 // by Stop. Tests may instead point at servers of their own with the
 // environment variables PGREPLICA_TEST_ORIGIN and PGREPLICA_TEST_REPLICA
 // (libpq DSNs of a superuser); databases are then created inside them.
-package pgtest
+package pgcluster
 
 import (
 	"context"
@@ -269,6 +271,9 @@ func (c *Cluster) Stop() {
 	os.RemoveAll(c.sockDir)
 	c.dataDir = ""
 }
+
+// DataDir is the cluster's data directory, "" for an external server.
+func (c *Cluster) DataDir() string { return c.dataDir }
 
 // BinDir is the directory of the server binaries (pg_dump, pgbench, ...).
 func (c *Cluster) BinDir() string { return c.bin }

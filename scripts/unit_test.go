@@ -1,0 +1,21 @@
+package scripts
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestUnitIsTheShippedOneWithItsExecStart(t *testing.T) {
+	u := Unit("/opt/bin/pgreplica", "/srv/shop.yaml")
+	if !strings.Contains(u, "\nExecStart=/opt/bin/pgreplica --config /srv/shop.yaml run --daemon\n") {
+		t.Fatalf("ExecStart not replaced:\n%s", u)
+	}
+	if strings.Count(u, "ExecStart=") != 1 {
+		t.Fatal("more than one ExecStart")
+	}
+	for _, want := range []string{"User=pgreplica", "NoNewPrivileges=true", "ProtectSystem=strict", "ProtectHome=read-only", "PrivateTmp=true", "RuntimeDirectory=pgreplica"} {
+		if !strings.Contains(u, "\n"+want+"\n") {
+			t.Errorf("the wizard's unit lacks %s", want)
+		}
+	}
+}
