@@ -203,6 +203,13 @@ func TestDeadPathsAreNoticedAndHealed(t *testing.T) {
 			side.name, noticed.Round(100*time.Millisecond), time.Since(healed).Round(100*time.Millisecond))
 		eventually(t, 5*time.Second, side.name+": recovery logged", func() bool { return d.logged(t, skip, msgIs("replica recovered", "")) })
 	}
+	// Every connection reset at once: back within about a second.
+	before := count(t, fe.replica, "SELECT count(*) FROM history")
+	reset := time.Now()
+	fe.po.Reset()
+	fe.pr.Reset()
+	eventually(t, 4*time.Second, "resumed after resets", func() bool { return count(t, fe.replica, "SELECT count(*) FROM history") > before })
+	t.Logf("every connection reset: resumed after %v", time.Since(reset).Round(100*time.Millisecond))
 	stopLoad()
 	committed := wait()
 
