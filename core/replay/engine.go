@@ -170,6 +170,9 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 			continue
 		}
 		if err != nil {
+			if lastErr == "" {
+				w.downSince = time.Now()
+			}
 			w.disconnect()
 			backoff = nextBackoff(backoff, IsStop(err))
 			state := Retrying

@@ -281,6 +281,7 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 		if err != nil && watch.dead() && ctx.Err() == nil {
 			err = fmt.Errorf("origin: no event within %s while reading the log, and the server is not working on it: the network path looks dead; reconnecting (%w)", w.net.DeadPath, err)
 		}
+		watch.pause() // the read is over: nothing more to wait for
 		readErr <- err
 	}()
 	applied := 0
