@@ -257,6 +257,15 @@ func (e *Engine) Once(ctx context.Context) (int, error) {
 			defer w.disconnect()
 			n, err := w.catchUp(ctx, ctx)
 			var sb *standbyError
+			// The session of an engine that just stopped may hold the lock
+			// for a moment longer: look again before leaving it to another.
+			for try := 0; try < 3 && errors.As(err, &sb); try++ {
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+					n, err = w.catchUp(ctx, ctx)
+				}
+			}
 			if errors.As(err, &sb) {
 				// A running engine applies this replica: it is its job.
 				w.log.Warn("not applied here: a running pgreplica engine applies this replica", "holder", sb.holder.String())
