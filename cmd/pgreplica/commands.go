@@ -22,6 +22,9 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.exportCommand(),
 		a.importCommand(),
 		a.ackCommand(),
+		a.executeCommand(),
+		a.skipCommand(),
+		a.reapplyCommand(),
 	}
 }
 

@@ -78,6 +78,9 @@ func Export(ctx context.Context, cfg *config.Config, opt ExportOptions) ([]Writt
 	if err := ex.prepare(ctx); err != nil {
 		return nil, err
 	}
+	// Released here rather than when the server notices the closed
+	// connection, so that an export right after this one finds it free.
+	defer book.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended($1, 0))", exportLockKey(cfg, r))
 	if opt.Base {
 		if err := ex.base(ctx); err != nil {
 			return ex.written, err
@@ -116,6 +119,12 @@ type exporter struct {
 	written []Written
 }
 
+// exportLockKey names the advisory lock that lets one export at a time
+// work for a replica.
+func exportLockKey(cfg *config.Config, r config.Replica) string {
+	return "pgreplica export " + cfg.Name + "/" + r.Name
+}
+
 // prepare checks the origin, creates the bookkeeping table when missing,
 // takes the export lock and reads where the last export ended.
 func (ex *exporter) prepare(ctx context.Context) error {
@@ -138,7 +147,7 @@ func (ex *exporter) prepare(ctx context.Context) error {
 	}
 	var locked bool
 	if err := ex.book.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-		"pgreplica export "+ex.cfg.Name+"/"+ex.replica.Name).Scan(&locked); err != nil {
+		exportLockKey(ex.cfg, ex.replica)).Scan(&locked); err != nil {
 		return fmt.Errorf("origin: take the export lock: %w", err)
 	}
 	if !locked {

@@ -1,6 +1,8 @@
 package replay
 
 import (
+	"github.com/jackc/pgx/v5"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -104,6 +106,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.purgeLoop(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.sampleLoop(ctx)
+	}()
 	for _, w := range e.workers {
 		wg.Add(1)
 		go func() {
@@ -247,6 +254,12 @@ func nextBackoff(cur time.Duration, needsOperator bool) time.Duration {
 // returns (rserv's Replicate). The replicas are done in parallel; the
 // errors of all are returned together.
 func (e *Engine) Once(ctx context.Context) (int, error) {
+	// The sequences as they are now travel with what is applied below.
+	var seq *pgx.Conn
+	if err := e.sampleOnce(ctx, &seq); err != nil {
+		return 0, err
+	}
+	seq.Close(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	counts := make([]int, len(e.workers))
 	errs := make([]error, len(e.workers))

@@ -485,6 +485,18 @@ func prepareApplySession(ctx context.Context, c *pgx.Conn, set string, n *pg.Net
 	if _, err := c.Exec(ctx, "SELECT set_config('pgreplica.origin', $1, false)", set); err != nil {
 		return fmt.Errorf("set origin tag: %w", err)
 	}
+	// Where this database also captures (cascading, multi-master), the tag
+	// counts only with the token that pgreplica.begin_apply sets: a tag set
+	// by anyone else does not switch capture off.
+	var canBegin bool
+	if err := c.QueryRow(ctx, `SELECT coalesce(has_function_privilege(to_regprocedure('pgreplica.begin_apply(text)'), 'EXECUTE'), false)`).Scan(&canBegin); err != nil {
+		return fmt.Errorf("look for pgreplica.begin_apply: %w", err)
+	}
+	if canBegin {
+		if _, err := c.Exec(ctx, "SELECT pgreplica.begin_apply($1)", set); err != nil {
+			return fmt.Errorf("begin apply session: %w", err)
+		}
+	}
 	// Values that travel as text are read in the forms the capture
 	// functions write them (pg.ExactText, the settings copy and verify use).
 	if _, err := c.Exec(ctx, pg.ExactTextSQL(false)); err != nil {

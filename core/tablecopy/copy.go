@@ -22,9 +22,11 @@ type tableInfo struct {
 	table       pg.Table
 	cols        string // the non-generated columns, quoted, in origin order
 	partitioned bool
-	size        int64 // bytes on disk
-	rows        int64 // estimate; 0 when unknown
-	binaryOK    bool  // every column can travel in binary COPY format
+	size        int64         // bytes on disk
+	rows        int64         // estimate; 0 when unknown
+	binaryOK    bool          // every column can travel in binary COPY format
+	refs        []*tableInfo  // tables of this copy it references (foreign keys on the replica)
+	copied      chan struct{} // closed when its copy has committed
 }
 
 // copier copies tables to one replica.
@@ -94,9 +96,13 @@ func (c *copier) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		ti.copied = make(chan struct{})
 		infos = append(infos, ti)
 	}
-	sortBySize(infos)
+	if err := readReferences(ctx, ctl, infos); err != nil {
+		return fmt.Errorf("replica %s: %w", r.Name, err)
+	}
+	orderForCopy(infos)
 	sameMajor := major(exp) == major(ctl)
 
 	// 3. Workers import the snapshot; once all have, the exporter may end.
@@ -115,10 +121,14 @@ func (c *copier) run(ctx context.Context) error {
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
+				if err := waitForReferences(gctx, ti); err != nil {
+					return err
+				}
 				if err := w.copyTable(gctx, ti, snap, sameMajor && ti.binaryOK); err != nil {
 					return fmt.Errorf("replica %s: copy %s: %w; its changes are held there until a sync of it succeeds: run pgreplica sync again",
 						r.Name, ti.table, err)
 				}
+				close(ti.copied)
 			}
 			return nil
 		})
