@@ -259,7 +259,7 @@ func (e *Engine) Once(ctx context.Context) (int, error) {
 	if err := e.sampleOnce(ctx, &seq); err != nil {
 		return 0, err
 	}
-	seq.Close(context.WithoutCancel(ctx))
+	closeSoon(seq)
 	var wg sync.WaitGroup
 	counts := make([]int, len(e.workers))
 	errs := make([]error, len(e.workers))

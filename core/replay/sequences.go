@@ -19,7 +19,7 @@ func (e *Engine) sampleLoop(ctx context.Context) {
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
+			closeSoon(conn)
 		}
 	}()
 	failing := false
@@ -51,11 +51,11 @@ func (e *Engine) sampleOnce(ctx context.Context, conn **pgx.Conn) error {
 		}
 		*conn = c
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, e.net.DeadPath)
 	defer cancel()
 	err := SampleSequences(ctx, *conn)
 	if err != nil {
-		(*conn).Close(context.WithoutCancel(ctx))
+		closeSoon(*conn)
 		*conn = nil
 	}
 	return err
