@@ -39,15 +39,25 @@ type lockHolder struct {
 }
 
 func (h lockHolder) String() string {
-	s := fmt.Sprintf("pid %d (%s", h.PID, h.App)
-	if h.Client != "" {
-		s += " from " + h.Client
+	var parts []string
+	if h.App != "" {
+		app := h.App
+		if h.Client != "" {
+			app += " from " + h.Client
+		}
+		parts = append(parts, app)
 	}
-	s += ", connected " + h.Connected.UTC().Format(time.RFC3339)
+	if !h.Connected.IsZero() {
+		parts = append(parts, "connected "+h.Connected.UTC().Format(time.RFC3339))
+	}
 	if h.State != "" {
-		s += ", " + h.State + " since " + h.Since.UTC().Format(time.RFC3339)
+		parts = append(parts, h.State+" since "+h.Since.UTC().Format(time.RFC3339))
+	} else {
+		// pg_stat_activity hides other roles' sessions: an orphan among
+		// them cannot be recognized (nor ended) from here.
+		parts = append(parts, "its state is hidden from this role: run every daemon of the set as one role, or grant pg_read_all_stats and pg_signal_backend")
 	}
-	return s + ")"
+	return fmt.Sprintf("pid %d (%s)", h.PID, strings.Join(parts, ", "))
 }
 
 // orphan reports whether the holder looks like the apply session of an

@@ -43,3 +43,15 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("stop backoff %s", got)
 	}
 }
+
+func TestLockHolderText(t *testing.T) {
+	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	h := lockHolder{PID: 42, App: "pgreplica apply shop", State: "idle in transaction", Since: at, Connected: at, Client: "10.0.0.9"}
+	if got := h.String(); got != "pid 42 (pgreplica apply shop from 10.0.0.9, connected 2026-12-01T08:00:00Z, idle in transaction since 2026-12-01T08:00:00Z)" {
+		t.Errorf("holder: %s", got)
+	}
+	hidden := lockHolder{PID: 43}
+	if got := hidden.String(); got != "pid 43 (its state is hidden from this role: run every daemon of the set as one role, or grant pg_read_all_stats and pg_signal_backend)" {
+		t.Errorf("hidden holder: %s", got)
+	}
+}
