@@ -1,4 +1,4 @@
--- pgreplica bookkeeping schema for a replica database, version 1.
+-- pgreplica bookkeeping schema for a replica database, version 2.
 --
 -- Installed by `pgreplica install` on every replica; can also be run by hand:
 --   psql -v ON_ERROR_STOP=1 -1 -f sql/replica.sql "dbname=shop"
@@ -88,5 +88,24 @@ BEGIN
 END
 $$;
 
-INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '1')
+-- Events the operator chose to move past (pgreplica skip), never applied
+-- by the engine, kept with who, when and why; pgreplica reapply applies one
+-- later and records when.
+CREATE TABLE IF NOT EXISTS pgreplica.skipped (
+    set_name     text NOT NULL,
+    event_id     bigint NOT NULL,
+    txid         text NOT NULL,
+    schema_name  text NOT NULL,
+    table_name   text NOT NULL,
+    op           "char" NOT NULL,
+    key          jsonb,
+    data         jsonb,
+    reason       text NOT NULL DEFAULT '',
+    skipped_by   text NOT NULL,
+    skipped_at   timestamptz NOT NULL DEFAULT now(),
+    reapplied_at timestamptz,
+    PRIMARY KEY (set_name, event_id)
+);
+
+INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

@@ -22,6 +22,12 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.whyCommand(),
 		a.retryCommand(),
 		a.alertsCommand(),
+		a.exportCommand(),
+		a.importCommand(),
+		a.ackCommand(),
+		a.executeCommand(),
+		a.skipCommand(),
+		a.reapplyCommand(),
 	}
 }
 

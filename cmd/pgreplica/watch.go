@@ -83,10 +83,7 @@ func (w *alerting) stop() {
 
 func engineText(cfg *config.Config) string {
 	host, _ := os.Hostname()
-	var names []string
-	for _, r := range cfg.Replicas {
-		names = append(names, r.Name)
-	}
+	names := replicaNames(cfg)
 	return "pgreplica run on " + host + " (pid " + strconv.Itoa(os.Getpid()) + "), replicas: " + strings.Join(names, ", ")
 }
 
@@ -121,9 +118,10 @@ func watch(ctx context.Context, cfg *config.Config, eng *replay.Engine, al *aler
 	}
 }
 
+// replicaNames are the replicas an engine applies (not the file replicas).
 func replicaNames(cfg *config.Config) []string {
 	var out []string
-	for _, r := range cfg.Replicas {
+	for _, r := range cfg.Connected() {
 		out = append(out, r.Name)
 	}
 	return out

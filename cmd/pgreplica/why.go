@@ -119,6 +119,12 @@ func explain(ctx context.Context, cfg *config.Config, only string) (whyJSON, err
 			continue
 		}
 		j := whyReplicaJSON{Name: r.Name, State: string(r.State), Error: r.Err, Pending: r.Pending}
+		if r.State == status.File {
+			j.Healthy = true
+			j.Hint = "a file replica: changes travel in bundles (pgreplica export, import); see pgreplica status"
+			out.Replicas = append(out.Replicas, j)
+			continue
+		}
 		if !r.Position.Snapshot.IsZero() {
 			j.Position = r.Position.Snapshot.String()
 		}

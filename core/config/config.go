@@ -29,6 +29,7 @@ type Config struct {
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
 	Alerts       Alerts        `yaml:"alerts"`        // e-mail and webhook alerts (alerts.go)
 	Metrics      Metrics       `yaml:"metrics"`       // Prometheus and health endpoint
+	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
 }
 
@@ -37,10 +38,14 @@ type Endpoint struct {
 	DSN string `yaml:"dsn"` // libpq key/value string or postgres:// URL
 }
 
-// Replica is a database that receives the set's changes.
+// Replica is a database that receives the set's changes: through a
+// connection (DSN), or, with File, through bundle files that
+// `pgreplica export` writes and `pgreplica import` applies where the origin
+// cannot be reached.
 type Replica struct {
-	Name string `yaml:"name"` // unique within the set, same rules as the set name
-	DSN  string `yaml:"dsn"`  // libpq key/value string or postgres:// URL
+	Name string `yaml:"name"`           // unique within the set, same rules as the set name
+	DSN  string `yaml:"dsn"`            // libpq key/value string or postgres:// URL
+	File bool   `yaml:"file,omitempty"` // a file replica: no DSN, fed by bundles
 }
 
 // Tables selects tables by schema.table glob patterns.
@@ -65,6 +70,16 @@ type Control struct {
 	Socket string `yaml:"socket"` // unix socket path; "" turns the endpoint off
 }
 
+// Timeouts bound how long anything waits on a server. A dead network path
+// (a blackholing firewall, a half-open session behind a proxy) is noticed
+// within DeadPath; a crashed daemon's apply session that still holds the
+// replica is ended after OrphanGrace.
+type Timeouts struct {
+	Connect     time.Duration `yaml:"connect"`      // connect_timeout, unless the DSN sets its own
+	DeadPath    time.Duration `yaml:"dead_path"`    // a connection that answers nothing for this long is dropped
+	OrphanGrace time.Duration `yaml:"orphan_grace"` // an earlier apply session idle this long is ended
+}
+
 // Default values, also documented in configs/example.yaml.
 const (
 	DefaultName          = "default"
@@ -73,6 +88,18 @@ const (
 	DefaultBatchBytes    = 16 << 20
 	DefaultPurgeInterval = time.Minute
 	DefaultInclude       = "*.*"
+	DefaultConnect       = 10 * time.Second
+	DefaultDeadPath      = 30 * time.Second
+	DefaultOrphanGrace   = 30 * time.Second
+)
+
+// Lower bounds: below them a setting costs the servers more than it buys.
+const (
+	MinPollInterval  = 10 * time.Millisecond
+	MinPurgeInterval = time.Second
+	MinConnect       = 100 * time.Millisecond
+	MinDeadPath      = time.Second
+	MinOrphanGrace   = time.Second
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path is
@@ -88,6 +115,7 @@ func Default() Config {
 		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
 		Purge:        Purge{Interval: DefaultPurgeInterval},
 		Alerts:       defaultAlerts(),
+		Timeouts:     Timeouts{Connect: DefaultConnect, DeadPath: DefaultDeadPath, OrphanGrace: DefaultOrphanGrace},
 	}
 }
 
@@ -190,7 +218,11 @@ func (c *Config) problems() []problem {
 		default:
 			firstUse[r.Name] = i
 		}
-		if msg := dsnProblem(r.DSN); msg != "" {
+		if r.File {
+			if strings.TrimSpace(r.DSN) != "" {
+				add(field+".dsn", "a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two")
+			}
+		} else if msg := dsnProblem(r.DSN); msg != "" {
 			add(field+".dsn", "%s", msg)
 		} else if r.DSN == c.Origin.DSN {
 			add(field+".dsn", "same as origin.dsn: a database cannot replicate into itself")
@@ -211,8 +243,8 @@ func (c *Config) problems() []problem {
 		}
 	}
 
-	if c.PollInterval <= 0 {
-		add("poll_interval", "must be positive (got %s)", c.PollInterval)
+	if c.PollInterval < MinPollInterval {
+		add("poll_interval", "must be at least %s (got %s)", MinPollInterval, c.PollInterval)
 	}
 	if c.Batch.MaxEvents <= 0 {
 		add("batch.max_events", "must be positive (got %d)", c.Batch.MaxEvents)
@@ -220,8 +252,17 @@ func (c *Config) problems() []problem {
 	if c.Batch.MaxBytes <= 0 {
 		add("batch.max_bytes", "must be positive (got %d)", c.Batch.MaxBytes)
 	}
-	if c.Purge.Interval < 0 {
-		add("purge.interval", "must not be negative, 0 turns periodic purging off (got %s)", c.Purge.Interval)
+	if c.Purge.Interval < 0 || c.Purge.Interval > 0 && c.Purge.Interval < MinPurgeInterval {
+		add("purge.interval", "must be at least %s, or 0 to turn periodic purging off (got %s)", MinPurgeInterval, c.Purge.Interval)
+	}
+	if c.Timeouts.Connect < MinConnect {
+		add("timeouts.connect", "must be at least %s (got %s)", MinConnect, c.Timeouts.Connect)
+	}
+	if c.Timeouts.DeadPath < MinDeadPath {
+		add("timeouts.dead_path", "must be at least %s (got %s)", MinDeadPath, c.Timeouts.DeadPath)
+	}
+	if c.Timeouts.OrphanGrace < MinOrphanGrace {
+		add("timeouts.orphan_grace", "must be at least %s (got %s)", MinOrphanGrace, c.Timeouts.OrphanGrace)
 	}
 	if len(c.Control.Socket) > maxSocketPath {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))

@@ -78,7 +78,7 @@ func New(cfg *config.Config, eng Engine, log *slog.Logger) *Metrics {
 		Help: "Times the replica's worker went from working to retrying or stopped."}, labels)
 	m.confl = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgreplica_replica_conflicts_total",
 		Help: "Conflicts found on the replica by this engine, by kind."}, []string{"set", "replica", "kind"})
-	for _, r := range cfg.Replicas {
+	for _, r := range cfg.Connected() {
 		m.applied.WithLabelValues(cfg.Name, r.Name)
 		m.batches.WithLabelValues(cfg.Name, r.Name)
 		m.errs.WithLabelValues(cfg.Name, r.Name)
@@ -119,7 +119,7 @@ func (m *Metrics) Replicas(ctx context.Context, withStored bool) []status.Replic
 
 func (m *Metrics) names() []string {
 	var out []string
-	for _, r := range m.cfg.Replicas {
+	for _, r := range m.cfg.Connected() { // file replicas are fed by bundles, not by this engine
 		out = append(out, r.Name)
 	}
 	return out
@@ -153,7 +153,7 @@ func (m *Metrics) read(ctx context.Context) *replay.Report {
 }
 
 // The states a replica's pgreplica_replica_state takes.
-var states = []status.State{status.Starting, status.Streaming, status.Catchup, status.Retrying, status.Stopped,
+var states = []status.State{status.Starting, status.Streaming, status.Catchup, status.Retrying, status.Stopped, status.Standby, status.File,
 	status.Unreachable, status.Error}
 
 var (

@@ -64,7 +64,7 @@ func Diagnose(ctx context.Context, cfg *config.Config, replica string, limit int
 		return d, err
 	}
 	defer origin.Close(context.WithoutCancel(ctx))
-	conn, err := pg.ConnectReplica(ctx, r, "why "+cfg.Name)
+	conn, err := pg.ConnectNet(ctx, pg.ReplicaRole(r.Name), r.DSN, pg.AppName("why "+cfg.Name), pg.NetOf(cfg))
 	if err != nil {
 		return d, err
 	}
@@ -110,7 +110,7 @@ SELECT format('%I.%I', schema_name, table_name), count(*), min(at) FROM pgreplic
 		return d, nil
 	}
 
-	if err := prepareApplySession(ctx, conn, cfg.Name); err != nil {
+	if err := prepareApplySession(ctx, conn, cfg.Name, nil); err != nil {
 		return d, fmt.Errorf("replica %s: %w", r.Name, err)
 	}
 	tx, err := conn.Begin(ctx)
@@ -186,7 +186,7 @@ func describeFailure(ctx context.Context, a *applier, e *event, err error) *Fail
 }
 
 func hintFor(replica string, f *FailingEvent) string {
-	retry := "then pgreplica retry --replica " + replica + " (or wait: the engine retries by itself)"
+	retry := fmt.Sprintf("then pgreplica retry --replica %s (or wait: the engine retries by itself); or move past this one event: pgreplica skip --replica %s --event %d", replica, replica, f.ID)
 	switch f.SQLState {
 	case pgerrcode.UniqueViolation:
 		return fmt.Sprintf("the replica has a row the origin had not: delete it on the replica (%s, key %s), or resync the table with pgreplica sync --table %s; %s", f.Table, f.Key, f.Table, retry)

@@ -372,7 +372,7 @@ func (a *applier) deleteStmt(tn *tableNet, rows []*net) (setStmt, error) {
 	}
 	sql := fmt.Sprintf(`DELETE FROM %s AS t USING unnest($1::text[]) WITH ORDINALITY AS u(j, ord),
 	                     jsonb_to_record(u.j::jsonb) AS %s WHERE %s RETURNING u.ord`,
-		tn.table.Ident(), recordDef(m, "k", tn.keyCols), keyMatch(m, tn.keyCols))
+		m.target, recordDef(m, "k", tn.keyCols), keyMatch(m, tn.keyCols))
 	return setStmt{sql: sql, arg: keys, rows: rows, op: 'D'}, nil
 }
 
@@ -395,7 +395,7 @@ func (a *applier) updateStmt(tn *tableNet, rows []*net) (setStmt, error) {
 	match := strings.ReplaceAll(keyMatch(m, tn.keyCols), " = k.", " = n.")
 	sql := fmt.Sprintf(`UPDATE %s AS t SET %s FROM unnest($1::text[]) WITH ORDINALITY AS u(j, ord),
 	                     jsonb_to_record(u.j::jsonb) AS %s WHERE %s RETURNING u.ord`,
-		tn.table.Ident(), strings.Join(sets, ", "), recordDef(m, "n", all), match)
+		m.target, strings.Join(sets, ", "), recordDef(m, "n", all), match)
 	return setStmt{sql: sql, arg: objs, rows: rows, op: 'U'}, nil
 }
 

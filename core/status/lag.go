@@ -32,6 +32,8 @@ func (r Replica) LagAt(now time.Time) (lag time.Duration, ok bool) {
 func (r Replica) Healthy(now time.Time, limit time.Duration) (bool, string) {
 	switch r.State {
 	case Streaming, Catchup, CaughtUp:
+	case File:
+		return true, "" // fed by bundles, not by an engine: nothing to be ready for
 	case Unknown:
 		return false, "state not known yet"
 	default:

@@ -338,6 +338,10 @@ func Word(s capture.Status) string {
 		return "NO PK"
 	case capture.Disabled:
 		return "DISABLED"
+	case capture.Stale:
+		return "STALE"
+	case capture.Removed:
+		return "RE-COPY"
 	}
 	return strings.ToUpper(string(s))
 }
@@ -470,9 +474,17 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 	title := t.Rule.Render(screen.Rule(t.Glyphs.HRule, r.Table.String(), w))
 	var text string
 	key := strings.Join(r.Key, ", ")
+	keyKind := "primary key"
+	if r.KeyIsUnique {
+		keyKind = "unique index on NOT NULL columns"
+	}
 	switch r.Status {
 	case capture.Installed:
-		text = fmt.Sprintf("Captured: every INSERT, UPDATE and DELETE is logged and replayed on each replica. Key: %s (primary key). %s events waiting for the slowest replica.", key, screen.Count(r.Pending))
+		text = fmt.Sprintf("Captured: every INSERT, UPDATE and DELETE is logged and replayed on each replica. Key: %s (%s). %s events waiting for the slowest replica.", key, keyKind, screen.Count(r.Pending))
+	case capture.Stale:
+		text = fmt.Sprintf("Capture is stale: the table changed (ALTER TABLE) since its capture function was made. Its changes are still captured, more slowly, but a column added since is not carried. Run pgreplica install. Key: %s (%s).", key, keyKind)
+	case capture.Removed:
+		text = "Capture of this table was removed: its replicas missed the changes made since and are not kept in step. Copy it again with pgreplica add-table --sync " + r.Table.String() + " (or --no-sync to accept the difference)."
 	case capture.Missing:
 		text = fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. Press i to install it (then copy existing rows with pgreplica sync).", key)
 	case capture.NoKey:
