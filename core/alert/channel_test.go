@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -165,4 +166,27 @@ func TestSendTest(t *testing.T) {
 	if len(hook.Hooks()) != 1 {
 		t.Fatal("no test message")
 	}
+}
+
+// The per-channel rate cap: with max_per_hour 2, two messages go at once
+// and the rest wait in the queue (logged).
+func TestRateCapPerChannel(t *testing.T) {
+	hook := alerttest.NewWebhook()
+	defer hook.Close()
+	chans, err := alert.Channels(config.Alerts{Webhooks: []config.Webhook{{URL: hook.URL}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	a := alert.New("shop", chans, alert.Rules{Group: time.Minute}, slog.New(slog.NewTextHandler(&logs, nil)), alert.Options{MaxPerHour: 2})
+	a.Start()
+	for i := 0; i < 5; i++ {
+		a.Notify(alert.EngineStarted, fmt.Sprintf("message %d", i), "")
+	}
+	waitUntil(t, 5*time.Second, "the rate cap logged", func() bool { return strings.Contains(logs.String(), "alert rate cap reached; waiting") })
+	time.Sleep(200 * time.Millisecond)
+	if n := len(hook.Hooks()); n != 2 {
+		t.Fatalf("%d messages delivered under a cap of 2 an hour", n)
+	}
+	a.Close(100 * time.Millisecond)
 }
