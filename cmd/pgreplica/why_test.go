@@ -133,13 +133,16 @@ func TestDaemonReplicatesWhileTheSMTPServerHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hang.Close()
+	hook := alerttest.NewWebhook()
+	defer hook.Close()
 	os.WriteFile(cfg, append(mustRead(t, cfg), []byte(fmt.Sprintf(`poll_interval: 200ms
 alerts:
   email: {smtp: %q, from: p@example.com, to: [d@example.com]}
+  webhooks: [{url: %q}]
   grace: 1s
-`, hang.Addr))...), 0o600)
-	d := startDaemon(t, cfg)
-	_ = d
+  group: 1s
+`, hang.Addr, hook.URL))...), 0o600)
+	startDaemon(t, cfg)
 	for i := 1; i <= 5; i++ {
 		start := time.Now()
 		execSQL(t, origin, fmt.Sprintf("INSERT INTO t VALUES (%d, 'x')", i))
@@ -149,6 +152,23 @@ alerts:
 		if took := time.Since(start); took > time.Second {
 			t.Fatalf("row %d took %v", i, took)
 		}
+	}
+	// Conflicts are grouped: one message for the three of one statement.
+	execSQL(t, replica, "DELETE FROM t WHERE id <= 3")
+	execSQL(t, origin, "UPDATE t SET v = 'y'")
+	eventually(t, 5*time.Second, "a conflicts message", func() bool {
+		return countHooks(sentHooks(t, hook, ""), alert.Conflicts, alert.Info) == 1
+	})
+	time.Sleep(1500 * time.Millisecond) // a second group would come within a second
+	var got []alert.Message
+	for _, m := range sentHooks(t, hook, "") {
+		if m.Kind == alert.Conflicts {
+			got = append(got, m)
+		}
+	}
+	if len(got) != 1 || got[0].Summary != "replica r1: 3 new conflict(s)" || strings.Count(got[0].Detail, ": UPDATE public.t key ") != 3 ||
+		!strings.Contains(got[0].Detail, `key {"id": 1}: update: no row`) {
+		t.Fatalf("conflict messages: %+v", got)
 	}
 }
 
