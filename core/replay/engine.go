@@ -230,6 +230,10 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 			w.log.Info("replica recovered", "after", lastErr, "down_for", time.Since(w.downSince).Round(time.Millisecond).String())
 		}
 		backoff, lastErr = 0, ""
+		select {
+		case <-w.retry: // asked while working: nothing to cut short
+		default:
+		}
 		w.setState(Streaming, nil)
 		if n > 0 {
 			// Busy: let a few more transactions commit before the next
