@@ -247,8 +247,8 @@ func (a *app) retryCommand() *cobra.Command {
 		Use:   "retry",
 		Short: "Make the running daemon retry a stopped or retrying replica now",
 		Long: `Asks the running daemon, through its control socket (control.socket), to retry
-a replica at once instead of waiting for the end of its backoff (up to two
-minutes for a stopped replica). Use it after fixing what stopped the replica
+a replica at once instead of waiting for the end of its backoff (up to 30
+seconds for a stopped replica). Use it after fixing what stopped the replica
 (see pgreplica why).`,
 		Example: "  pgreplica -c shop.yaml retry --replica reporting",
 		Args:    cobra.NoArgs,
