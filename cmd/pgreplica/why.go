@@ -135,6 +135,8 @@ func explain(ctx context.Context, cfg *config.Config, only string) (whyJSON, err
 		switch {
 		case r.Live && (r.State == status.Stopped || r.State == status.Retrying) && !r.StateSince.IsZero():
 			since = r.StateSince
+		case r.Live && r.NoProgressFor > 0:
+			since = now.Add(-r.NoProgressFor)
 		case r.Pending > 0 && !r.LastApplied.IsZero():
 			since = r.LastApplied
 		}
