@@ -202,7 +202,16 @@ func (t *Tracker) message(replica string, k Kind, st Status, reminder bool, sinc
 		m.Summary = fmt.Sprintf("replica %s %s", replica, what)
 		if k == Unreachable {
 			m.Summary += fmt.Sprintf(" for %s", now.Sub(since).Round(time.Second))
+			if originFault(detail) {
+				m.Summary = fmt.Sprintf("replica %s cut off for %s: the origin is unreachable", replica, now.Sub(since).Round(time.Second))
+			}
 		}
 	}
 	return m
+}
+
+// originFault reports whether a retrying replica's error is the origin's
+// (the replica itself may be fine).
+func originFault(err string) bool {
+	return strings.HasPrefix(err, "connect to origin") || strings.HasPrefix(err, "origin:")
 }

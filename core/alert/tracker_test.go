@@ -123,3 +123,14 @@ func TestTrackerGroupsConflicts(t *testing.T) {
 		t.Fatalf("second group: %+v", got)
 	}
 }
+
+// An origin fault is named as such, not as the replica's.
+func TestTrackerNamesAnOriginFault(t *testing.T) {
+	tr := NewTracker("shop", Rules{Group: time.Minute})
+	t0 := time.Now()
+	r := status.Replica{Name: "r", State: status.Retrying, Err: "connect to origin (u@db1:5432/shop): connection refused"}
+	got := tr.Observe(t0, []status.Replica{r})
+	if len(got) != 1 || got[0].Summary != "replica r cut off for 0s: the origin is unreachable" {
+		t.Fatalf("messages = %+v", got)
+	}
+}
