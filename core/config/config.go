@@ -27,6 +27,7 @@ type Config struct {
 	Batch        Batch         `yaml:"batch"`         // limits of one replica transaction
 	Purge        Purge         `yaml:"purge"`         // removal of applied events from the origin's log
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
+	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
 }
 
@@ -85,6 +86,7 @@ func Default() Config {
 		PollInterval: DefaultPollInterval,
 		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
 		Purge:        Purge{Interval: DefaultPurgeInterval},
+		Serve:        defaultServe(),
 	}
 }
 
@@ -223,6 +225,7 @@ func (c *Config) problems() []problem {
 	if len(c.Control.Socket) > maxSocketPath {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
+	c.Serve.problems(add)
 	return ps
 }
 

@@ -37,6 +37,7 @@ func TestDefault(t *testing.T) {
 		PollInterval: 2 * time.Second,
 		Batch:        Batch{MaxEvents: 5000, MaxBytes: 16 << 20},
 		Purge:        Purge{Interval: time.Minute},
+		Serve:        Serve{SSH: SSH{HostKey: "ssh_host_ed25519_key", IdleTimeout: 30 * time.Minute, MaxSessions: 10}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -96,6 +97,7 @@ control:
 		Batch:        Batch{MaxEvents: 100, MaxBytes: 1024},
 		Purge:        Purge{Interval: 90 * time.Second},
 		Control:      Control{Socket: "/run/pgreplica.sock"},
+		Serve:        Default().Serve,
 		Path:         "pgreplica.yaml",
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -303,12 +305,14 @@ func TestLoadExample(t *testing.T) {
 	if err := c.RequireReplicas(); err != nil {
 		t.Error(err)
 	}
-	if c.Name != "shop" || len(c.Replicas) != 2 || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 {
+	if c.Name != "shop" || len(c.Replicas) != 2 || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 ||
+		c.Serve.SSH.Listen == "" || c.Serve.SSH.AuthorizedKeys == "" || c.Serve.SSH.ReadOnlyKeys == "" {
 		t.Errorf("example.yaml does not set every key: %+v", c)
 	}
 	// The example documents the defaults it repeats.
 	d := Default()
-	if c.PollInterval != d.PollInterval || c.Batch != d.Batch || c.Purge != d.Purge {
+	if c.PollInterval != d.PollInterval || c.Batch != d.Batch || c.Purge != d.Purge ||
+		c.Serve.SSH.IdleTimeout != d.Serve.SSH.IdleTimeout || c.Serve.SSH.MaxSessions != d.Serve.SSH.MaxSessions {
 		t.Errorf("example.yaml: poll_interval, batch or purge differ from the defaults: %+v", c)
 	}
 }
