@@ -121,9 +121,6 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := preflight(ctx, cfg, log); err != nil {
-		return err
-	}
 	// The TUI over SSH: one server for the life of the process, whose
 	// sessions all show the engine running here (the new one after a reload).
 	local := &localEngine{ring: ring}
@@ -150,6 +147,9 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 			}
 		}()
 		defer func() { stopSSH(); <-sshDone }()
+	}
+	if err := preflight(ctx, cfg, log); err != nil {
+		return err
 	}
 
 	hup := make(chan os.Signal, 1)

@@ -174,6 +174,8 @@ func TestServeSSH(t *testing.T) {
 	execSQL(t, origin, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 3) g")
 	sa := a.WaitFor(t, 20*time.Second, "r1: last batch 3 events")
 	sb := b.WaitFor(t, 20*time.Second, "r1: last batch 3 events")
+	keep(t, "ssh-monitor-80x24", sa)
+	keep(t, "ssh-monitor-read-only-80x24", sb)
 	if la, lb := lastBatch.FindString(sa), lastBatch.FindString(sb); la == "" || la != lb {
 		t.Errorf("sessions show different batches: %q and %q", la, lb)
 	}
@@ -191,6 +193,7 @@ func TestServeSSH(t *testing.T) {
 	if strings.Contains(sb, "i install") || strings.Contains(sb, "Press i") || !strings.Contains(sb, "This session is read-only") {
 		t.Errorf("read-only session offers install:\n%s", sb)
 	}
+	keep(t, "ssh-tables-read-only-80x24", sb)
 	b.Type("i")
 	time.Sleep(500 * time.Millisecond)
 	b.Type("y")
@@ -270,4 +273,19 @@ func TestServeSSH(t *testing.T) {
 	e.Close()
 	sv.stop(t)
 	dd.stop(t)
+}
+
+func TestServeSSHConfigErrors(t *testing.T) {
+	cfg := writeConfig(t, "name: shop\norigin:\n  dsn: host=127.0.0.1 port=1 dbname=x\nreplicas:\n  - name: r1\n    dsn: host=127.0.0.1 port=2 dbname=x\n")
+	if _, errOut, code := cli(t, "", "-c", cfg, "serve"); code != 2 || !strings.Contains(errOut, "nothing to serve: pass --ssh HOST:PORT or set serve.ssh.listen in "+cfg) {
+		t.Errorf("serve without an address: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code := cli(t, "", "-c", cfg, "serve", "--ssh", "127.0.0.1:0"); code != 1 || !strings.Contains(errOut, "serve.ssh: neither authorized_keys nor read_only_keys is set, so every login would be refused") {
+		t.Errorf("serve without keys: exit %d, %s", code, errOut)
+	}
+	missing := filepath.Join(t.TempDir(), "nope")
+	os.WriteFile(cfg, append(mustRead(t, cfg), []byte("serve:\n  ssh:\n    authorized_keys: "+missing+"\n")...), 0o600)
+	if _, errOut, code := cli(t, "", "-c", cfg, "run", "--serve-ssh", "127.0.0.1:0"); code != 1 || !strings.Contains(errOut, "serve.ssh.authorized_keys: "+missing+": no such file or directory") {
+		t.Errorf("run --serve-ssh with a missing key file: exit %d, %s", code, errOut)
+	}
 }
