@@ -45,7 +45,9 @@ transient fault.
 SIGTERM or SIGINT finish the batch in flight and exit 0. SIGHUP reloads the
 config file (and reopens --log-file, for logrotate); an invalid new config is
 logged and the running one kept. With control.socket set, the daemon serves
-its status and log there for 'pgreplica status' and the TUI.`,
+its status and log there for 'pgreplica status' and the TUI. With
+--serve-ssh HOST:PORT the same process serves the TUI over SSH, every session
+on this engine (see 'pgreplica serve --help' and serve.ssh in the config).`,
 		Example: `  pgreplica -c /etc/pgreplica/shop.yaml run
   pgreplica -c /etc/pgreplica/shop.yaml run --daemon --log-format json
   systemctl enable --now pgreplica   # see scripts/pgreplica.service`,

@@ -186,6 +186,16 @@ func TestServeSSH(t *testing.T) {
 	if colours(b.Raw()) {
 		t.Error("a session with NO_COLOR=1 got colours")
 	}
+	// TERM=dumb: no colour and ASCII glyphs, in that session only.
+	dumb := sshtest.Open(t, addr, ops, sshtest.Options{User: "ops", Term: "dumb"})
+	sd := dumb.WaitFor(t, 20*time.Second, "[2 Monitor]", "r1: last batch 3 events")
+	if l := strings.Split(sd, "\n"); l[2] != strings.Repeat("-", 80) || colours(dumb.Raw()) {
+		t.Errorf("TERM=dumb session not plain ASCII:\n%s", sd)
+	}
+	if !strings.Contains(a.Screen(), rule) {
+		t.Error("the TERM=dumb session changed another session's look")
+	}
+	dumb.Close()
 
 	// Read-only: install is not offered, and a forced i does nothing.
 	b.Type("1")
@@ -194,11 +204,11 @@ func TestServeSSH(t *testing.T) {
 		t.Errorf("read-only session offers install:\n%s", sb)
 	}
 	keep(t, "ssh-tables-read-only-80x24", sb)
+	// Keys are handled in order: once s has sorted, i and y were handled.
 	b.Type("i")
-	time.Sleep(500 * time.Millisecond)
 	b.Type("y")
-	time.Sleep(time.Second)
-	if sb = b.Screen(); strings.Contains(sb, "Install capture") || countTriggers(t, origin) != 1 {
+	b.Type("s")
+	if sb = b.WaitFor(t, 10*time.Second, "sorted by name"); strings.Contains(sb, "Install capture") || countTriggers(t, origin) != 1 {
 		t.Fatalf("read-only i did something (%d triggers):\n%s", countTriggers(t, origin), sb)
 	}
 	b.Type("?")

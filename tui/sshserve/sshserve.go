@@ -302,7 +302,7 @@ func (s *Server) program(sess ssh.Session) *tea.Program {
 		return nil
 	}
 	m := s.opt.Model(st.info)
-	opts := append(bm.MakeOptions(sess), tea.WithFilter(func(_ tea.Model, msg tea.Msg) tea.Msg {
+	opts := append(bm.MakeOptions(sess), tea.WithFPS(30), tea.WithFilter(func(_ tea.Model, msg tea.Msg) tea.Msg {
 		switch msg.(type) {
 		case tea.SuspendMsg: // there is no shell to suspend to (as bm.MakeOptions does)
 			return tea.ResumeMsg{}
