@@ -35,8 +35,6 @@ type AppOptions struct {
 	StartEngine bool
 	// Who is the user of a session served over SSH (nil: this terminal).
 	Who *screen.Who
-	// Now is the clock; nil is time.Now.
-	Now func() time.Time
 	// Report reads replication status from the databases; nil queries
 	// them for this TUI alone (SSH sessions share one).
 	Report func(ctx context.Context) (replay.Report, error)
@@ -44,11 +42,7 @@ type AppOptions struct {
 
 // NewApp builds the root model with the four screens wired to core.
 func NewApp(o AppOptions) *Model {
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
-	env := &screen.Env{Theme: o.Theme, Config: o.Config, ReadOnly: o.ReadOnly, Now: now, Log: o.Log, Who: o.Who}
+	env := &screen.Env{Theme: o.Theme, Config: o.Config, ReadOnly: o.ReadOnly, Now: time.Now, Log: o.Log, Who: o.Who}
 	src := o.Source
 	if src == nil {
 		src = source.NewEngine(o.Config, o.Ring, o.Log)

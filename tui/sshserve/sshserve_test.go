@@ -262,3 +262,33 @@ func TestHostKeyCreatedOnceAndKept(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// The server is the TUI and nothing else: no session without a terminal,
+// no port forwarding, no subsystem (sftp).
+func TestNothingButTheTUI(t *testing.T) {
+	f := start(t, nil)
+	c, err := gossh.Dial("tcp", f.addr, sshtest.ClientConfig("ops", nil, gossh.PublicKeys(f.full.Signer)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.CombinedOutput("cat /etc/passwd")
+	if e, ok := err.(*gossh.ExitError); !ok || e.ExitStatus() != 1 || string(out) != "Requires an active PTY\n" {
+		t.Errorf("a command without a PTY: %v %q", err, out)
+	}
+	if conn, err := c.Dial("tcp", f.addr); err == nil {
+		conn.Close()
+		t.Error("port forwarding is open")
+	}
+	s2, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.RequestSubsystem("sftp"); err == nil {
+		t.Error("the sftp subsystem is open")
+	}
+}
