@@ -439,8 +439,16 @@ func (m *Model) header() string {
 	if ansi.StringWidth(left)+ansi.StringWidth(clock)+1 > m.lay.Width {
 		left = build(short)
 	}
-	if ansi.StringWidth(left)+ansi.StringWidth(clock)+1 > m.lay.Width && m.env.Who != nil {
-		left = build("") // the session's user and address matter more
+	if m.env.Who != nil {
+		// The session's user and address matter more than the lag (the
+		// monitor shows it), then than the set's name.
+		for _, drop := range []func(){func() { tail = tail[:min(len(tail), 1)] }, func() { short = "" }} {
+			if ansi.StringWidth(left)+ansi.StringWidth(clock)+1 <= m.lay.Width {
+				break
+			}
+			drop()
+			left = build(short)
+		}
 	}
 	gap := m.lay.Width - ansi.StringWidth(left) - ansi.StringWidth(clock)
 	if gap < 1 {
