@@ -195,7 +195,13 @@ func TestServeSSH(t *testing.T) {
 	if !strings.Contains(a.Screen(), rule) {
 		t.Error("the TERM=dumb session changed another session's look")
 	}
-	dumb.Close()
+	// Quitting a session leaves the engine running for the others.
+	dumb.Type("q")
+	select {
+	case <-dumb.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("q did not end the session")
+	}
 
 	// Read-only: install is not offered, and a forced i does nothing.
 	b.Type("1")
@@ -226,6 +232,10 @@ func TestServeSSH(t *testing.T) {
 	eventually(t, 5*time.Second, "install logged with the key", func() bool {
 		return d.logged(t, "tui: install capture on public.t2", map[string]any{"user": "ops", "key": ops.Fingerprint(), "key_comment": "ops@laptop", "via": "ssh"})
 	})
+
+	a.Type("2")
+	execSQL(t, origin, "INSERT INTO t VALUES (100, 'after a session quit')")
+	a.WaitFor(t, 20*time.Second, "r1: last batch 1 events")
 
 	// Refused: an unknown key, a password.
 	if _, err := sshtest.TryOpen(addr, sshtest.NewKey(t, "x"), sshtest.Options{}); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
