@@ -186,15 +186,15 @@ func TestOnlyListedKeysLogIn(t *testing.T) {
 	z.WaitFor(t, 5*time.Second, "ro=true")
 }
 
-func TestSessionLimitAndIdleTimeout(t *testing.T) {
-	f := start(t, func(c *config.SSH) { c.MaxSessions = 1; c.IdleTimeout = 600 * time.Millisecond })
+func TestSessionLimit(t *testing.T) {
+	f := start(t, func(c *config.SSH) { c.MaxSessions = 1 })
 	a := sshtest.Open(t, f.addr, f.full, sshtest.Options{})
 	a.WaitFor(t, 5*time.Second, "size 80x24")
 	b := sshtest.Open(t, f.addr, f.full, sshtest.Options{})
 	select {
 	case <-b.Done():
 	case <-time.After(5 * time.Second):
-		t.Fatal("a session past max_sessions was not ended")
+		t.Fatalf("a session past max_sessions was not ended: %q\n%s", b.Raw(), f.log.String())
 	}
 	if !strings.Contains(b.Raw(), "1 sessions are open already (serve.ssh.max_sessions)") {
 		t.Errorf("refused session said %q", b.Raw())
@@ -202,7 +202,37 @@ func TestSessionLimitAndIdleTimeout(t *testing.T) {
 	if e, ok := b.Err().(*gossh.ExitError); !ok || e.ExitStatus() != 1 {
 		t.Errorf("refused session: %v, want exit status 1", b.Err())
 	}
-	// a: key presses keep it open past the timeout; then idle closes it.
+	// Once a has gone, a new session is let in.
+	a.Close()
+	eventually(t, func() bool {
+		c, err := sshtest.TryOpen(f.addr, f.full, sshtest.Options{})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		select {
+		case <-c.Done():
+			return false
+		case <-time.After(300 * time.Millisecond):
+			return strings.Contains(c.Screen(), "size 80x24")
+		}
+	})
+}
+
+func eventually(t *testing.T, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatal("not within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	f := start(t, func(c *config.SSH) { c.IdleTimeout = 600 * time.Millisecond })
+	a := sshtest.Open(t, f.addr, f.full, sshtest.Options{})
+	// Key presses keep it open past the timeout; then idle closes it.
 	for range 6 {
 		time.Sleep(200 * time.Millisecond)
 		a.Type("x")

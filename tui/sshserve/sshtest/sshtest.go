@@ -68,6 +68,10 @@ type Term struct {
 	emu    *vt.SafeEmulator
 	stdin  io.WriteCloser
 
+	// emuMu guards the emulator's cells between its writes and Screen
+	// (CellAt hands out pointers into the live buffer).
+	emuMu sync.Mutex
+
 	mu   sync.Mutex
 	raw  bytes.Buffer
 	done chan struct{}
@@ -133,8 +137,9 @@ func TryOpen(addr string, key Key, o Options) (*Term, error) {
 	}
 	go func() {
 		io.Copy(x, out)
+		err := s.Wait() // waits for stderr, which takes x.mu: not under it
 		x.mu.Lock()
-		x.err = s.Wait()
+		x.err = err
 		x.mu.Unlock()
 		close(x.done)
 	}()
@@ -149,11 +154,15 @@ func (x *Term) Write(p []byte) (int, error) {
 	x.mu.Lock()
 	x.raw.Write(p)
 	x.mu.Unlock()
+	x.emuMu.Lock()
+	defer x.emuMu.Unlock()
 	return x.emu.Write(p)
 }
 
 // Screen is the emulator's screen as text, one line per row.
 func (x *Term) Screen() string {
+	x.emuMu.Lock()
+	defer x.emuMu.Unlock()
 	var rows []string
 	for y := 0; y < x.emu.Height(); y++ {
 		var sb strings.Builder
