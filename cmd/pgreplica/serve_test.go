@@ -249,7 +249,7 @@ func TestServeSSH(t *testing.T) {
 	if _, err := sshtest.TryOpen(addr, watch, sshtest.Options{}); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Errorf("revoked key: %v, want refused", err)
 	}
-	if !d.logged(t, "ssh login refused: key not in authorized_keys or read_only_keys", map[string]any{"key": watch.Fingerprint()}) {
+	if !d.logged(t, "ssh key refused: not in authorized_keys nor in read_only_keys", map[string]any{"key": watch.Fingerprint()}) {
 		t.Error("the refusal of the revoked key is not logged")
 	}
 	a.Close()

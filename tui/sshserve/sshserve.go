@@ -199,7 +199,7 @@ func (s *Server) lookup(key ssh.PublicKey) grant {
 func (s *Server) auth(ctx ssh.Context, key ssh.PublicKey) bool {
 	g := s.lookup(key)
 	if !g.ok {
-		s.opt.Log.Warn("ssh login refused: key not in authorized_keys or read_only_keys", "user", ctx.User(),
+		s.opt.Log.Warn("ssh key refused: not in authorized_keys nor in read_only_keys", "user", ctx.User(),
 			"remote", ctx.RemoteAddr().String(), "key", gossh.FingerprintSHA256(key))
 	}
 	return g.ok

@@ -159,7 +159,7 @@ func TestOnlyListedKeysLogIn(t *testing.T) {
 	if _, err := sshtest.TryOpen(f.addr, stranger, sshtest.Options{}); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Fatalf("unknown key: %v, want refused", err)
 	}
-	if !strings.Contains(f.log.String(), "ssh login refused") || !strings.Contains(f.log.String(), stranger.Fingerprint()) {
+	if !strings.Contains(f.log.String(), "ssh key refused") || !strings.Contains(f.log.String(), stranger.Fingerprint()) {
 		t.Errorf("refusal not logged with the fingerprint:\n%s", f.log.String())
 	}
 	// No password is accepted, not even with a listed key's user.
