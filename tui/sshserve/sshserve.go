@@ -62,7 +62,13 @@ type Options struct {
 	Model func(Session) tea.Model
 	// Version is sent in the SSH server version string.
 	Version string
+	// HandshakeTimeout drops a connection that has not logged in by then;
+	// 0 is DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 }
+
+// DefaultHandshakeTimeout bounds the time from connect to login.
+const DefaultHandshakeTimeout = 30 * time.Second
 
 // Server is the SSH server of the TUI.
 type Server struct {
@@ -113,6 +119,10 @@ func Listen(o Options) (*Server, error) {
 	)
 	if err != nil {
 		return nil, fmt.Errorf("serve.ssh.host_key %s: %w", c.HostKey, err)
+	}
+	srv.HandshakeTimeout = o.HandshakeTimeout
+	if srv.HandshakeTimeout <= 0 {
+		srv.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if err := os.Chmod(c.HostKey, 0o600); err != nil {
 		return nil, fmt.Errorf("serve.ssh.host_key: %w", err)

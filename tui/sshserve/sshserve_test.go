@@ -76,6 +76,7 @@ type fixture struct {
 	cancel    context.CancelFunc
 	done      chan error
 	serverCfg config.SSH
+	handshake time.Duration
 }
 
 func start(t *testing.T, mutate func(*config.SSH)) *fixture {
@@ -95,9 +96,10 @@ func start(t *testing.T, mutate func(*config.SSH)) *fixture {
 func (f *fixture) serve(t *testing.T) {
 	t.Helper()
 	srv, err := sshserve.Listen(sshserve.Options{
-		SSH:   f.serverCfg,
-		Log:   slog.New(slog.NewTextHandler(f.log, nil)),
-		Model: func(s sshserve.Session) tea.Model { return &echo{s: s} },
+		SSH:              f.serverCfg,
+		HandshakeTimeout: f.handshake,
+		Log:              slog.New(slog.NewTextHandler(f.log, nil)),
+		Model:            func(s sshserve.Session) tea.Model { return &echo{s: s} },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -320,5 +322,32 @@ func TestNothingButTheTUI(t *testing.T) {
 	}
 	if err := s2.RequestSubsystem("sftp"); err == nil {
 		t.Error("the sftp subsystem is open")
+	}
+}
+
+// A connection that does not log in is dropped (it would hold a socket).
+func TestHandshakeTimeout(t *testing.T) {
+	f := start(t, nil)
+	f.stop()
+	f.handshake = 500 * time.Millisecond
+	f.serve(t)
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	st := time.Now()
+	buf := make([]byte, 256)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("a connection that never logged in was kept for 5s")
+			}
+			break
+		}
+	}
+	if d := time.Since(st); d < 400*time.Millisecond {
+		t.Errorf("dropped after %v, before the handshake timeout", d)
 	}
 }
