@@ -12,6 +12,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.statusCommand(),
 		a.purgeCommand(),
 		a.tuiCommand(),
+		a.serveCommand(),
 		a.demoCommand(),
 		a.syncCommand(),
 		a.verifyCommand(),

@@ -28,6 +28,7 @@ type Config struct {
 	Purge        Purge         `yaml:"purge"`         // removal of applied events from the origin's log
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
 	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
+	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
 }
 
@@ -113,6 +114,7 @@ func Default() Config {
 		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
 		Purge:        Purge{Interval: DefaultPurgeInterval},
 		Timeouts:     Timeouts{Connect: DefaultConnect, DeadPath: DefaultDeadPath, OrphanGrace: DefaultOrphanGrace},
+		Serve:        defaultServe(),
 	}
 }
 
@@ -264,6 +266,7 @@ func (c *Config) problems() []problem {
 	if len(c.Control.Socket) > maxSocketPath {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
+	c.Serve.problems(add)
 	return ps
 }
 
