@@ -25,6 +25,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.executeCommand(),
 		a.skipCommand(),
 		a.reapplyCommand(),
+		a.retryCommand(),
 	}
 }
 

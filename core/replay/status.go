@@ -92,7 +92,10 @@ func replicaReport(ctx context.Context, origin *pgx.Conn, set string, r config.R
 		return rr
 	}
 	if states, err := copystate.Read(ctx, conn, set); err == nil {
-		for t, st := range copystate.Syncing(states) {
+		for t, st := range states {
+			if !st.Waiting() {
+				continue
+			}
 			if rr.TableStates == nil {
 				rr.TableStates = map[string]copystate.State{}
 			}

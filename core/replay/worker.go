@@ -134,6 +134,18 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		}
 		n, err := w.applyInterval(ctx, stopping, target)
 		applied += n
+		if t, why, ok := heldTable(err); ok && w.replicaConn != nil && !w.replicaConn.IsClosed() {
+			// Only this table's stream stops (see held.go).
+			if herr := holdTable(ctx, w.replicaConn, w.set, t, why); herr != nil {
+				return applied, errors.Join(err, herr)
+			}
+			w.log.Warn("table held: its events wait on the replica until it is fixed", "table", t.String(), "err", why)
+			w.havePos = false
+			if err := w.connect(ctx); err != nil {
+				return applied, err
+			}
+			continue
+		}
 		if errors.Is(err, errPositionMoved) {
 			// Someone else moved the position (a verify, a second applier):
 			// read it again and go on from there.
