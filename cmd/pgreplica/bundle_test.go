@@ -90,7 +90,7 @@ $`)
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st.Replicas) != 1 {
 		t.Fatalf("status: code %d, %v\n%s", code, err, out)
 	}
-	if r := st.Replicas[0]; r.State != "file" || r.Pending != 15 || r.File == nil || r.File.LastBundle != 2 ||
+	if r := st.Replicas[0]; r.State != "file" || r.Pending == nil || *r.Pending != 15 || r.File == nil || r.File.LastBundle != 2 ||
 		r.File.Unexported != 0 || r.File.Unacknowledged != 2 || r.File.AckedBundle != 0 {
 		t.Fatalf("status before ack: %s", out)
 	}

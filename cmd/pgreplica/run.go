@@ -40,10 +40,17 @@ in case a notification is lost. Everything missed while it was down is applied
 first. Connection faults are retried with backoff; it never exits on a
 transient fault.
 
-SIGTERM or SIGINT finish the batch in flight and exit 0. SIGHUP reloads the
+SIGTERM or SIGINT finish the batch in flight and exit 0, within
+min(10s, timeouts.dead_path) even when a server no longer answers (an
+unfinished batch is rolled back and applied at the next start). SIGHUP reloads the
 config file (and reopens --log-file, for logrotate); an invalid new config is
 logged and the running one kept. With control.socket set, the daemon serves
-its status and log there for 'pgreplica status' and the TUI.`,
+its status and log there for 'pgreplica status' and the TUI.
+
+One engine applies a set to a replica at a time (an advisory lock on the
+replica). A second daemon on the same config waits as a standby and takes
+over within seconds when the first stops or dies: run one on each of two
+hosts for high availability.`,
 		Example: `  pgreplica -c /etc/pgreplica/shop.yaml run
   pgreplica -c /etc/pgreplica/shop.yaml run --daemon --log-format json
   systemctl enable --now pgreplica   # see scripts/pgreplica.service`,
@@ -111,6 +118,11 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Control.Socket != "" {
+		if err := control.Check(cfg.Control.Socket); err != nil {
+			return err
+		}
+	}
 	if err := preflight(ctx, cfg, log); err != nil {
 		return err
 	}
@@ -170,6 +182,9 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 // retry can cure: pgreplica not installed on the origin. An unreachable
 // server is not fatal: the engine retries.
 func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	net := pg.NetOf(cfg)
+	ctx, cancel := context.WithTimeout(ctx, net.ConnectTimeout+net.DeadPath)
+	defer cancel()
 	conn, err := pg.ConnectOrigin(ctx, cfg, "")
 	if err != nil {
 		log.Warn("origin unreachable at start; retrying", "err", err.Error())
@@ -178,6 +193,10 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	defer conn.Close(ctx)
 	v, err := capture.SchemaVersion(ctx, conn)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Warn("origin does not answer at start; retrying", "err", err.Error())
+			return nil
+		}
 		return err
 	}
 	if v == "" {

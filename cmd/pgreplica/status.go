@@ -29,10 +29,12 @@ type replicaStatusJSON struct {
 	Name          string                     `json:"name"`
 	State         string                     `json:"state"`
 	Position      string                     `json:"position"`
-	Pending       int64                      `json:"pending"`
+	Pending       *int64                     `json:"pending"` // null when the position could not be read
 	LagSeconds    float64                    `json:"lag_seconds"`
 	LastAppliedAt *string                    `json:"last_applied_at"`
 	Conflicts     int64                      `json:"conflicts"`
+	NoProgressS   *float64                   `json:"no_progress_seconds,omitempty"` // the daemon applied nothing for this long
+	Holder        string                     `json:"standby_for,omitempty"`         // standby: the engine that applies it
 	Error         string                     `json:"error,omitempty"`
 	Tables        map[string]copystate.State `json:"tables_syncing,omitempty"`
 	File          *fileStatusJSON            `json:"file,omitempty"`
@@ -59,7 +61,10 @@ the events captured and not yet applied there, the lag (the age of the oldest
 of them, 0 when caught up), when it last applied a batch, the conflicts
 recorded there, and whether a pgreplica engine is running for the set. With
 control.socket set and a daemon listening, the daemon's view of each replica
-(streaming, catchup, retrying, stopped) is shown too. A file replica (file:
+(streaming, catchup, retrying, stopped, standby) is shown too, with "no
+progress for N s" when the daemon has applied nothing for a while although
+events may be pending (a dead network path, a stuck server). Pending is "-"
+(null in JSON) when the replica's position cannot be read. A file replica (file:
 true) is read from the origin alone: its position is the one last
 acknowledged (pgreplica ack), and its last exported bundle, the events
 waiting for the next export and the bundles not yet acknowledged are shown.`,
@@ -67,10 +72,6 @@ waiting for the next export and the bundles not yet acknowledged are shown.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfigWithReplicas()
-			if err != nil {
-				return err
-			}
-			rep, err := replay.QueryStatus(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -82,10 +83,32 @@ waiting for the next export and the bundles not yet acknowledged are shown.`,
 				}
 				cancel()
 			}
+			rep, err := replay.QueryStatus(cmd.Context(), cfg)
+			if err != nil {
+				// The origin cannot be read: say at least what the daemon sees.
+				for _, r := range status.Merge(nil, nil, live) {
+					line := fmt.Sprintf("the daemon reports replica %s %s", r.Name, r.State)
+					if r.NoProgressFor > 0 {
+						line += fmt.Sprintf(", no progress for %.0f s", r.NoProgressFor.Seconds())
+					}
+					if r.Err != "" {
+						line += ": " + r.Err
+					}
+					fmt.Fprintln(a.stderr, line)
+				}
+				return err
+			}
 			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
 			for _, r := range status.Merge(nil, &rep, live) {
-				j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(), Pending: r.Pending,
-					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables}
+				j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(),
+					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables, Holder: r.Holder}
+				if !r.PendingUnknown {
+					j.Pending = &r.Pending
+				}
+				if r.NoProgressFor > 0 {
+					secs := r.NoProgressFor.Seconds()
+					j.NoProgressS = &secs
+				}
 				if f := r.File; f != nil {
 					j.File = &fileStatusJSON{LastBundle: f.LastBundle, LastFile: f.LastFile, Unexported: f.Unexported,
 						Unacknowledged: f.Unacknowledged, AckedBundle: f.AckedBundle}
@@ -122,12 +145,22 @@ waiting for the next export and the bundles not yet acknowledged are shown.`,
 					t, _ := time.Parse(time.RFC3339, *r.LastAppliedAt)
 					last = t.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\n", r.Name, r.State, r.Pending, lagText(r.LagSeconds), last, r.Conflicts)
+				state, pending := r.State, "-"
+				if r.NoProgressS != nil {
+					state += fmt.Sprintf(" · no progress for %.0f s", *r.NoProgressS)
+				}
+				if r.Pending != nil {
+					pending = fmt.Sprint(*r.Pending)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", r.Name, state, pending, lagText(r.LagSeconds), last, r.Conflicts)
 			}
 			w.Flush()
 			for _, r := range out.Replicas {
 				if r.Error != "" {
 					fmt.Fprintf(a.stdout, "\n%s: %s\n", r.Name, strings.TrimSpace(r.Error))
+				}
+				if r.Holder != "" {
+					fmt.Fprintf(a.stdout, "\n%s: this daemon is a standby; the replica is applied by %s\n", r.Name, r.Holder)
 				}
 				if f := r.File; f != nil {
 					last := "no bundle exported yet"
@@ -145,7 +178,7 @@ waiting for the next export and the bundles not yet acknowledged are shown.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending, lag_seconds, last_applied_at, conflicts, error, file}]}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending (null when unknown), lag_seconds, last_applied_at, conflicts, no_progress_seconds, standby_for, error, file}]}")
 	return cmd
 }
 

@@ -27,6 +27,7 @@ type Config struct {
 	Batch        Batch         `yaml:"batch"`         // limits of one replica transaction
 	Purge        Purge         `yaml:"purge"`         // removal of applied events from the origin's log
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
+	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
 }
 
@@ -67,6 +68,16 @@ type Control struct {
 	Socket string `yaml:"socket"` // unix socket path; "" turns the endpoint off
 }
 
+// Timeouts bound how long anything waits on a server. A dead network path
+// (a blackholing firewall, a half-open session behind a proxy) is noticed
+// within DeadPath; a crashed daemon's apply session that still holds the
+// replica is ended after OrphanGrace.
+type Timeouts struct {
+	Connect     time.Duration `yaml:"connect"`      // connect_timeout, unless the DSN sets its own
+	DeadPath    time.Duration `yaml:"dead_path"`    // a connection that answers nothing for this long is dropped
+	OrphanGrace time.Duration `yaml:"orphan_grace"` // an earlier apply session idle this long is ended
+}
+
 // Default values, also documented in configs/example.yaml.
 const (
 	DefaultName          = "default"
@@ -75,6 +86,18 @@ const (
 	DefaultBatchBytes    = 16 << 20
 	DefaultPurgeInterval = time.Minute
 	DefaultInclude       = "*.*"
+	DefaultConnect       = 10 * time.Second
+	DefaultDeadPath      = 30 * time.Second
+	DefaultOrphanGrace   = 30 * time.Second
+)
+
+// Lower bounds: below them a setting costs the servers more than it buys.
+const (
+	MinPollInterval  = 10 * time.Millisecond
+	MinPurgeInterval = time.Second
+	MinConnect       = 100 * time.Millisecond
+	MinDeadPath      = time.Second
+	MinOrphanGrace   = time.Second
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path is
@@ -89,6 +112,7 @@ func Default() Config {
 		PollInterval: DefaultPollInterval,
 		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
 		Purge:        Purge{Interval: DefaultPurgeInterval},
+		Timeouts:     Timeouts{Connect: DefaultConnect, DeadPath: DefaultDeadPath, OrphanGrace: DefaultOrphanGrace},
 	}
 }
 
@@ -216,8 +240,8 @@ func (c *Config) problems() []problem {
 		}
 	}
 
-	if c.PollInterval <= 0 {
-		add("poll_interval", "must be positive (got %s)", c.PollInterval)
+	if c.PollInterval < MinPollInterval {
+		add("poll_interval", "must be at least %s (got %s)", MinPollInterval, c.PollInterval)
 	}
 	if c.Batch.MaxEvents <= 0 {
 		add("batch.max_events", "must be positive (got %d)", c.Batch.MaxEvents)
@@ -225,8 +249,17 @@ func (c *Config) problems() []problem {
 	if c.Batch.MaxBytes <= 0 {
 		add("batch.max_bytes", "must be positive (got %d)", c.Batch.MaxBytes)
 	}
-	if c.Purge.Interval < 0 {
-		add("purge.interval", "must not be negative, 0 turns periodic purging off (got %s)", c.Purge.Interval)
+	if c.Purge.Interval < 0 || c.Purge.Interval > 0 && c.Purge.Interval < MinPurgeInterval {
+		add("purge.interval", "must be at least %s, or 0 to turn periodic purging off (got %s)", MinPurgeInterval, c.Purge.Interval)
+	}
+	if c.Timeouts.Connect < MinConnect {
+		add("timeouts.connect", "must be at least %s (got %s)", MinConnect, c.Timeouts.Connect)
+	}
+	if c.Timeouts.DeadPath < MinDeadPath {
+		add("timeouts.dead_path", "must be at least %s (got %s)", MinDeadPath, c.Timeouts.DeadPath)
+	}
+	if c.Timeouts.OrphanGrace < MinOrphanGrace {
+		add("timeouts.orphan_grace", "must be at least %s (got %s)", MinOrphanGrace, c.Timeouts.OrphanGrace)
 	}
 	if len(c.Control.Socket) > maxSocketPath {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))

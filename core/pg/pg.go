@@ -24,17 +24,13 @@ func Connect(ctx context.Context, role, dsn string) (*pgx.Conn, error) {
 }
 
 // ConnectAs is Connect with an application_name (unless the DSN sets one),
-// which shows the session's purpose in pg_stat_activity.
+// which shows the session's purpose in pg_stat_activity. The connection has
+// the DefaultNet bounds (connect timeout, TCP keepalives, tcp_user_timeout).
 func ConnectAs(ctx context.Context, role, dsn, appName string) (*pgx.Conn, error) {
-	if strings.TrimSpace(dsn) == "" {
-		// Never the libpq defaults: a file replica has no DSN, and a
-		// connection to whatever local database answers would be wrong.
-		return nil, fmt.Errorf("%s: no dsn to connect to (a file replica is fed by bundle files: pgreplica export, then pgreplica import where it runs)", role)
-	}
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("%s: bad connection string: %s", role, scrub(err.Error(), dsn))
-	}
+	return ConnectNet(ctx, role, dsn, appName, DefaultNet())
+}
+
+func connectConfig(ctx context.Context, role string, cfg *pgx.ConnConfig, appName string) (*pgx.Conn, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = appName
 	}

@@ -303,7 +303,10 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 		a.skip = nil // an operator may skip the failing event: read them again
 		// Whatever failed, the transaction is not committed: end it.
 		if !a.conn.IsClosed() {
-			_, _ = a.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			// Bounded: on a dead path the connection is dropped anyway.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = a.conn.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func CurrentSnapshot(ctx context.Context, conn *pgx.Conn) (Snapshot, error) {
 // PrepareApplySession sets up a replica session to apply changes as the
 // engine does (origin tag, date styles, no re-capture).
 func PrepareApplySession(ctx context.Context, conn *pgx.Conn, set string) error {
-	return prepareApplySession(ctx, conn, set)
+	return prepareApplySession(ctx, conn, set, nil)
 }
 
 // ErrPositionMoved means the replica's stored position was not the one an
@@ -101,7 +101,7 @@ type FileReport struct {
 // position is the one last acknowledged (pgreplica ack), recorded in
 // pgreplica.replica, which the purge respects.
 func fileReplicaReport(ctx context.Context, origin *pgx.Conn, set string, r config.Replica) ReplicaReport {
-	rr := ReplicaReport{Name: r.Name, Target: "file", Reachable: true, File: &FileReport{}}
+	rr := ReplicaReport{Name: r.Name, Target: "file", Reachable: true, File: &FileReport{}, PendingUnknown: true}
 	var snap *string
 	var at *time.Time
 	err := origin.QueryRow(ctx, `SELECT snapshot::text, updated_at FROM pgreplica.replica WHERE name = $1`, r.Name).Scan(&snap, &at)
@@ -125,6 +125,7 @@ func fileReplicaReport(ctx context.Context, origin *pgx.Conn, set string, r conf
 		rr.Error = fmt.Sprintf("origin: count pending events for %s: %v", r.Name, err)
 		return rr
 	}
+	rr.PendingUnknown = false
 	if oldest != nil {
 		rr.Lag = time.Since(*oldest)
 	}

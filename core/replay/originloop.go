@@ -25,7 +25,7 @@ func (e *Engine) sampleLoop(ctx context.Context) {
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
+			closeSoon(conn)
 		}
 	}()
 	failing := false
@@ -63,11 +63,11 @@ func (e *Engine) sampleOnce(ctx context.Context, conn **pgx.Conn) error {
 		}
 		*conn = c
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, e.net.DeadPath)
 	defer cancel()
 	err := SampleSequences(ctx, *conn)
 	if err != nil {
-		(*conn).Close(context.WithoutCancel(ctx))
+		closeSoon(*conn)
 		*conn = nil
 	}
 	return err
@@ -77,7 +77,7 @@ func (e *Engine) sampleOnce(ctx context.Context, conn **pgx.Conn) error {
 // matches its definition once, when it is found, and again when it is
 // current.
 func (e *Engine) checkStale(ctx context.Context, conn *pgx.Conn, stale map[string]bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, e.net.DeadPath)
 	defer cancel()
 	rows, err := conn.Query(ctx, `SELECT pgreplica.table_name(t.tgrelid) FROM pg_trigger t
 	                               WHERE t.tgname = 'pgreplica_capture' AND t.tgparentid = 0
