@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -680,4 +681,43 @@ func TestMismatchedTableStopsOnlyItsOwnStream(t *testing.T) {
 			t.Fatalf("acct is %q after the retry", got)
 		}
 	})
+}
+
+// ddl.capture: a plain ALTER TABLE on the origin, by the table's owner (not
+// a superuser), under load, reaches the replica in the stream; with it off,
+// it does not (capture follows, the replica is left as it is).
+func TestPlainDDLCaptureAndNonSuperuserDDL(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE acct (id int PRIMARY KEY, v text)`, 1)
+	e.cfg.DDL.Capture = true
+	if err := capture.Install(e.ctx, e.cfg, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	role := fmt.Sprintf("ddl_owner_%d", os.Getpid())
+	exec(t, e.origin, fmt.Sprintf(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF; END $$;
+	    ALTER TABLE acct OWNER TO %[1]s`, role))
+	cfg, err := pgx.ParseConfig(e.cfg.Origin.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	owner, err := pgx.ConnectConfig(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(context.Background())
+	w := startWriter(t, originDSN(e), "acct", 1)
+	time.Sleep(50 * time.Millisecond)
+	exec(t, owner, `SET search_path = public; ALTER TABLE acct ADD COLUMN note text DEFAULT 'n'`) // two statements: not written
+	exec(t, owner, `ALTER TABLE acct ADD COLUMN note2 int DEFAULT 7`)
+	time.Sleep(50 * time.Millisecond)
+	w.finish(t)
+	if n := queryInt(t, e.origin, `SELECT count(*) FROM pgreplica.log WHERE op = 'E'`); n != 1 {
+		t.Fatalf("%d DDL events, want 1 (the single-statement ALTER)", n)
+	}
+	exec(t, e.replicas[0], `ALTER TABLE acct ADD COLUMN note text DEFAULT 'n'`) // the one not written, by hand
+	e.once()
+	e.requireEqual(0, "acct")
+	if n := queryInt(t, e.replicas[0], `SELECT count(*) FROM information_schema.columns WHERE table_name = 'acct' AND column_name = 'note2'`); n != 1 {
+		t.Fatal("the replica did not get note2")
+	}
 }
