@@ -26,6 +26,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.executeCommand(),
 		a.skipCommand(),
 		a.reapplyCommand(),
+		a.retryCommand(),
 	}
 }
 

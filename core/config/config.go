@@ -29,7 +29,17 @@ type Config struct {
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
 	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
 	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
+	DDL          DDL           `yaml:"ddl"`           // schema changes made with plain SQL on the origin
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
+}
+
+// DDL is what happens to a schema change made with plain SQL (not
+// pgreplica execute) on a captured table of the origin.
+type DDL struct {
+	// Capture: the event trigger (installed by a superuser) also writes
+	// each such ALTER TABLE into the log, so that every replica runs it
+	// between the right changes, as pgreplica execute does.
+	Capture bool `yaml:"capture"`
 }
 
 // Endpoint is a database to connect to.

@@ -115,7 +115,10 @@ func replicaReport(outer context.Context, origin *pgx.Conn, set string, r config
 		return rr
 	}
 	if states, err := copystate.Read(ctx, conn, set); err == nil {
-		for t, st := range copystate.Syncing(states) {
+		for t, st := range states {
+			if !st.Waiting() {
+				continue
+			}
 			if rr.TableStates == nil {
 				rr.TableStates = map[string]copystate.State{}
 			}
