@@ -83,3 +83,36 @@ func TestCLIExecuteSkipReapplyAndStale(t *testing.T) {
 		t.Fatalf("check with stale capture: %d\n%s", code, out)
 	}
 }
+
+// tables shows the captured tables' sequences on the origin and each replica.
+func TestCLITablesShowsSequences(t *testing.T) {
+	cfg, origin, _ := dbs(t, `CREATE TABLE orders (id serial PRIMARY KEY, note text)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatalf("install: %s", errOut)
+	}
+	execSQL(t, origin, `INSERT INTO orders (note) SELECT 'x' FROM generate_series(1, 5)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate", "--once"); code != 0 {
+		t.Fatalf("replicate: %s", errOut)
+	}
+	out, _, code := cli(t, "", "-c", cfg, "tables")
+	if code != 0 {
+		t.Fatalf("tables: %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := strings.Fields(lines[len(lines)-1])
+	if strings.Join(last, " ") != "public.orders_id_seq public.orders 5 5" || !strings.Contains(out, "SEQUENCE") {
+		t.Fatalf("tables:\n%s", out)
+	}
+	out, _, _ = cli(t, "", "-c", cfg, "tables", "--json")
+	var tabs []struct {
+		Sequences []struct {
+			Name     string            `json:"name"`
+			Origin   *int64            `json:"origin"`
+			Replicas map[string]*int64 `json:"replicas"`
+		} `json:"sequences"`
+	}
+	if err := json.Unmarshal([]byte(out), &tabs); err != nil || len(tabs) != 1 || len(tabs[0].Sequences) != 1 ||
+		*tabs[0].Sequences[0].Origin != 5 || *tabs[0].Sequences[0].Replicas["r1"] != 5 {
+		t.Fatalf("tables --json: %v %s", err, out)
+	}
+}
