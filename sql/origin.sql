@@ -539,18 +539,28 @@ $$;
 -- create event triggers (a superuser); elsewhere capture goes on correctly
 -- but slowly after such a change (capture_now), and `pgreplica tables` shows
 -- the table as stale until `pgreplica install` is run again.
-CREATE OR REPLACE FUNCTION pgreplica.on_ddl() RETURNS event_trigger
+--
+-- With ddl.capture on (pgreplica.meta ddl_capture = on), an ALTER TABLE of a
+-- captured table is also written into the log (op 'E'), as pgreplica execute
+-- does, unless it came from pgreplica itself (execute, an apply session) or
+-- the query string holds several statements (they would all run again).
+CREATE OR REPLACE FUNCTION pgreplica.after_ddl(tag text, search_path text, query text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tbl regclass;
+    tbl      regclass;
+    captured boolean := false;
+    q        text;
 BEGIN
+    -- pg_event_trigger_ddl_commands fails outside an event trigger: this
+    -- function does nothing when called any other way.
     FOR tbl IN
         SELECT DISTINCT pgreplica.captured_table(d.objid)
           FROM pg_event_trigger_ddl_commands() d
          WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')
     LOOP
         IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_capture') THEN
+            captured := true;
             BEGIN
                 PERFORM pgreplica.refresh_table(tbl);
             EXCEPTION WHEN OTHERS THEN
@@ -559,6 +569,30 @@ BEGIN
             END;
         END IF;
     END LOOP;
+    IF NOT captured OR tag <> 'ALTER TABLE'
+       OR coalesce((SELECT value FROM pgreplica.meta WHERE key = 'ddl_capture'), 'off') <> 'on'
+       OR pgreplica.apply_tag() IS NOT NULL THEN
+        RETURN;
+    END IF;
+    q := rtrim(query, E' \t\r\n;');
+    IF position(';' IN q) > 0 THEN
+        RAISE WARNING 'pgreplica: this ALTER TABLE was not written for the replicas: its query string holds several statements'
+            USING HINT = 'Run the change on the replicas too, or use pgreplica execute.';
+        RETURN;
+    END IF;
+    PERFORM pgreplica.log_execute(q, search_path);
+END
+$$;
+
+-- The event trigger's function hands the tag, the changing session's
+-- search_path and its query over to the function above. It has no pinned
+-- search_path (it reads the caller's), so every name in it is qualified:
+-- nothing in it can be shadowed by the caller's search_path.
+CREATE OR REPLACE FUNCTION pgreplica.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    PERFORM pgreplica.after_ddl(TG_TAG, pg_catalog.current_setting('search_path'), pg_catalog.current_query());
 END
 $$;
 
@@ -587,6 +621,7 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION pgreplica.log_execute(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgreplica.after_ddl(text, text, text) FROM PUBLIC;
 
 -- Sequences travel in the log too: the engine calls log_sequences every
 -- few seconds, which writes the values of the captured tables' sequences as

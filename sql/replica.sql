@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS pgreplica.conflict (
 --   catchup      the copy committed at snapshot; events visible in it are
 --                skipped, held ones applied first
 --   replicating  the position has passed the copy: nothing special
+--   held         the replica cannot apply the table's events (reason says
+--                why): they are held until pgreplica retry --table
 CREATE TABLE IF NOT EXISTS pgreplica.table_state (
     set_name    text NOT NULL,
     schema_name text NOT NULL,
@@ -76,6 +78,9 @@ CREATE TABLE IF NOT EXISTS pgreplica.held (
     data        jsonb
 );
 CREATE INDEX IF NOT EXISTS held_table ON pgreplica.held (set_name, schema_name, table_name, seq);
+-- A table whose events the replica cannot apply (a column it lacks...) is
+-- 'held' too, with the reason, until pgreplica retry --table releases it.
+ALTER TABLE pgreplica.table_state ADD COLUMN IF NOT EXISTS reason text;
 
 -- Raised by the engine's position update when the stored position is not
 -- the one it applied from (another applier, a verify): the transaction then

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,16 +23,6 @@ import (
 	"pgreplica/core/alert/alerttest"
 	"pgreplica/core/pgtest"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // scrape reads /metrics with the Prometheus text parser.
 func scrape(t *testing.T, addr string) (map[string]*dto.MetricFamily, string) {

@@ -12,6 +12,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.statusCommand(),
 		a.purgeCommand(),
 		a.tuiCommand(),
+		a.serveCommand(),
 		a.demoCommand(),
 		a.syncCommand(),
 		a.verifyCommand(),
@@ -20,7 +21,6 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.backupCommand(),
 		a.smokeCommand(),
 		a.whyCommand(),
-		a.retryCommand(),
 		a.alertsCommand(),
 		a.exportCommand(),
 		a.importCommand(),
@@ -28,6 +28,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.executeCommand(),
 		a.skipCommand(),
 		a.reapplyCommand(),
+		a.retryCommand(),
 	}
 }
 

@@ -163,3 +163,72 @@ fail. Nothing changes if it fails again.`,
 	cmd.Flags().Int64Var(&id, "event", 0, "the skipped event's id")
 	return cmd
 }
+
+func (a *app) retryCommand() *cobra.Command {
+	var replica string
+	var tables []string
+	cmd := &cobra.Command{
+		Use:   "retry --table T [--replica R] | retry --replica R",
+		Short: "Release a held table, or make the daemon retry a stopped replica now",
+		Long: `With --replica R alone: asks the running daemon, through its control socket
+(control.socket), to retry the replica at once instead of waiting for the end
+of its backoff (up to 30 seconds for a stopped replica). Use it after fixing
+what stopped the replica (see pgreplica why).
+
+With --table T: a table whose events a replica cannot apply (it lacks a column, a NOT NULL
+column gets no value...) is held there: its events wait in pgreplica.held, in
+order, while the other tables keep replicating (tables and status show it as
+held, with the reason). Once you fixed the table on the replica, retry
+releases it: the held events are applied first, at the engine's next batch,
+then the table's new ones. If they still do not fit, the table is held again
+and nothing is lost. (pgreplica sync --table T copies it again instead.)`,
+		Example: "  pgreplica -c shop.yaml retry --replica reporting\n  pgreplica -c shop.yaml retry --table public.orders --replica reporting",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(tables) == 0 {
+				if replica == "" {
+					return &usageError{"--table T or --replica R is required"}
+				}
+				return a.retryNow(cmd.Context(), replica)
+			}
+			ts, err := parseTables(tables)
+			if err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			released := 0
+			for _, r := range cfg.Connected() {
+				if replica != "" && r.Name != replica {
+					continue
+				}
+				for _, t := range ts {
+					ok, err := replay.RetryTable(cmd.Context(), cfg, r, t)
+					if err != nil {
+						return err
+					}
+					if ok {
+						released++
+						a.line(fmt.Sprintf("replica %s: released %s; its held events are applied at the engine's next batch", r.Name, t))
+					}
+				}
+			}
+			if released == 0 {
+				return fmt.Errorf("no such table is held on %s", orAll(replica))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&replica, "replica", "", "only this replica (default: every replica where the table is held)")
+	cmd.Flags().StringArrayVar(&tables, "table", nil, "the held table (repeatable)")
+	return cmd
+}
+
+func orAll(replica string) string {
+	if replica == "" {
+		return "any replica"
+	}
+	return "replica " + replica
+}

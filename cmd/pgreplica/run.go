@@ -22,6 +22,7 @@ import (
 	"pgreplica/core/metrics"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/tui/source"
 )
 
 type runOptions struct {
@@ -29,6 +30,7 @@ type runOptions struct {
 	logFormat string
 	logFile   string
 	logLevel  string
+	serveSSH  string // also serve the TUI over SSH on this address
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -48,7 +50,9 @@ unfinished batch is rolled back and applied at the next start). SIGHUP reloads t
 config file (and reopens --log-file, for logrotate); an invalid new config is
 logged and the running one kept. With control.socket set, the daemon serves
 its status and log there for 'pgreplica status' and the TUI (and takes
-'pgreplica retry'). With alerts: set it sends e-mail and webhook alerts
+'pgreplica retry'). With --serve-ssh HOST:PORT the same process serves the
+TUI over SSH, every session on this engine (see 'pgreplica serve --help' and
+serve.ssh in the config). With alerts: set it sends e-mail and webhook alerts
 (engine started/stopped, a replica stopped, unreachable, behind, new
 conflicts, and when each clears); with metrics.listen set it serves
 /metrics, /healthz and /readyz there (an address in use is an error).
@@ -70,6 +74,7 @@ hosts for high availability.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logFile, "log-file", "", "append logs to FILE instead of standard error")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.serveSSH, "serve-ssh", "", "also serve the TUI over SSH on HOST:PORT (see pgreplica serve --help)")
 	return cmd
 }
 
@@ -98,27 +103,34 @@ func (s *logSink) reopen() error {
 	return nil
 }
 
-func (a *app) runEngine(ctx context.Context, o runOptions) error {
+// daemonLogger is the log of the daemon: text or JSON lines to stderr or
+// --log-file.
+func (a *app) daemonLogger(o runOptions) (*slog.Logger, *logSink, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return usagef("--log-level: %v", err)
+		return nil, nil, usagef("--log-level: %v", err)
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
-		return usagef("--log-format must be text or json (got %q)", o.logFormat)
+		return nil, nil, usagef("--log-format must be text or json (got %q)", o.logFormat)
 	}
 	sink := &logSink{path: o.logFile, w: a.stderr}
 	if err := sink.reopen(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	var out slog.Handler
 	hopts := &slog.HandlerOptions{Level: level}
 	if o.logFormat == "json" {
-		out = slog.NewJSONHandler(sink, hopts)
-	} else {
-		out = slog.NewTextHandler(sink, hopts)
+		return slog.New(slog.NewJSONHandler(sink, hopts)), sink, nil
+	}
+	return slog.New(slog.NewTextHandler(sink, hopts)), sink, nil
+}
+
+func (a *app) runEngine(ctx context.Context, o runOptions) error {
+	plain, sink, err := a.daemonLogger(o)
+	if err != nil {
+		return err
 	}
 	ring := logring.New(2000)
-	log := slog.New(slog.NewMultiHandler(out, ring.Handler(slog.LevelInfo)))
+	log := slog.New(slog.NewMultiHandler(plain.Handler(), ring.Handler(slog.LevelInfo)))
 
 	cfg, err := a.loadConfigWithReplicas()
 	if err != nil {
@@ -128,6 +140,33 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 		if err := control.Check(cfg.Control.Socket); err != nil {
 			return err
 		}
+	}
+	// The TUI over SSH: one server for the life of the process, whose
+	// sessions all show the engine running here (the new one after a reload).
+	local := &localEngine{ring: ring}
+	var current struct {
+		sync.Mutex
+		cfg *config.Config
+	}
+	current.cfg = cfg
+	if o.serveSSH != "" {
+		srv, err := listenSSH(cfg, o.serveSSH, log, &source.Daemon{Client: local}, func() *config.Config {
+			current.Lock()
+			defer current.Unlock()
+			return current.cfg
+		})
+		if err != nil {
+			return err
+		}
+		sshCtx, stopSSH := context.WithCancel(ctx)
+		sshDone := make(chan struct{})
+		go func() {
+			defer close(sshDone)
+			if err := srv.Serve(sshCtx); err != nil {
+				log.Error("ssh server", "err", err.Error())
+			}
+		}()
+		defer func() { stopSSH(); <-sshDone }()
 	}
 	if err := preflight(ctx, cfg, log); err != nil {
 		return err
@@ -166,6 +205,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 				met.OnEvent(ev)
 			}
 		})})
+		local.use(cfg.Name, eng)
 		met = metrics.New(cfg, eng, log)
 		if ml == nil && cfg.Metrics.Listen != "" {
 			if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
@@ -212,6 +252,9 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 				}
 				log.Info("reloading config", "path", next.Path)
 				cfg, reload = next, true
+				current.Lock()
+				current.cfg = next
+				current.Unlock()
 			}
 		}
 		stop()

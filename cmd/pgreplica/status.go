@@ -22,6 +22,7 @@ type statusJSON struct {
 	Origin        string              `json:"origin"`
 	DaemonRunning bool                `json:"daemon_running"`
 	LogEvents     int64               `json:"log_events"`
+	StaleCapture  []string            `json:"stale_capture"` // tables whose capture is stale: run install
 	Replicas      []replicaStatusJSON `json:"replicas"`
 }
 
@@ -83,7 +84,7 @@ waiting for the next export and the bundles not yet acknowledged are shown.`,
 				}
 				cancel()
 			}
-			rep, err := replay.QueryStatus(cmd.Context(), cfg)
+			rep, err := replay.QueryStatusStale(cmd.Context(), cfg)
 			if err != nil {
 				// The origin cannot be read: say at least what the daemon sees.
 				for _, r := range status.Merge(nil, nil, live) {
@@ -98,7 +99,8 @@ waiting for the next export and the bundles not yet acknowledged are shown.`,
 				}
 				return err
 			}
-			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
+			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents,
+				StaleCapture: append([]string{}, rep.Stale...)}
 			for _, r := range status.Merge(nil, &rep, live) {
 				j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(),
 					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables, Holder: r.Holder}
@@ -137,6 +139,9 @@ waiting for the next export and the bundles not yet acknowledged are shown.`,
 				daemon = "engine running"
 			}
 			fmt.Fprintf(a.stdout, "set %s · origin %s · %s · %d events in the log\n\n", out.Set, out.Origin, daemon, out.LogEvents)
+			for _, t := range out.StaleCapture {
+				fmt.Fprintf(a.stdout, "capture is stale for %s: run pgreplica install (a column added since is not replicated)\n\n", t)
+			}
 			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "REPLICA\tSTATE\tPENDING\tLAG\tLAST APPLIED\tCONFLICTS")
 			for _, r := range out.Replicas {

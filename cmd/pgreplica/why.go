@@ -243,41 +243,25 @@ func (a *app) printWhy(out whyJSON) {
 	}
 }
 
-func (a *app) retryCommand() *cobra.Command {
-	var replica string
-	cmd := &cobra.Command{
-		Use:   "retry",
-		Short: "Make the running daemon retry a stopped or retrying replica now",
-		Long: `Asks the running daemon, through its control socket (control.socket), to retry
-a replica at once instead of waiting for the end of its backoff (up to 30
-seconds for a stopped replica). Use it after fixing what stopped the replica
-(see pgreplica why).`,
-		Example: "  pgreplica -c shop.yaml retry --replica reporting",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if replica == "" {
-				return usagef("--replica NAME is required")
-			}
-			cfg, err := a.loadConfigWithReplicas()
-			if err != nil {
-				return err
-			}
-			if _, err := cfg.Replica(replica); err != nil {
-				return usagef("--replica: %v", err)
-			}
-			if cfg.Control.Socket == "" {
-				return withHint(fmt.Errorf("control.socket is not set in %s: no way to reach the daemon", cfg.Path),
-					"set control.socket (for example /run/pgreplica/"+cfg.Name+".sock) and restart the daemon")
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			defer cancel()
-			if err := control.Dial(cfg.Control.Socket).Retry(ctx, replica); err != nil {
-				return withHint(err, "is the daemon running? systemctl status pgreplica@"+cfg.Name)
-			}
-			fmt.Fprintf(a.stdout, "replica %s: retry asked; see pgreplica status\n", replica)
-			return nil
-		},
+// retryNow asks the running daemon to retry replica at once (retry
+// --replica R without --table).
+func (a *app) retryNow(ctx context.Context, replica string) error {
+	cfg, err := a.loadConfigWithReplicas()
+	if err != nil {
+		return err
 	}
-	cmd.Flags().StringVar(&replica, "replica", "", "the replica `NAME` to retry")
-	return cmd
+	if _, err := cfg.Replica(replica); err != nil {
+		return usagef("--replica: %v", err)
+	}
+	if cfg.Control.Socket == "" {
+		return withHint(fmt.Errorf("control.socket is not set in %s: no way to reach the daemon", cfg.Path),
+			"set control.socket (for example /run/pgreplica/"+cfg.Name+".sock) and restart the daemon")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := control.Dial(cfg.Control.Socket).Retry(ctx, replica); err != nil {
+		return withHint(err, "is the daemon running? systemctl status pgreplica@"+cfg.Name)
+	}
+	fmt.Fprintf(a.stdout, "replica %s: retry asked; see pgreplica status\n", replica)
+	return nil
 }

@@ -191,6 +191,18 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 	}
 	if !ddl {
 		report("origin: no event trigger (creating one needs a superuser): after an ALTER TABLE of a captured table, run pgreplica install again (pgreplica tables shows such tables as stale)")
+		if s.cfg.DDL.Capture {
+			return "", errors.New("origin: ddl.capture needs the event trigger, which only a superuser's install creates; run install as a superuser, or use pgreplica execute for schema changes")
+		}
+	}
+	capture := map[bool]string{true: "on", false: "off"}[s.cfg.DDL.Capture]
+	if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('ddl_capture', $1)
+	                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+	                                  WHERE pgreplica.meta.value <> EXCLUDED.value`, capture); err != nil {
+		return "", fmt.Errorf("origin: record ddl.capture: %w", err)
+	}
+	if s.cfg.DDL.Capture {
+		report("origin: ddl.capture is on: a plain ALTER TABLE of a captured table reaches every replica in the stream")
 	}
 	for _, t := range tables {
 		line, err := addTableRetried(ctx, s.origin, t.Table)

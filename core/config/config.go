@@ -30,7 +30,18 @@ type Config struct {
 	Alerts       Alerts        `yaml:"alerts"`        // e-mail and webhook alerts (alerts.go)
 	Metrics      Metrics       `yaml:"metrics"`       // Prometheus and health endpoint
 	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
+	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
+	DDL          DDL           `yaml:"ddl"`           // schema changes made with plain SQL on the origin
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
+}
+
+// DDL is what happens to a schema change made with plain SQL (not
+// pgreplica execute) on a captured table of the origin.
+type DDL struct {
+	// Capture: the event trigger (installed by a superuser) also writes
+	// each such ALTER TABLE into the log, so that every replica runs it
+	// between the right changes, as pgreplica execute does.
+	Capture bool `yaml:"capture"`
 }
 
 // Endpoint is a database to connect to.
@@ -116,6 +127,7 @@ func Default() Config {
 		Purge:        Purge{Interval: DefaultPurgeInterval},
 		Alerts:       defaultAlerts(),
 		Timeouts:     Timeouts{Connect: DefaultConnect, DeadPath: DefaultDeadPath, OrphanGrace: DefaultOrphanGrace},
+		Serve:        defaultServe(),
 	}
 }
 
@@ -268,6 +280,7 @@ func (c *Config) problems() []problem {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
 	c.alertProblems(add)
+	c.Serve.problems(add)
 	return ps
 }
 

@@ -39,6 +39,7 @@ func TestDefault(t *testing.T) {
 		Purge:        Purge{Interval: time.Minute},
 		Alerts:       defaultAlerts(),
 		Timeouts:     Timeouts{Connect: 10 * time.Second, DeadPath: 30 * time.Second, OrphanGrace: 30 * time.Second},
+		Serve:        Serve{SSH: SSH{HostKey: "ssh_host_ed25519_key", IdleTimeout: 30 * time.Minute, MaxSessions: 10}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -100,6 +101,7 @@ control:
 		Control:      Control{Socket: "/run/pgreplica.sock"},
 		Alerts:       defaultAlerts(),
 		Timeouts:     Timeouts{Connect: 10 * time.Second, DeadPath: 30 * time.Second, OrphanGrace: 30 * time.Second},
+		Serve:        Default().Serve,
 		Path:         "pgreplica.yaml",
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -345,12 +347,14 @@ func TestLoadExample(t *testing.T) {
 	if err := c.RequireReplicas(); err != nil {
 		t.Error(err)
 	}
-	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 {
+	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 ||
+		c.Serve.SSH.Listen == "" || c.Serve.SSH.AuthorizedKeys == "" || c.Serve.SSH.ReadOnlyKeys == "" {
 		t.Errorf("example.yaml does not set every key: %+v", c)
 	}
 	// The example documents the defaults it repeats.
 	d := Default()
-	if c.PollInterval != d.PollInterval || c.Batch != d.Batch || c.Purge != d.Purge || c.Timeouts != d.Timeouts {
+	if c.PollInterval != d.PollInterval || c.Batch != d.Batch || c.Purge != d.Purge || c.Timeouts != d.Timeouts ||
+		c.Serve.SSH.IdleTimeout != d.Serve.SSH.IdleTimeout || c.Serve.SSH.MaxSessions != d.Serve.SSH.MaxSessions {
 		t.Errorf("example.yaml: poll_interval, batch or purge differ from the defaults: %+v", c)
 	}
 }

@@ -161,6 +161,9 @@ func decodeError(path string, root *yaml.Node, err error, c *Config) error {
 			case "purge.interval":
 				c.Purge.Interval = 0
 				continue
+			case "serve.ssh.idle_timeout":
+				c.Serve.SSH.IdleTimeout = 0
+				continue
 			}
 		}
 		errs = append(errs, errors.New(location(path, line)+typeErrorText(root, line, msg)))

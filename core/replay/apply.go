@@ -133,7 +133,7 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> 
 		return nil, fmt.Errorf("columns of %s: %w", t, err)
 	}
 	if len(m.cols) == 0 {
-		return nil, stop("replica %s lacks table %s (event %d); create it there or resync", a.replica, t, eventID)
+		return nil, stopTable(t, nil, "replica %s lacks table %s (event %d); its events are held there: create it, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, t, eventID, t, t)
 	}
 	var kind string
 	if err := a.conn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)`, t.Ident()).Scan(&kind); err != nil {
@@ -355,7 +355,7 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		switch {
 		case skipped[e.ID]:
 			// skipped by the operator (pgreplica skip)
-		case st.state == "copying":
+		case st.state == "copying" || st.state == "held":
 			hold.Queue(`INSERT INTO pgreplica.held (set_name, event_id, txid, at, schema_name, table_name, op, key, data)
 			            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
 				a.set, e.ID, int64(e.Txid), e.At, e.Table.Schema, e.Table.Name, string(e.Op), nullText(e.Key), nullText(e.Data))
@@ -525,7 +525,7 @@ func (a *applier) lockAndReadStates(ctx context.Context, tx session, begin bool)
 	}
 	b.Queue(`SELECT 1 FROM pgreplica.position WHERE set_name = $1 FOR UPDATE`, a.set)
 	b.Queue(`SELECT schema_name, table_name, state, coalesce(snapshot, '') FROM pgreplica.table_state
-	          WHERE set_name = $1 AND state IN ('copying', 'catchup')`, a.set)
+	          WHERE set_name = $1 AND state IN ('copying', 'catchup', 'held')`, a.set)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 	if begin {
@@ -623,7 +623,11 @@ func (a *applier) explain(e *event, err error) error {
 	case pg.IsTransient(err):
 		return fmt.Errorf("%s: %w", what, err) // transient: retried
 	case pgErr.Code == pgerrcode.UndefinedTable:
-		return &stopError{msg: fmt.Sprintf("replica %s lacks table %s (event %d)", a.replica, e.Table, e.ID), err: err}
+		return stopTable(e.Table, err, "replica %s lacks table %s (event %d); its events are held there: create it, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, e.Table, e.ID, e.Table, e.Table)
+	case pgErr.Code == pgerrcode.UndefinedColumn || pgErr.Code == pgerrcode.NotNullViolation || pgErr.Code == pgerrcode.DatatypeMismatch:
+		// the replica's table is not the shape of the origin's
+		return stopTable(e.Table, err, "%s: %s [SQLSTATE %s]; its events are held there: fix the table, then pgreplica retry --table %s (or pgreplica sync --table %s)",
+			what, pgErr.Message, pgErr.Code, e.Table, e.Table)
 	}
 	msg := what + ": " + pgErr.Message
 	if pgErr.Detail != "" {

@@ -502,7 +502,7 @@ func (a *applier) checkColumns(m *tableMeta, t pg.Table, cols []string, eventID 
 		col, ok := m.cols[c]
 		switch {
 		case !ok:
-			return stop("replica %s: table %s lacks column %s (event %d)", a.replica, t, pg.Name(c), eventID)
+			return stopTable(t, nil, "replica %s: table %s lacks column %s (event %d); its events are held there: add the column, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, t, pg.Name(c), eventID, t, t)
 		case col.generated:
 			return stop("replica %s: column %s of %s is generated there and cannot be written (event %d)", a.replica, pg.Name(c), t, eventID)
 		}

@@ -209,6 +209,21 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 			}
 			continue
 		}
+		if t, why, ok := heldTable(err); ok && w.replicaConn != nil && !w.replicaConn.IsClosed() {
+			// Only this table's stream stops (see held.go).
+			hctx, cancel := w.within(ctx, 0)
+			herr := holdTable(hctx, w.replicaConn, w.set, t, why)
+			cancel()
+			if herr != nil {
+				return applied, errors.Join(err, herr)
+			}
+			w.log.Warn("table held: its events wait on the replica until it is fixed", "table", t.String(), "err", why)
+			w.havePos = false
+			if err := w.connect(ctx); err != nil {
+				return applied, err
+			}
+			continue
+		}
 		if err != nil {
 			return applied, err
 		}

@@ -486,11 +486,18 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 	case capture.Removed:
 		text = "Capture of this table was removed: its replicas missed the changes made since and are not kept in step. Copy it again with pgreplica add-table --sync " + r.Table.String() + " (or --no-sync to accept the difference)."
 	case capture.Missing:
-		text = fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. Press i to install it (then copy existing rows with pgreplica sync).", key)
+		fix := "Press i to install it (then copy existing rows with pgreplica sync)."
+		if m.env.ReadOnly {
+			fix = "This session is read-only: an operator installs it with pgreplica add-table " + r.Table.String() + "."
+		}
+		text = fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. %s", key, fix)
 	case capture.NoKey:
 		text = "No primary key (or unique NOT NULL index): UPDATE and DELETE could not be matched on the replica, so it cannot be captured. Add a primary key, or exclude the table in tables.exclude."
 	case capture.Disabled:
 		text = "The capture trigger exists but is disabled (ALTER TABLE … DISABLE TRIGGER): changes are NOT being captured. Enable it with ALTER TABLE … ENABLE TRIGGER, or press i to reinstall."
+		if m.env.ReadOnly {
+			text = strings.TrimSuffix(text, ", or press i to reinstall.") + "."
+		}
 	}
 	if m.working != "" {
 		text = t.Glyphs.Dot + " " + m.working + "…"
