@@ -52,7 +52,8 @@ var opWords = map[byte]string{'I': "INSERT", 'U': "UPDATE", 'D': "DELETE", 'T': 
 // origin, then applies the pending events (at most limit) in order, in a
 // replica transaction that is always rolled back, to name the first one
 // the replica refuses and why. It changes nothing. Events of tables being
-// copied are held, not applied, and are not tried.
+// copied or held (pgreplica retry --table) are held, not applied, and are
+// not tried.
 func Diagnose(ctx context.Context, cfg *config.Config, replica string, limit int) (Diagnosis, error) {
 	r, err := cfg.Replica(replica)
 	if err != nil {
@@ -124,7 +125,7 @@ SELECT format('%I.%I', schema_name, table_name), count(*), min(at) FROM pgreplic
 	}
 	copying := map[pg.Table]bool{}
 	trows, err := tx.Query(ctx, `SELECT schema_name, table_name FROM pgreplica.table_state
-	                              WHERE set_name = $1 AND state = 'copying'`, cfg.Name)
+	                              WHERE set_name = $1 AND state IN ('copying', 'held')`, cfg.Name)
 	if err != nil {
 		return d, fmt.Errorf("replica %s: read table states: %w", r.Name, err)
 	}
