@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS pgreplica.meta (
 --   txid    the writer's transaction id; decides which batch an event is in
 --   at      when the change was captured (clock_timestamp, not commit time)
 --   op      I insert, U update, D delete, T truncate, E a script (execute),
---           S a sample of the captured tables' sequences
+--           Q a sample of the captured tables' sequences
 --   key     primary key of the row before the change (U, D)
 --   data    the new row image (I) or only the changed columns (U)
 --   origin  the pgreplica.origin tag of the writing session (cascading)
@@ -49,6 +49,30 @@ REVOKE ALL ON pgreplica.log, pgreplica.log_0, pgreplica.log_1, pgreplica.log_2, 
 CREATE INDEX IF NOT EXISTS log_0_txid ON pgreplica.log_0 (txid);
 CREATE INDEX IF NOT EXISTS log_1_txid ON pgreplica.log_1 (txid);
 CREATE INDEX IF NOT EXISTS log_2_txid ON pgreplica.log_2 (txid);
+
+-- Writes one event of the current transaction into the log table of its
+-- id block and returns its id: for the rare events (TRUNCATE, a script, a
+-- sequence sample). The row capture functions inline the same INSERT, which
+-- is cheaper than a call on the hot path.
+CREATE OR REPLACE FUNCTION pgreplica.write_event(schema_name text, table_name text, op "char", data jsonb, origin text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    newid bigint := nextval('pgreplica.log_id_seq');
+BEGIN
+    CASE (newid / 100000) % 3
+    WHEN 0 THEN
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data, origin) VALUES (newid, schema_name, table_name, op, data, origin);
+    WHEN 1 THEN
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data, origin) VALUES (newid, schema_name, table_name, op, data, origin);
+    ELSE
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data, origin) VALUES (newid, schema_name, table_name, op, data, origin);
+    END CASE;
+    RETURN newid;
+END
+$$;
+REVOKE ALL ON FUNCTION pgreplica.write_event(text, text, "char", jsonb, text) FROM PUBLIC;
 
 -- Replicas known to this origin and how far each has applied, copied here by
 -- the engine after each batch commits on the replica (the replica's own
@@ -337,9 +361,7 @@ CREATE OR REPLACE FUNCTION pgreplica.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tag   text;
-    xid   xid8 := pg_current_xact_id();
-    newid bigint;
+    tag text;
 BEGIN
     IF current_setting('pgreplica.origin', true) <> '' THEN
         tag := pgreplica.apply_tag();
@@ -347,18 +369,7 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
-    newid := nextval('pgreplica.log_id_seq');
-    CASE (newid / 100000) % 3
-    WHEN 0 THEN
-        INSERT INTO pgreplica.log_0 (id, txid, schema_name, table_name, op, origin)
-        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', tag);
-    WHEN 1 THEN
-        INSERT INTO pgreplica.log_1 (id, txid, schema_name, table_name, op, origin)
-        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', tag);
-    ELSE
-        INSERT INTO pgreplica.log_2 (id, txid, schema_name, table_name, op, origin)
-        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', tag);
-    END CASE;
+    PERFORM pgreplica.write_event(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', NULL, tag);
     PERFORM pg_notify('pgreplica', '');
     RETURN NULL;
 END
@@ -605,17 +616,8 @@ CREATE OR REPLACE FUNCTION pgreplica.log_execute(script text, search_path text) 
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    newid bigint := nextval('pgreplica.log_id_seq');
-    d     jsonb := jsonb_build_object('sql', script, 'search_path', search_path);
+    newid bigint := pgreplica.write_event('', '', 'E', jsonb_build_object('sql', script, 'search_path', search_path), NULL);
 BEGIN
-    CASE (newid / 100000) % 3
-    WHEN 0 THEN
-        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
-    WHEN 1 THEN
-        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
-    ELSE
-        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
-    END CASE;
     PERFORM pg_notify('pgreplica', '');
     RETURN newid;
 END
@@ -625,7 +627,7 @@ REVOKE ALL ON FUNCTION pgreplica.after_ddl(text, text, text) FROM PUBLIC;
 
 -- Sequences travel in the log too: the engine calls log_sequences every
 -- few seconds, which writes the values of the captured tables' sequences as
--- one event (op 'S') when any moved since the last sample. A replica applies
+-- one event (op 'Q') when any moved since the last sample. A replica applies
 -- it in order, after every change committed before the sample (so its
 -- sequences are ahead of every value those changes used), and never moves a
 -- sequence back.
@@ -659,8 +661,7 @@ CREATE OR REPLACE FUNCTION pgreplica.log_sequences() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    d     jsonb;
-    newid bigint;
+    d jsonb;
 BEGIN
     SELECT coalesce(jsonb_object_agg(pgreplica.table_name(s.seq), v.last), '{}') INTO d
       FROM pgreplica.captured_sequences() s
@@ -671,16 +672,7 @@ BEGIN
     END IF;
     INSERT INTO pgreplica.sequence_sample (id, sample) VALUES (1, d)
     ON CONFLICT (id) DO UPDATE SET sample = EXCLUDED.sample;
-    newid := nextval('pgreplica.log_id_seq');
-    CASE (newid / 100000) % 3
-    WHEN 0 THEN
-        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
-    WHEN 1 THEN
-        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
-    ELSE
-        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
-    END CASE;
-    RETURN newid;
+    RETURN pgreplica.write_event('', '', 'Q', d, NULL);
 END
 $$;
 REVOKE ALL ON FUNCTION pgreplica.log_sequences() FROM PUBLIC;

@@ -617,7 +617,7 @@ func (a *applier) explain(e *event, err error) error {
 	if !errors.As(err, &pgErr) {
 		return fmt.Errorf("apply event %d to %s: %w", e.ID, e.Table, err)
 	}
-	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of", 'E': "script for", 'S': "sequences of"}[e.Op]
+	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of", 'E': "script for", 'Q': "sequences of"}[e.Op]
 	what := fmt.Sprintf("replica %s: %s %s (event %d)", a.replica, op, e.Table, e.ID)
 	switch {
 	case pg.IsTransient(err):

@@ -40,7 +40,7 @@ func (a *applier) applyWithScripts(ctx context.Context, tx session, events []*ev
 	var conflicts []Conflict
 	start := 0
 	for i, e := range events {
-		if e.Op != 'E' && e.Op != 'S' {
+		if e.Op != 'E' && e.Op != 'Q' {
 			continue
 		}
 		c, err := apply(ctx, tx, events[start:i])
@@ -154,7 +154,7 @@ func (a *applier) skippedEvents(ctx context.Context, tx session) (map[int64]bool
 	return skip, nil
 }
 
-// setSequences applies a sample of the origin's sequences ('S' event):
+// setSequences applies a sample of the origin's sequences ('Q' event):
 // each sequence the replica has is set to the origin's value unless it is
 // there already or beyond (a sequence never moves back). A sequence the
 // replica lacks is left out.

@@ -26,7 +26,7 @@ type Skipped struct {
 
 // Describe is the event in one line for the operator.
 func (s Skipped) Describe() string {
-	op := map[string]string{"I": "INSERT into", "U": "UPDATE of", "D": "DELETE from", "T": "TRUNCATE of", "E": "script (execute)"}[s.Op]
+	op := map[string]string{"I": "INSERT into", "U": "UPDATE of", "D": "DELETE from", "T": "TRUNCATE of", "E": "script (execute)", "Q": "sequence sample"}[s.Op]
 	what := fmt.Sprintf("event %d (txid %d): %s", s.EventID, s.Txid, op)
 	if s.Op != "E" {
 		what += " " + s.Table.String()
