@@ -162,3 +162,7 @@ func KeyToPrompt(p **Prompt, msg tea.KeyPressMsg) tea.Cmd {
 	}
 	return nil
 }
+
+// Asks is the mark of a key whose action asks for confirmation first (in
+// key lines and help). It is not "…", which marks cut text.
+const Asks = "(asks)"

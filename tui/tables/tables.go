@@ -37,8 +37,8 @@ type Keys struct {
 
 func newKeys(readOnly bool) Keys {
 	k := Keys{
-		Install: key.NewBinding(key.WithKeys("i"), key.WithHelp("i", "install capture…")),
-		Remove:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "remove capture…")),
+		Install: key.NewBinding(key.WithKeys("i"), key.WithHelp("i", "install capture "+screen.Asks)),
+		Remove:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "remove capture "+screen.Asks)),
 		Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
 		Sort:    key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "sort")),
 		Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause")),
@@ -210,6 +210,11 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 		return m, tea.Batch(m.load(), screen.Flash(screen.Info, "updates resumed"))
 	case key.Matches(msg, m.keys.Refresh):
 		return m, m.load()
+	case key.Matches(msg, screen.DetailKey):
+		if _, ok := m.current(rows); ok {
+			return m, screen.OpenDetail
+		}
+		return m, nil
 	case key.Matches(msg, m.keys.Install):
 		return m, m.askInstall(rows)
 	case key.Matches(msg, m.keys.Remove):
@@ -347,13 +352,15 @@ func (m *Model) ShortHelp() []key.Binding {
 	if m.prompt != nil || m.filtering {
 		return nil
 	}
-	return []key.Binding{screen.Up, m.keys.Filter, m.keys.Sort, m.keys.Install, m.keys.Remove, m.keys.Pause, m.keys.Refresh}
+	k := m.keys
+	return []key.Binding{screen.ShortKey(screen.DetailKey, "detail"), screen.ShortKey(k.Install, "install "+screen.Asks), screen.ShortKey(k.Remove, "remove "+screen.Asks),
+		screen.ShortKey(screen.Up, "move"), k.Filter, k.Sort, k.Pause, k.Refresh}
 }
 
 // Help is the ? overlay's part.
 func (m *Model) Help() []screen.HelpGroup {
 	return []screen.HelpGroup{
-		{Title: "LISTS", Keys: []key.Binding{screen.Up, screen.Top, screen.HalfDown, m.keys.Filter, m.keys.Sort, m.keys.Pause, m.keys.Refresh}},
+		{Title: "LISTS", Keys: []key.Binding{screen.Up, screen.Top, screen.HalfDown, screen.DetailKey, m.keys.Filter, m.keys.Sort, m.keys.Pause, m.keys.Refresh}},
 		{Title: "TABLES", Keys: []key.Binding{m.keys.Install, m.keys.Remove}},
 	}
 }
@@ -392,8 +399,9 @@ func (m *Model) View(w, h int) string {
 	}
 	// Columns.
 	wide := w >= layout.WideWidth
-	nameW := max(w-2-10-14-9-12-14-4, 20)
-	head := "   " + screen.Fit("STATUS", 10) + " " + screen.Fit("TABLE", nameW) + " " + screen.Fit("KEY", 14) + screen.FitRight("PENDING", 9) + "  " + screen.Fit("STATE", 12) + screen.Fit("LAST EVENT", 12)
+	// 3 + status 11 + name + 1 + key 12 + pending 8 + 2 + state 12 + last 10
+	nameW := max(w-59, 12)
+	head := "   " + screen.Fit("STATUS", 10) + " " + screen.Fit("TABLE", nameW) + " " + screen.Fit("KEY", 12) + screen.FitRight("PENDING", 8) + "  " + screen.Fit("STATE", 12) + screen.Fit("LAST EVENT", 10)
 	lines = append(lines, t.Title.Render(screen.Fit(head, w)))
 	detail := m.detail(rows, w)
 	listH, _ := layout.Split(h-len(lines), len(detail)+1, 5)
@@ -417,7 +425,7 @@ func (m *Model) View(w, h int) string {
 		state := m.stateOf(r)
 		word := Word(r.Status)
 		line := " " + cur + t.StateStyle(word).Render(screen.Fit(word, 10)) + " " + screen.Fit(r.Table.String(), nameW) + " " +
-			screen.Fit(key, 14) + screen.FitRight(pend, 9) + "  " + screen.Fit(state, 12) + screen.Fit(last, 12)
+			screen.Fit(key, 12) + screen.FitRight(pend, 8) + "  " + screen.Fit(state, 12) + screen.Fit(last, 10)
 		if i == m.cursor {
 			line = t.Selected.Render(screen.Fit(stripANSI(line), w))
 		}
@@ -459,6 +467,48 @@ func (m *Model) stateOf(r capture.TableInfo) string {
 		return string(copystate.Replicating)
 	}
 	return "–"
+}
+
+// Detail is the selected table, whole.
+func (m *Model) Detail() (string, []string, bool) {
+	r, ok := m.current(m.visible())
+	if !ok {
+		return "", nil, false
+	}
+	key := "– (none)"
+	if len(r.Key) > 0 {
+		key = strings.Join(r.Key, ", ")
+	}
+	text := []string{
+		"status      " + Word(r.Status),
+		"key         " + key,
+		"copy state  " + m.stateOf(r),
+	}
+	if r.Status == capture.Installed || r.Status == capture.Disabled || r.Pending > 0 {
+		text = append(text, "pending     "+screen.Count(r.Pending)+" events not yet applied by the slowest replica",
+			"last event  "+screen.Ago(m.env.Now(), r.Last))
+	}
+	for _, s := range m.states[r.Table.String()] {
+		i := strings.LastIndexByte(s, ':')
+		text = append(text, "replica     "+s[:i]+": "+s[i+1:])
+	}
+	text = append(text, "", m.explain(r))
+	return "table " + r.Table.String(), text, true
+}
+
+func (m *Model) explain(r capture.TableInfo) string {
+	key := strings.Join(r.Key, ", ")
+	switch r.Status {
+	case capture.Installed:
+		return fmt.Sprintf("Captured: every INSERT, UPDATE and DELETE is logged and replayed on each replica. Key: %s (primary key). %s events waiting for the slowest replica.", key, screen.Count(r.Pending))
+	case capture.Missing:
+		return fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. Press i to install it (then copy existing rows with pgreplica sync).", key)
+	case capture.NoKey:
+		return "No primary key (or unique NOT NULL index): UPDATE and DELETE could not be matched on the replica, so it cannot be captured. Add a primary key, or exclude the table in tables.exclude."
+	case capture.Disabled:
+		return "The capture trigger exists but is disabled (ALTER TABLE … DISABLE TRIGGER): changes are NOT being captured. Enable it with ALTER TABLE … ENABLE TRIGGER, or press i to reinstall."
+	}
+	return "Status " + Word(r.Status) + "."
 }
 
 func (m *Model) detail(rows []capture.TableInfo, w int) []string {
