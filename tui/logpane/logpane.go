@@ -51,17 +51,17 @@ type Model struct {
 	Keys    Keys
 	records []logring.Record
 
-	follow   bool
-	paused   bool
-	level    slog.Level
-	scope    string // replica name, "" = all
-	search   screen.Input
-	inSearch bool
-	noTimes  bool
-	top      int // first shown line of the filtered list when not following
-	newLines int
-	height   int
-	match    int // index (in filtered) of the current match, -1 none
+	follow    bool
+	paused    bool
+	level     slog.Level
+	scope     string // replica name, "" = all
+	search    screen.Input
+	inSearch  bool
+	noTimes   bool
+	top       int // first shown line of the filtered list when not following
+	newLines  int
+	height    int
+	match     int // index (in filtered) of the current match, -1 none
 	wrap      bool
 	hasCursor bool
 	// cursor is the selected record (index in filtered) where the pane
