@@ -14,6 +14,7 @@ import (
 	"github.com/charmbracelet/colorprofile"
 	"github.com/spf13/cobra"
 
+	"pgreplica/core/capture"
 	"pgreplica/core/config"
 	"pgreplica/core/control"
 	"pgreplica/core/logring"
@@ -157,6 +158,10 @@ func (a *app) newWizard(cfg *config.Config, cfgErr error, th *theme.Theme, log *
 		ConfigPath: path,
 		Binary:     bin,
 		EngineLog:  log,
+		ReplicaRows: func(ctx context.Context, cfg *config.Config, tables []pg.Table) (map[string]map[pg.Table]int64, error) {
+			return capture.ReplicaRows(ctx, cfg, tables, "wizard")
+		},
+		CreateTables: tablecopy.CreateMissing,
 		Copy: func(ctx context.Context, cfg *config.Config, tables []pg.Table, progress func(wizard.CopyProgress)) error {
 			return tablecopy.Sync(ctx, cfg, tablecopy.Options{Tables: tables}, func(p tablecopy.Progress) {
 				progress(wizard.CopyProgress{Replica: p.Replica, Table: p.Table, Rows: p.Rows, TotalRows: p.TotalRows, Bytes: p.Bytes, Done: p.Done})

@@ -81,10 +81,79 @@ func (m *Model) copyKey(msg tea.KeyPressMsg) tea.Cmd {
 		if m.deps.Copy == nil {
 			return screen.Flash(screen.Bad, "the online copy is not available in this build; copy the data yourself and S to skip")
 		}
-		return m.startCopy()
+		return m.countReplicaRows()
 	}
 	return nil
 }
+
+type replicaRowsResult struct {
+	rows map[string]map[pg.Table]int64
+}
+
+// countReplicaRows reads what the copy would replace, then asks.
+func (m *Model) countReplicaRows() tea.Cmd {
+	if m.deps.ReplicaRows == nil {
+		return m.askCopy(replicaRowsResult{}, nil)
+	}
+	cfg := *m.cfg
+	tables := append([]pg.Table(nil), m.pick.confirmed...)
+	f := m.deps.ReplicaRows
+	return m.run(func(ctx context.Context, _ func(any)) (any, error) {
+		r, err := f(ctx, &cfg, tables)
+		return replicaRowsResult{rows: r}, err
+	})
+}
+
+// askCopy opens the copy's confirmation: it names each replica and the
+// rows there that the copy replaces. Replacing rows is typed (level 3);
+// filling empty tables is confirmed with y.
+func (m *Model) askCopy(r replicaRowsResult, err error) tea.Cmd {
+	if err != nil {
+		return screen.Flash(screen.Bad, "count the replicas' rows before the copy: "+err.Error())
+	}
+	var body []string
+	var withRows []string
+	n := len(m.pick.confirmed)
+	for _, rep := range m.cfg.Replicas {
+		if r.rows == nil {
+			body = append(body, fmt.Sprintf("replica %s: its rows of the %d picked tables are replaced by the origin's.", rep.Name, n))
+			withRows = append(withRows, rep.Name)
+			continue
+		}
+		var total int64
+		var which []string
+		for _, t := range m.pick.confirmed {
+			if c := r.rows[rep.Name][t]; c > 0 {
+				total += c
+				which = append(which, fmt.Sprintf("%s (~%s)", t, screen.Count(c)))
+			}
+		}
+		if total == 0 {
+			body = append(body, fmt.Sprintf("replica %s: the %d picked tables are empty there; nothing is replaced.", rep.Name, n))
+			continue
+		}
+		withRows = append(withRows, rep.Name)
+		if len(which) > 4 {
+			which = append(which[:4], fmt.Sprintf("%d more", len(which)-4))
+		}
+		body = append(body, fmt.Sprintf("replica %s: ~%s rows are DELETED and replaced by the origin's: %s.", rep.Name, screen.Count(total), strings.Join(which, ", ")))
+	}
+	body = append(body, "Copies the origin's rows of the picked tables, at one snapshot, to every replica. Way back: the replica's rows are not kept; restore them from a backup of the replica.")
+	p := &screen.Prompt{Level: 2, Title: fmt.Sprintf("Copy %d tables to %d %s?", n, len(m.cfg.Replicas), plural(len(m.cfg.Replicas), "replica", "replicas")), Body: body,
+		OnYes: func() tea.Msg { return runCopyMsg{} }}
+	if len(withRows) > 0 {
+		p.Level = 3
+		p.Expect = withRows[0]
+		if len(withRows) > 1 {
+			p.Expect = "replace"
+		}
+	}
+	m.prompt = p
+	return nil
+}
+
+type runCopyMsg struct{}
+
 
 type skipCopyMsg struct{}
 
@@ -159,7 +228,7 @@ func (m *Model) copyView(w, h int) string {
 	case m.states[stepCopy] == done:
 		lines = append(lines, t.OK.Render(g.Check+" every table copied")+" · enter continues")
 	default:
-		lines = append(lines, "enter copies the picked tables to every replica (their rows there are replaced) · S skips…")
+		lines = append(lines, screen.Wrap("enter shows what the copy replaces on each replica and asks; S skips "+screen.Asks+" (only when the replicas already hold the data)", w)...)
 	}
 	return strings.Join(lines, "\n")
 }

@@ -33,14 +33,36 @@ func (m *Model) smokeKey(msg tea.KeyPressMsg) tea.Cmd {
 	case "esc":
 		return m.back()
 	case "r":
-		return m.startSmoke()
+		return m.askSmoke()
 	case "enter":
 		if m.states[stepSmoke] == done {
 			return m.next()
 		}
-		return m.startSmoke()
+		return m.askSmoke()
 	}
 	return nil
+}
+
+type runSmokeMsg struct{}
+
+// askSmoke confirms the smoke test: it writes to the origin and every
+// replica.
+func (m *Model) askSmoke() tea.Cmd {
+	m.prompt = &screen.Prompt{Level: 2, Title: "Run the smoke test?",
+		Body: []string{
+			"Creates the table public.pgreplica_smoke on the origin and on every replica (" + replicaNames(m) + "), captures it, INSERTs, UPDATEs and DELETEs one row on the origin and waits for each change on every replica. The table is dropped afterwards.",
+			"No other table is touched. Way back: if it is left behind, DROP TABLE public.pgreplica_smoke on each database.",
+		},
+		OnYes: func() tea.Msg { return runSmokeMsg{} }}
+	return nil
+}
+
+func replicaNames(m *Model) string {
+	var n []string
+	for _, r := range m.cfg.Replicas {
+		n = append(n, r.Name)
+	}
+	return strings.Join(n, ", ")
 }
 
 func (m *Model) startSmoke() tea.Cmd {
@@ -85,7 +107,7 @@ func (m *Model) smokeView(w, h int) string {
 	lines := screen.Wrap("Creates a test table public.pgreplica_smoke on the origin and every replica, captures it, then INSERTs, UPDATEs and DELETEs a row on the origin and times each change until it is seen on every replica. The table is dropped afterwards.", w)
 	lines = append(lines, "")
 	if s.result == nil && m.job == nil && s.err == nil {
-		lines = append(lines, "enter runs it (an engine runs in this process for the test unless a daemon replays the set).")
+		lines = append(lines, screen.Wrap("enter asks, then runs it (an engine runs in this process for the test unless a daemon replays the set).", w)...)
 		return strings.Join(lines, "\n")
 	}
 	lines = append(lines, t.Title.Render("  "+screen.Fit("CHANGE", 9)+screen.Fit("REPLICA", 16)+"ARRIVED"))

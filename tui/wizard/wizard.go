@@ -45,6 +45,14 @@ type Deps struct {
 	EngineLog *slog.Logger
 	// SmokeTimeout bounds each smoke test change (default 10s).
 	SmokeTimeout time.Duration
+	// ReplicaRows estimates the rows each replica holds in tables (per
+	// replica name; a table the replica lacks is absent): what the copy
+	// replaces, for its confirmation. nil: the confirmation cannot count.
+	ReplicaRows func(ctx context.Context, cfg *config.Config, tables []pg.Table) (map[string]map[pg.Table]int64, error)
+	// CreateTables creates on each replica the tables it lacks, from the
+	// origin's definitions (the sync --schema path), reporting one line
+	// per thing done. nil: the wizard cannot create them.
+	CreateTables func(ctx context.Context, cfg *config.Config, tables []pg.Table, report func(string)) error
 }
 
 // The steps.
@@ -101,7 +109,7 @@ type Model struct {
 }
 
 type keys struct {
-	Next, Back, Rerun, Edit, ViewSQL, Skip, Toggle, All, None, Filter, Up, Down key.Binding
+	Next, Back, Rerun, Edit, ViewSQL, Skip, Create, Toggle, All, None, Filter, Up, Down key.Binding
 }
 
 func newKeys() keys {
@@ -111,7 +119,8 @@ func newKeys() keys {
 		Rerun:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "re-run")),
 		Edit:    key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "edit DSNs")),
 		ViewSQL: key.NewBinding(key.WithKeys("v"), key.WithHelp("v", "view SQL / unit")),
-		Skip:    key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "skip…")),
+		Skip:    key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "skip "+screen.Asks)),
+		Create:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "create missing tables on the replicas "+screen.Asks)),
 		Toggle:  key.NewBinding(key.WithKeys("space"), key.WithHelp("space", "toggle")),
 		All:     key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "all")),
 		None:    key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "none")),
@@ -199,6 +208,12 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 		return m, screen.Flash(screen.Warning, "initial copy skipped")
 	case runInstallMsg:
 		return m, m.startInstall()
+	case runCopyMsg:
+		return m, m.startCopy()
+	case runSmokeMsg:
+		return m, m.startSmoke()
+	case runCreateMsg:
+		return m, m.startCreate()
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
@@ -292,6 +307,10 @@ func (m *Model) event(ev any) {
 	switch m.cur {
 	case stepBackup:
 		m.backup.event(ev)
+	case stepPick:
+		if s, ok := ev.(string); ok {
+			m.pick.createLines = append(m.pick.createLines, s)
+		}
 	case stepInstall:
 		if s, ok := ev.(string); ok {
 			m.install.lines = append(m.install.lines, s)
@@ -309,6 +328,10 @@ func (m *Model) finished(res any, err error) tea.Cmd {
 		return m.checked(r)
 	case tablesResult:
 		return m.tablesLoaded(r, err)
+	case replicaRowsResult:
+		return m.askCopy(r, err)
+	case createdResult:
+		return m.tablesCreated(err)
 	}
 	switch m.cur {
 	case stepBackup:
@@ -430,13 +453,17 @@ func (m *Model) ShortHelp() []key.Binding {
 		}
 		return []key.Binding{m.nextHelp(), withHelp(k.Edit, "e", "file name"), k.Skip, k.Back}
 	case stepPick:
-		return []key.Binding{k.Toggle, k.All, k.None, k.Filter, withHelp(k.Next, "enter", "confirm"), k.Back}
+		keys := []key.Binding{withHelp(k.Next, "enter", "confirm"), k.Toggle}
+		if m.pick.missing() > 0 && m.deps.CreateTables != nil {
+			keys = append(keys, withHelp(k.Create, "c", "create missing "+screen.Asks))
+		}
+		return append(keys, k.All, k.None, k.Filter, k.Back)
 	case stepInstall:
 		return []key.Binding{m.nextHelp(), k.ViewSQL, k.Back}
 	case stepCopy:
 		return []key.Binding{m.nextHelp(), k.Skip, k.Back}
 	case stepSmoke:
-		return []key.Binding{m.nextHelp(), k.Rerun, k.Back}
+		return []key.Binding{m.nextHelp(), withHelp(k.Rerun, "r", "run again "+screen.Asks), k.Back}
 	case stepStart:
 		return []key.Binding{k.Up, withHelp(k.Next, "enter", "run"), withHelp(k.ViewSQL, "v", "view unit"), k.Back}
 	}
@@ -447,7 +474,7 @@ func (m *Model) nextHelp() key.Binding {
 	if m.states[m.cur] == done {
 		return withHelp(m.keys.Next, "enter", "next")
 	}
-	return withHelp(m.keys.Next, "enter", "run…")
+	return withHelp(m.keys.Next, "enter", "run "+screen.Asks)
 }
 
 func withHelp(b key.Binding, k, desc string) key.Binding {
@@ -460,7 +487,7 @@ func (m *Model) Help() []screen.HelpGroup {
 	k := m.keys
 	return []screen.HelpGroup{
 		{Title: "WIZARD", Keys: []key.Binding{k.Next, k.Back, k.Rerun, k.Edit, k.ViewSQL, k.Skip}},
-		{Title: "PICK TABLES", Keys: []key.Binding{k.Up, k.Toggle, k.All, k.None, k.Filter}},
+		{Title: "PICK TABLES", Keys: []key.Binding{k.Up, k.Toggle, k.All, k.None, k.Filter, k.Create}},
 	}
 }
 
