@@ -154,7 +154,6 @@ func (m *Model) askCopy(r replicaRowsResult, err error) tea.Cmd {
 
 type runCopyMsg struct{}
 
-
 type skipCopyMsg struct{}
 
 func (m *Model) startCopy() tea.Cmd {
