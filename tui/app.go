@@ -46,7 +46,8 @@ func NewApp(o AppOptions) *Model {
 	cfg := o.Config
 	tab := tables.New(env, tables.Deps{
 		List: func(ctx context.Context) ([]capture.TableInfo, error) {
-			return capture.ListOrigin(ctx, cfg, "tui", cfg.Tables.Match)
+			t, _, err := replay.ListTables(ctx, cfg, "tui", cfg.Tables.Match)
+			return t, err
 		},
 		Install: func(ctx context.Context, t pg.Table, report func(string)) error {
 			return capture.AddTables(ctx, cfg, []pg.Table{t}, report)

@@ -130,9 +130,12 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			if err != nil {
 				return err
 			}
-			tables, err := capture.ListOrigin(cmd.Context(), cfg, "", cfg.Tables.Match)
+			tables, skipped, err := replay.ListTables(cmd.Context(), cfg, "", cfg.Tables.Match)
 			if err != nil {
 				return err
+			}
+			for _, r := range skipped {
+				fmt.Fprintf(a.stderr, "warning: replica %s could not be read: its pending events are not counted\n", r)
 			}
 			capture.SortByStatus(tables)
 			states, perReplica := tableStates(cmd.Context(), cfg, tables)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"pgreplica/core/config"
 	"pgreplica/core/control"
 	"pgreplica/core/copystate"
 	"pgreplica/core/replay"
@@ -22,6 +24,9 @@ type statusJSON struct {
 	Origin        string              `json:"origin"`
 	DaemonRunning bool                `json:"daemon_running"`
 	LogEvents     int64               `json:"log_events"`
+	Health        string              `json:"health"`    // ok, warning, critical, no_engine
+	Reason        string              `json:"reason"`    // why, in words
+	ExitCode      int                 `json:"exit_code"` // the command's exit code
 	Replicas      []replicaStatusJSON `json:"replicas"`
 }
 
@@ -37,81 +42,193 @@ type replicaStatusJSON struct {
 	Tables        map[string]copystate.State `json:"tables_syncing,omitempty"`
 }
 
-func (a *app) statusCommand() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show where each replica stands: position, pending events, lag, conflicts",
-		Long: `Reads, from the databases themselves, where each replica stands: its position,
+// Exit codes of status (besides exitErr when nothing could be read and
+// exitUsage), Nagios-like from the worst replica: see statusLong.
+const (
+	statusWarning  = 3 // a replica is catching up, retrying or starting, or lags more than --max-lag
+	statusCritical = 4 // a replica is stopped, unreachable or in error
+	statusNoEngine = 5 // no pgreplica engine runs for the set: nothing is replicated
+)
+
+const statusLong = `Reads, from the databases themselves, where each replica stands: its position,
 the events captured and not yet applied there, the lag (the age of the oldest
 of them, 0 when caught up), when it last applied a batch, the conflicts
 recorded there, and whether a pgreplica engine is running for the set. With
 control.socket set and a daemon listening, the daemon's view of each replica
-(streaming, catchup, retrying, stopped) is shown too.`,
-		Example: "  pgreplica -c shop.yaml status\n  pgreplica -c shop.yaml status --json | jq '.replicas[] | {name, lag_seconds}'",
-		Args:    cobra.NoArgs,
+(streaming, catchup, retrying, stopped) is shown too.
+
+Exit codes, for scripts and monitoring (the worst case wins, in this order):
+  0  every replica is streaming or caught up (behind, while an engine runs,
+     counts as streaming), within --max-lag when given
+  4  a replica is stopped, unreachable or in error
+  5  no pgreplica engine runs for the set: nothing is being replicated
+  3  a replica is catching up, retrying or starting, or lags more than --max-lag
+  1  the status could not be read (origin unreachable, not installed, timeout)
+  2  usage error
+The read is bounded by --timeout (default 10s), also against a server that
+accepts connections and never answers.`
+
+// statusHealth is the exit code for the replicas: see statusLong.
+func statusHealth(rs []status.Replica, engine bool, maxLag time.Duration) (int, string) {
+	code, why := exitOK, "every replica is streaming or caught up"
+	if w, ok := status.Worst(rs); ok && w.State.Problem() {
+		return statusCritical, fmt.Sprintf("replica %s is %s", w.Name, w.State)
+	}
+	if !engine {
+		return statusNoEngine, "no pgreplica engine runs for the set"
+	}
+	for _, r := range rs {
+		switch {
+		case r.State == status.Retrying || r.State == status.Starting || r.State == status.Unknown:
+			return statusWarning, fmt.Sprintf("replica %s is %s", r.Name, stateName(r.State))
+		case r.State == status.Catchup && maxLag == 0:
+			return statusWarning, fmt.Sprintf("replica %s is catching up (%d events pending)", r.Name, r.Pending)
+		case maxLag > 0 && r.Lag > maxLag:
+			return statusWarning, fmt.Sprintf("replica %s lags %s, more than --max-lag %s", r.Name, r.Lag.Round(time.Millisecond), maxLag)
+		}
+	}
+	return code, why
+}
+
+func stateName(s status.State) string {
+	if s == status.Unknown {
+		return "in an unknown state"
+	}
+	return string(s)
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	var asJSON bool
+	var maxLag, watch, timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show where each replica stands: position, pending events, lag, conflicts",
+		Long:  statusLong,
+		Example: "  pgreplica -c shop.yaml status\n  pgreplica -c shop.yaml status --max-lag 30s || page-the-dba\n" +
+			"  pgreplica -c shop.yaml status --watch 2s\n  pgreplica -c shop.yaml status --json | jq '.replicas[] | {name, lag_seconds}'",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if maxLag < 0 || watch < 0 || timeout <= 0 {
+				return usagef("--max-lag and --watch must not be negative, --timeout must be positive")
+			}
 			cfg, err := a.loadConfigWithReplicas()
 			if err != nil {
 				return err
 			}
-			rep, err := replay.QueryStatus(cmd.Context(), cfg)
+			code := exitOK
+			for {
+				code, err = a.statusOnce(cmd.Context(), cfg, asJSON, maxLag, timeout, watch > 0)
+				if watch == 0 {
+					break
+				}
+				if err != nil {
+					printError(a.stderr, err)
+					code = exitErr
+				}
+				select {
+				case <-cmd.Context().Done():
+					return &codeError{code: code}
+				case <-time.After(watch):
+				}
+			}
 			if err != nil {
 				return err
 			}
-			var live *status.Live
-			if cfg.Control.Socket != "" {
-				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-				if st, err := control.Dial(cfg.Control.Socket).Status(ctx); err == nil {
-					live = &status.Live{Running: true, Replicas: st.Replicas}
-				}
-				cancel()
-			}
-			out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents}
-			for _, r := range status.Merge(nil, &rep, live) {
-				j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(), Pending: r.Pending,
-					LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables}
-				if r.Position.Snapshot.IsZero() {
-					j.Position = ""
-				}
-				if !r.LastApplied.IsZero() {
-					s := r.LastApplied.UTC().Format(time.RFC3339)
-					j.LastAppliedAt = &s
-				}
-				out.Replicas = append(out.Replicas, j)
-			}
-			if asJSON {
-				return a.printJSON(out)
-			}
-			daemon := "no engine running"
-			if rep.DaemonRunning {
-				daemon = "engine running"
-			}
-			fmt.Fprintf(a.stdout, "set %s · origin %s · %s · %d events in the log\n\n", out.Set, out.Origin, daemon, out.LogEvents)
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "REPLICA\tSTATE\tPENDING\tLAG\tLAST APPLIED\tCONFLICTS")
-			for _, r := range out.Replicas {
-				last := "-"
-				if r.LastAppliedAt != nil {
-					t, _ := time.Parse(time.RFC3339, *r.LastAppliedAt)
-					last = t.Local().Format("2006-01-02 15:04:05")
-				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\n", r.Name, r.State, r.Pending, lagText(r.LagSeconds), last, r.Conflicts)
-			}
-			w.Flush()
-			for _, r := range out.Replicas {
-				if r.Error != "" {
-					fmt.Fprintf(a.stdout, "\n%s: %s\n", r.Name, strings.TrimSpace(r.Error))
-				}
-				for t, st := range r.Tables {
-					fmt.Fprintf(a.stdout, "%s: %s is %s\n", r.Name, t, st)
-				}
+			if code != exitOK {
+				return &codeError{code: code}
 			}
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, replicas: [{name, state, position, pending, lag_seconds, last_applied_at, conflicts, error}]}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {set, origin, daemon_running, log_events, health, reason, exit_code, replicas: [{name, state, position, pending, lag_seconds, last_applied_at, conflicts, error}]}")
+	cmd.Flags().DurationVar(&maxLag, "max-lag", 0, "exit 3 when a replica lags more than this (e.g. 30s); 0: no limit")
+	cmd.Flags().DurationVar(&watch, "watch", 0, "print the status again every interval (e.g. 2s) until interrupted; exits with the last status's code")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up reading the status after this long (exit 1)")
 	return cmd
+}
+
+// statusOnce reads and prints the status once and returns its exit code.
+func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool, maxLag, timeout time.Duration, stamp bool) (int, error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	rep, err := replay.QueryStatus(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil && parent.Err() == nil {
+			return exitErr, withHint(fmt.Errorf("read status: no answer within %s: %w", timeout, err),
+				"check that the servers answer (pgreplica check); a connect_timeout in the DSN bounds each connection")
+		}
+		return exitErr, err
+	}
+	var live *status.Live
+	if cfg.Control.Socket != "" {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		if st, err := control.Dial(cfg.Control.Socket).Status(cctx); err == nil {
+			live = &status.Live{Running: true, Replicas: st.Replicas}
+		}
+		ccancel()
+	}
+	rs := status.Merge(nil, &rep, live)
+	code, reason := statusHealth(rs, rep.DaemonRunning || live != nil, maxLag)
+	out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents,
+		Health: healthWord(code), Reason: reason, ExitCode: code}
+	for _, r := range rs {
+		j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(), Pending: r.Pending,
+			LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables}
+		if r.Position.Snapshot.IsZero() {
+			j.Position = ""
+		}
+		if !r.LastApplied.IsZero() {
+			s := r.LastApplied.UTC().Format(time.RFC3339)
+			j.LastAppliedAt = &s
+		}
+		out.Replicas = append(out.Replicas, j)
+	}
+	if asJSON {
+		return code, a.printJSONLine(out, stamp)
+	}
+	if stamp {
+		fmt.Fprintf(a.stdout, "── %s ──\n", time.Now().Format("2006-01-02 15:04:05"))
+	}
+	daemon := "no engine running"
+	if rep.DaemonRunning {
+		daemon = "engine running"
+	}
+	fmt.Fprintf(a.stdout, "set %s · origin %s · %s · %d events in the log\n\n", out.Set, out.Origin, daemon, out.LogEvents)
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "REPLICA\tSTATE\tPENDING\tLAG\tLAST APPLIED\tCONFLICTS")
+	for _, r := range out.Replicas {
+		last := "-"
+		if r.LastAppliedAt != nil {
+			t, _ := time.Parse(time.RFC3339, *r.LastAppliedAt)
+			last = t.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d\n", r.Name, r.State, r.Pending, lagText(r.LagSeconds), last, r.Conflicts)
+	}
+	w.Flush()
+	for _, r := range out.Replicas {
+		if r.Error != "" {
+			fmt.Fprintf(a.stdout, "\n%s: %s\n", r.Name, strings.TrimSpace(r.Error))
+		}
+		for t, st := range r.Tables {
+			fmt.Fprintf(a.stdout, "%s: %s is %s\n", r.Name, t, st)
+		}
+	}
+	fmt.Fprintf(a.stdout, "\n%s: %s (exit %d)\n", out.Health, reason, code)
+	return code, nil
+}
+
+func healthWord(code int) string {
+	switch code {
+	case exitOK:
+		return "ok"
+	case statusWarning:
+		return "warning"
+	case statusCritical:
+		return "critical"
+	case statusNoEngine:
+		return "no_engine"
+	}
+	return "unknown"
 }
 
 func lagText(s float64) string {
@@ -124,4 +241,13 @@ func lagText(s float64) string {
 		return fmt.Sprintf("%.1fs", s)
 	}
 	return time.Duration(s * float64(time.Second)).Round(time.Second).String()
+}
+
+// printJSONLine prints v as indented JSON, or as one line per value when
+// watching (a stream of objects that jq reads).
+func (a *app) printJSONLine(v any, oneLine bool) error {
+	if !oneLine {
+		return a.printJSON(v)
+	}
+	return json.NewEncoder(a.stdout).Encode(v)
 }
