@@ -46,7 +46,9 @@ func NewApp(o AppOptions) *Model {
 	cfg := o.Config
 	tab := tables.New(env, tables.Deps{
 		List: func(ctx context.Context) ([]capture.TableInfo, error) {
-			t, _, err := replay.ListTables(ctx, cfg, "tui", cfg.Tables.Match)
+			// Every user table: those the config leaves out are shown
+			// as not replicated, with why.
+			t, _, err := replay.ListTables(ctx, cfg, "tui", capture.UserTables)
 			return t, err
 		},
 		Install: func(ctx context.Context, t pg.Table, report func(string)) error {

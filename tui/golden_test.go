@@ -125,6 +125,7 @@ func testConfig() *config.Config {
 		panic(err)
 	}
 	cfg.Replicas[0].Name, cfg.Replicas[1].Name = "replica-1", "replica-2"
+	cfg.Tables.Exclude = []string{"public.audit_*"}
 	return cfg
 }
 
@@ -174,6 +175,7 @@ func sampleTables() []capture.TableInfo {
 		{Table: tb("public", "Gift Cards"), Key: []string{"Code"}, Status: capture.Installed, Last: now.Add(-2 * time.Hour)},
 		{Table: tb("public", "sessions"), Key: []string{"id"}, Status: capture.Disabled, Pending: 1204, Last: now.Add(-3 * time.Minute)},
 		{Table: tb("sales", "order_audit"), Status: capture.NoKey},
+		{Table: tb("public", "audit_2025"), Key: []string{"id"}, Status: capture.Missing},
 	}
 }
 
@@ -636,6 +638,22 @@ func squash(s string) string {
 		words = append(words, strings.Fields(strings.Trim(l, "│ "))...)
 	}
 	return strings.Join(words, " ")
+}
+
+func TestTablesShowsWhatIsNotReplicated(t *testing.T) {
+	f := newFixture(false)
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	f.load()
+	f.send(press("1"), press("G"))
+	out := ansi.Strip(f.root.Render())
+	if !strings.Contains(selectedLine(f.root.Render()), "EXCLUDED   public.audit_2025") || !strings.Contains(out, "1 excluded") ||
+		!strings.Contains(squash(out), `Not replicated: tables.exclude "public.audit_*" drops it`) {
+		t.Errorf("the excluded table is not listed last with why:\n%s", out)
+	}
+	f.send(press("i"))
+	if f.root.Render(); f.tab.Capturing() {
+		t.Error("i on an excluded table opened a prompt")
+	}
 }
 
 func TestDetailViews(t *testing.T) {

@@ -36,6 +36,14 @@ first (pgreplica sync copies it online).`,
 			if err != nil {
 				return err
 			}
+			typos, err := capture.UnmatchedIncludes(cmd.Context(), cfg, "install")
+			if err != nil {
+				return err
+			}
+			if len(typos) > 0 {
+				return withHint(fmt.Errorf("%s; nothing was installed", strings.Join(typos, "; ")),
+					"fix tables.include in "+cfg.Path+" (pgreplica tables lists what the patterns select)")
+			}
 			return capture.Install(cmd.Context(), cfg, a.line)
 		},
 	}
@@ -137,6 +145,11 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			for _, r := range skipped {
 				fmt.Fprintf(a.stderr, "warning: replica %s could not be read: its pending events are not counted\n", r)
 			}
+			if typos, err := capture.UnmatchedIncludes(cmd.Context(), cfg, "tables"); err == nil {
+				for _, s := range typos {
+					fmt.Fprintf(a.stderr, "warning: %s\n", s)
+				}
+			}
 			capture.SortByStatus(tables)
 			states, perReplica := tableStates(cmd.Context(), cfg, tables)
 			if asJSON {
@@ -208,6 +221,9 @@ replicating); the other tables keep replicating meanwhile. See pgreplica sync.`,
 			if err != nil {
 				return err
 			}
+			if err := capture.CheckOriginTables(cmd.Context(), cfg, tables, true); err != nil {
+				return err
+			}
 			if syncAfter {
 				if err := cfg.RequireReplicas(); err != nil {
 					return err
@@ -237,6 +253,9 @@ from then on are not replicated; events already captured are still applied.`,
 			}
 			cfg, err := a.loadConfig()
 			if err != nil {
+				return err
+			}
+			if err := capture.CheckOriginTables(cmd.Context(), cfg, tables, false); err != nil {
 				return err
 			}
 			names := make([]string, len(tables))

@@ -49,6 +49,10 @@ func newKeys(readOnly bool) Keys {
 	return k
 }
 
+// Excluded is the status the screen gives a table of the origin that the
+// config does not replicate (tables.include/exclude); listed last, with why.
+const Excluded capture.Status = "excluded"
+
 // Sort orders.
 var sorts = []string{"status", "name", "pending"}
 
@@ -126,7 +130,7 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 		}
 		m.err = msg.Err
 		if msg.Err == nil {
-			m.tables, m.loaded, m.loadedAt = msg.Tables, true, msg.At
+			m.tables, m.loaded, m.loadedAt = m.markExcluded(msg.Tables), true, msg.At
 			m.keepCursor()
 		}
 		return m, nil
@@ -223,6 +227,23 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 	return m, nil
 }
 
+// markExcluded gives the tables the config does not replicate the
+// status Excluded.
+func (m *Model) markExcluded(in []capture.TableInfo) []capture.TableInfo {
+	cfg := m.env.Config
+	if cfg == nil {
+		return in
+	}
+	out := make([]capture.TableInfo, len(in))
+	for i, t := range in {
+		if t.Status != capture.Installed && t.Status != capture.Disabled && !cfg.Tables.Match(t.Table.Schema, t.Table.Name) {
+			t.Status = Excluded
+		}
+		out[i] = t
+	}
+	return out
+}
+
 func (m *Model) current(rows []capture.TableInfo) (capture.TableInfo, bool) {
 	if m.cursor < 0 || m.cursor >= len(rows) {
 		return capture.TableInfo{}, false
@@ -239,6 +260,8 @@ func (m *Model) askInstall(rows []capture.TableInfo) tea.Cmd {
 		return screen.Flash(screen.Warning, t.Table.String()+" has no primary key: add one first, then press i")
 	case t.Status == capture.Installed:
 		return screen.Flash(screen.Info, t.Table.String()+" is already captured")
+	case t.Status == Excluded:
+		return screen.Flash(screen.Warning, t.Table.String()+" is not replicated by the config: name it in tables.include first")
 	}
 	m.prompt = &screen.Prompt{
 		Level: 2,
@@ -300,6 +323,7 @@ func (m *Model) visible() []capture.TableInfo {
 	switch sorts[m.sortBy] {
 	case "status":
 		capture.SortByStatus(out)
+		slices.SortStableFunc(out, func(a, b capture.TableInfo) int { return boolCmp(a.Status == Excluded, b.Status == Excluded) })
 	case "name":
 		slices.SortStableFunc(out, func(a, b capture.TableInfo) int { return strings.Compare(a.Table.String(), b.Table.String()) })
 	case "pending":
@@ -311,6 +335,16 @@ func (m *Model) visible() []capture.TableInfo {
 		})
 	}
 	return out
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // keepCursor puts the cursor back on the selected table after a reload.
@@ -343,6 +377,8 @@ func Word(s capture.Status) string {
 		return "NO PK"
 	case capture.Disabled:
 		return "DISABLED"
+	case Excluded:
+		return "EXCLUDED"
 	}
 	return strings.ToUpper(string(s))
 }
@@ -383,13 +419,15 @@ func (m *Model) View(w, h int) string {
 	for _, r := range m.tables {
 		counts[r.Status]++
 	}
-	sum := fmt.Sprintf(" %d tables · %d OK · %d MISSING · %d NO PK · %d DISABLED", len(m.tables),
+	sum := fmt.Sprintf(" %d tables · %d OK · %d MISSING · %d NO PK · %d DISABLED", len(m.tables)-counts[Excluded],
 		counts[capture.Installed], counts[capture.Missing], counts[capture.NoKey], counts[capture.Disabled])
-	flt := "–"
-	if m.filter.Value != "" || m.filtering {
-		flt = m.filter.Value
+	if n := counts[Excluded]; n > 0 {
+		sum += fmt.Sprintf(" · %d excluded", n)
 	}
-	right := "sort: " + sorts[m.sortBy] + " · filter " + flt
+	right := "sort: " + sorts[m.sortBy]
+	if m.filter.Value != "" || m.filtering {
+		right += " · filter " + m.filter.Value
+	}
 	if m.paused {
 		right = t.Warn.Render("PAUSED") + " · " + right
 	}
@@ -507,6 +545,8 @@ func (m *Model) explain(r capture.TableInfo) string {
 		return "No primary key (or unique NOT NULL index): UPDATE and DELETE could not be matched on the replica, so it cannot be captured. Add a primary key, or exclude the table in tables.exclude."
 	case capture.Disabled:
 		return "The capture trigger exists but is disabled (ALTER TABLE … DISABLE TRIGGER): changes are NOT being captured. Enable it with ALTER TABLE … ENABLE TRIGGER, or press i to reinstall."
+	case Excluded:
+		return m.whyExcluded(r)
 	}
 	return "Status " + Word(r.Status) + "."
 }
@@ -527,6 +567,8 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 		text = fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. Press i to install it (then copy existing rows with pgreplica sync).", key)
 	case capture.NoKey:
 		text = "No primary key (or unique NOT NULL index): UPDATE and DELETE could not be matched on the replica, so it cannot be captured. Add a primary key, or exclude the table in tables.exclude."
+	case Excluded:
+		text = m.whyExcluded(r)
 	case capture.Disabled:
 		text = "The capture trigger exists but is disabled (ALTER TABLE … DISABLE TRIGGER): changes are NOT being captured. Enable it with ALTER TABLE … ENABLE TRIGGER, or press i to reinstall."
 	}
@@ -538,6 +580,16 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 		out = append(out, " "+l)
 	}
 	return out
+}
+
+func (m *Model) whyExcluded(r capture.TableInfo) string {
+	why := "the config does not select it"
+	if cfg := m.env.Config; cfg != nil {
+		if w := cfg.Tables.Why(r.Table.Schema, r.Table.Name); w != "" {
+			why = w
+		}
+	}
+	return "Not replicated: " + why + ". To replicate it, name it in tables.include of the config, then pgreplica add-table " + r.Table.String() + " --sync."
 }
 
 func errorView(m *Model, w, h int) string {
