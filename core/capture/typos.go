@@ -86,4 +86,3 @@ func closest(s string, all []TableInfo) string {
 	}
 	return best
 }
-
