@@ -67,10 +67,12 @@ Colour follows --color; auto honours NO_COLOR and TERM=dumb.`,
 	return cmd
 }
 
-// uiLogger sends every log record of this process to the ring (and never
-// to the terminal, which the TUI owns).
+// uiLogger sends the log records of this process at INFO and above to the
+// ring (and never to the terminal, which the TUI owns): batches are DEBUG,
+// summed once per replay.SummaryEvery at INFO, so the ring keeps minutes
+// of state changes and errors instead of seconds of batches.
 func uiLogger(ring *logring.Ring) *slog.Logger {
-	l := slog.New(ring.Handler(slog.LevelDebug))
+	l := slog.New(ring.Handler(slog.LevelInfo))
 	slog.SetDefault(l)
 	log.SetOutput(io.Discard)
 	return l
