@@ -296,8 +296,8 @@ func (m *Model) pickView(w, h int) string {
 	default:
 		lines = append(lines, t.Dim.Render("space toggles · a all · n none · / filter"))
 	}
-	nameW := max(w-2-6-18-8, 16)
-	lines = append(lines, t.Title.Render("  "+screen.Fit("SEL", 6)+screen.Fit("TABLE", nameW)+screen.Fit("KEY", 18)+screen.FitRight("ROWS", 8)))
+	nameW := max(w-2-6-15-8, 16)
+	lines = append(lines, t.Title.Render("  "+screen.Fit("SEL", 6)+screen.Fit("TABLE", nameW)+screen.Fit("KEY", 15)+screen.FitRight("ROWS", 8)))
 	var detail []string
 	if p.cursor < len(vis) {
 		r := p.rows[vis[p.cursor]]
@@ -331,12 +331,12 @@ func (m *Model) pickView(w, h int) string {
 		key := strings.Join(r.info.Key, ",")
 		if r.reason != "" {
 			box = " - "
-			key = strings.ToUpper(r.reason)
+			key = "NOT ON REPLICA"
 			if r.reason == "no primary key" {
 				key = "NO PK"
 			}
 		}
-		line := cur + screen.Fit(box, 6) + screen.Fit(r.info.Table.String(), nameW) + screen.Fit(key, 18) + screen.FitRight(screen.Short(r.rows), 8)
+		line := cur + screen.Fit(box, 6) + screen.Fit(r.info.Table.String(), nameW) + screen.Fit(key, 15) + screen.FitRight(screen.Short(r.rows), 8)
 		if r.reason != "" {
 			line = t.Dim.Render(line)
 		}

@@ -95,6 +95,10 @@ type Model struct {
 	sqlView  bool
 	sqlTop   int
 	lastW    int
+	// bodyTop scrolls a step body taller than the window (pgdn/pgup);
+	// overflow says whether the last frame was.
+	bodyTop  int
+	overflow bool
 
 	connect connectStep
 	backup  backupStep
@@ -251,6 +255,16 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 		}
 		return m, nil
 	}
+	if m.overflow {
+		switch msg.String() {
+		case "pgdown", "ctrl+f":
+			m.bodyTop += 5
+			return m, nil
+		case "pgup", "ctrl+b":
+			m.bodyTop = max(m.bodyTop-5, 0)
+			return m, nil
+		}
+	}
 	switch m.cur {
 	case stepConnect:
 		return m, m.connectKey(msg)
@@ -290,6 +304,7 @@ func (m *Model) next() tea.Cmd {
 
 // enter prepares the current step.
 func (m *Model) enter() tea.Cmd {
+	m.bodyTop = 0
 	switch m.cur {
 	case stepBackup:
 		m.backup.prepare(m)
@@ -380,7 +395,7 @@ func (m *Model) View(w, h int) string {
 		if m.job != nil {
 			title += "   " + t.Warn.Render(g.Spinner[m.spin%len(g.Spinner)]) + " " + screen.Clock(time.Since(m.jobStart))
 		}
-		panel = title + "\n\n" + m.stepView(pw, h-2)
+		panel = title + "\n\n" + m.scrolled(m.stepView(pw, h-2), pw, h-2)
 	}
 	pl := strings.Split(screen.Block(panel, pw, h), "\n")
 	ll := strings.Split(screen.Block(strings.Join(left, "\n"), layout.StepListWidth, h), "\n")
@@ -393,6 +408,27 @@ func (m *Model) View(w, h int) string {
 		return screen.Overlay(body, m.prompt.View(t, w-6), w, h)
 	}
 	return body
+}
+
+// scrolled fits a step body into h lines: a taller one shows from bodyTop
+// with a last line saying how to see the rest, so no hint is out of reach.
+func (m *Model) scrolled(body string, w, h int) string {
+	lines := strings.Split(body, "\n")
+	if len(lines) <= h || h < 3 {
+		m.overflow, m.bodyTop = false, 0
+		return body
+	}
+	m.overflow = true
+	page := h - 1
+	m.bodyTop = min(m.bodyTop, len(lines)-page)
+	end := m.bodyTop + page
+	out := append([]string(nil), lines[m.bodyTop:end]...)
+	more := fmt.Sprintf("lines %d-%d of %d · pgdn/pgup (ctrl+f/b) scroll", m.bodyTop+1, end, len(lines))
+	if end < len(lines) {
+		more = "↓ " + more
+	}
+	out = append(out, m.env.Theme.Dim.Render(screen.Fit(more, w)))
+	return strings.Join(out, "\n")
 }
 
 func (m *Model) stepView(w, h int) string {
@@ -444,7 +480,7 @@ func (m *Model) ShortHelp() []key.Binding {
 	switch m.cur {
 	case stepConnect:
 		if m.connect.editing {
-			return []key.Binding{withHelp(k.Next, "tab", "next field"), withHelp(k.Next, "enter", "save + check"), withHelp(k.Back, "esc", "cancel")}
+			return []key.Binding{withHelp(k.Next, "tab", "next field"), withHelp(k.Next, "enter", "save + check"), withHelp(k.Next, "ctrl+n", "add replica"), withHelp(k.Back, "esc", "cancel")}
 		}
 		return []key.Binding{m.nextHelp(), k.Rerun, k.Edit}
 	case stepBackup:

@@ -52,6 +52,9 @@ func press(s string) tea.KeyPressMsg {
 	case "space":
 		return tea.KeyPressMsg{Code: tea.KeySpace, Text: " "}
 	}
+	if k, ok := strings.CutPrefix(s, "ctrl+"); ok {
+		return tea.KeyPressMsg{Code: []rune(k)[0], Mod: tea.ModCtrl}
+	}
 	return tea.KeyPressMsg{Code: []rune(s)[0], Text: s}
 }
 
@@ -195,9 +198,19 @@ func TestWizardFlowToSmokeTest(t *testing.T) {
 	typeText(t, m, "flow")
 	send(t, m, "tab")
 	typeText(t, m, o)
+	// A long DSN scrolls to its end, where typing goes, in the focused
+	// field (marked).
+	if out := ansi.Strip(m.View(80, 17)); !strings.Contains(out, "▸ origin") || !strings.Contains(out, dbName(o)+" sslmode=disable█") {
+		t.Errorf("the focused DSN field does not show its end:\n%s", out)
+	}
+	send(t, m, "tab", "ctrl+u")
+	typeText(t, m, "reporting")
 	send(t, m, "tab")
 	typeText(t, m, r)
 	send(t, m, "enter")
+	if len(m.cfg.Replicas) != 1 || m.cfg.Replicas[0].Name != "reporting" {
+		t.Fatalf("replica not named by the operator: %+v", m.cfg.Replicas)
+	}
 	if m.states[stepConnect] != done {
 		t.Fatalf("checks did not pass:\n%s", view(m))
 	}
