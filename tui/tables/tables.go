@@ -236,7 +236,7 @@ func (m *Model) markExcluded(in []capture.TableInfo) []capture.TableInfo {
 	}
 	out := make([]capture.TableInfo, len(in))
 	for i, t := range in {
-		if t.Status != capture.Installed && t.Status != capture.Disabled && !cfg.Tables.Match(t.Table.Schema, t.Table.Name) {
+		if t.Status != capture.Installed && t.Status != capture.Disabled && t.Status != capture.NoKey && !cfg.Tables.Match(t.Table.Schema, t.Table.Name) {
 			t.Status = Excluded
 		}
 		out[i] = t

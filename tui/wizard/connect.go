@@ -233,9 +233,13 @@ func (m *Model) connectView(w, h int) string {
 		}
 		return strings.Join(lines, "\n")
 	}
-	lines = append(lines, screen.Fit("origin", 9)+config.Describe(m.cfg.Origin.DSN))
+	labelW := len("origin") + 2
 	for _, r := range m.cfg.Replicas {
-		lines = append(lines, screen.Fit("replica", 9)+config.Describe(r.DSN)+"  ("+r.Name+")")
+		labelW = max(labelW, len(r.Name)+2)
+	}
+	lines = append(lines, screen.Fit("origin", labelW)+config.Describe(m.cfg.Origin.DSN))
+	for _, r := range m.cfg.Replicas {
+		lines = append(lines, screen.Fit(r.Name, labelW)+config.Describe(r.DSN))
 	}
 	lines = append(lines, "")
 	if c.report == nil {
@@ -244,22 +248,53 @@ func (m *Model) connectView(w, h int) string {
 	}
 	r := c.report
 	cols := columns(r)
-	colW := max((w-6-18)/max(len(cols), 1), 10)
+	colW := max((w-6-18)/max(len(cols), 1), 8)
 	colW = min(colW, 16)
 	head := screen.Fit("", 6) + screen.Fit("CHECK", 18)
 	for _, col := range cols {
-		head += screen.Fit(col, colW)
+		head += screen.Fit(col, colW-1) + " "
 	}
 	lines = append(lines, t.Title.Render(head))
+	// When the whole table and the verdict do not fit, the OK rows fold
+	// into one line (the problems keep their rows).
+	fold := len(lines)+len(r.Results)+3 > h
+	var okNames []string
 	for _, f := range r.Results {
+		if fold && f.Severity == preflight.OK {
+			okNames = append(okNames, f.Check)
+			continue
+		}
 		level := f.Severity.Label()
 		line := t.StateStyle(level).Render(screen.Fit(level, 6)) + screen.Fit(f.Check, 18)
 		for _, v := range f.Values {
-			line += screen.Fit(v, colW)
+			line += screen.Fit(v, colW-1) + " "
 		}
 		lines = append(lines, line)
 	}
-	lines = append(lines, "")
+	if len(okNames) > 0 {
+		for i, l := range screen.Wrap(strings.Join(okNames, " · "), w-6) {
+			if i == 0 {
+				lines = append(lines, t.OK.Render(screen.Fit("OK", 6))+l)
+			} else {
+				lines = append(lines, "      "+l)
+			}
+		}
+	}
+	// The verdict first, then each problem with its fix (the body
+	// scrolls when they do not fit).
+	fails, warns := r.Blocking()
+	sum := fmt.Sprintf("checks took %.1fs · nothing was changed", r.Took.Seconds())
+	if fails > 0 {
+		sum = fmt.Sprintf("%s %d blocking, %d %s", g.Cross, fails, warns, plural(warns, "warning", "warnings")) + " · " + sum
+		for _, l := range screen.Wrap(sum, w) {
+			lines = append(lines, t.Err.Render(l))
+		}
+	} else {
+		lines = append(lines, screen.Wrap(g.Check+" ready · "+sum+" · enter continues", w)...)
+	}
+	if c.wrote != "" {
+		lines = append(lines, screen.Wrap(c.wrote, w)...)
+	}
 	for _, f := range r.Results {
 		if f.Severity == preflight.OK || f.Problem == "" {
 			continue
@@ -269,6 +304,7 @@ func (m *Model) connectView(w, h int) string {
 		if f.Severity == preflight.Fail {
 			st = t.Err
 		}
+		lines = append(lines, "")
 		for i, l := range screen.Wrap(f.Problem, w-len(level)-1) {
 			if i == 0 {
 				l = st.Render(level) + " " + l
@@ -284,17 +320,6 @@ func (m *Model) connectView(w, h int) string {
 				lines = append(lines, "     "+l)
 			}
 		}
-	}
-	fails, warns := r.Blocking()
-	sum := fmt.Sprintf("checks took %.1fs · nothing was changed", r.Took.Seconds())
-	if fails > 0 {
-		sum = t.Err.Render(fmt.Sprintf("%s %d blocking, %d %s", g.Cross, fails, warns, plural(warns, "warning", "warnings"))) + " · " + sum
-	} else {
-		sum = t.OK.Render(g.Check+" ready") + " · " + sum + " · enter continues"
-	}
-	lines = append(lines, sum)
-	if c.wrote != "" {
-		lines = append(lines, c.wrote)
 	}
 	return strings.Join(lines, "\n")
 }

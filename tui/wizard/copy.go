@@ -186,7 +186,7 @@ func (m *Model) copyView(w, h int) string {
 	t := m.env.Theme
 	g := t.Glyphs
 	c := &m.copy
-	lines := screen.Wrap("The capture triggers are already on, so nothing written during the copy is missed: the engine holds those changes and applies them after each table's copy.", w)
+	lines := screen.Wrap("Triggers are on: nothing written during the copy is missed (applied after each table's copy).", w)
 	if n := m.notes[stepCopy]; n != "" && m.states[stepCopy] == done && m.job == nil {
 		lines = append(lines, "", t.OK.Render(g.Check+" "+n), "", "enter continues · r copies again")
 		return strings.Join(lines, "\n")
@@ -195,9 +195,56 @@ func (m *Model) copyView(w, h int) string {
 		lines = append(lines, "", t.Warn.Render("skipped: you confirmed the replicas already hold the data"), "", "enter continues")
 		return strings.Join(lines, "\n")
 	}
+	// The verdict or the next action first; the table after it.
+	lines = append(lines, "")
+	switch {
+	case c.err != nil:
+		for _, l := range screen.Wrap(g.Cross+" "+c.err.Error(), w) {
+			lines = append(lines, t.Err.Render(l))
+		}
+		lines = append(lines, screen.Wrap("r copies again (tables left half-copied are copied anew)", w)...)
+	case m.job != nil:
+		lines = append(lines, screen.Wrap("esc cancels (tables not finished are copied again next time)", w)...)
+	case m.states[stepCopy] == done:
+		lines = append(lines, t.OK.Render(g.Check+" every table copied")+" · enter continues")
+	default:
+		lines = append(lines, screen.Wrap("enter shows what the copy replaces on each replica and asks; S skips "+screen.Asks+" (only when the replicas already hold the data)", w)...)
+	}
 	lines = append(lines, "")
 	nameW := max(w-2-12-10-16, 14)
-	lines = append(lines, t.Title.Render("  "+screen.Fit("TABLE", nameW)+screen.Fit("REPLICA", 12)+screen.FitRight("ROWS", 9)+"  PROGRESS"))
+	head := t.Title.Render("  " + screen.Fit("TABLE", nameW) + screen.Fit("REPLICA", 12) + screen.FitRight("ROWS", 9) + "  PROGRESS")
+	if len(lines)+1+len(c.rows) > h && len(m.cfg.Replicas) > 1 {
+		// Too many rows for the window: one line per replica.
+		lines = append(lines, t.Title.Render("  "+screen.Fit("REPLICA", 14)+screen.Fit("TABLES", 10)+screen.FitRight("ROWS", 9)+"  NOW"))
+		for _, rep := range m.cfg.Replicas {
+			var n, doneN int
+			var rows int64
+			now := ""
+			for _, r := range c.rows {
+				if r.replica != rep.Name {
+					continue
+				}
+				n++
+				rows += r.p.Rows
+				switch {
+				case r.p.Done:
+					doneN++
+				case !r.started.IsZero():
+					now = r.table.String()
+				}
+			}
+			mark := " "
+			switch {
+			case n > 0 && doneN == n:
+				mark = t.OK.Render(g.Check)
+			case now != "":
+				mark = t.Warn.Render(g.Spinner[m.spin%len(g.Spinner)])
+			}
+			lines = append(lines, mark+" "+screen.Fit(rep.Name, 14)+screen.Fit(fmt.Sprintf("%d/%d", doneN, n), 10)+screen.FitRight(screen.Short(rows), 9)+"  "+now)
+		}
+		return strings.Join(lines, "\n")
+	}
+	lines = append(lines, head)
 	for _, r := range c.rows {
 		mark, prog := " ", ""
 		switch {
@@ -214,20 +261,6 @@ func (m *Model) copyView(w, h int) string {
 			prog = "waiting"
 		}
 		lines = append(lines, mark+" "+screen.Fit(r.table.String(), nameW)+screen.Fit(r.replica, 12)+screen.FitRight(screen.Short(r.p.Rows), 9)+"  "+prog)
-	}
-	lines = append(lines, "")
-	switch {
-	case c.err != nil:
-		for _, l := range screen.Wrap(g.Cross+" "+c.err.Error(), w) {
-			lines = append(lines, t.Err.Render(l))
-		}
-		lines = append(lines, "r copies again (tables left half-copied are copied anew)")
-	case m.job != nil:
-		lines = append(lines, "esc cancels (tables not finished are copied again next time)")
-	case m.states[stepCopy] == done:
-		lines = append(lines, t.OK.Render(g.Check+" every table copied")+" · enter continues")
-	default:
-		lines = append(lines, screen.Wrap("enter shows what the copy replaces on each replica and asks; S skips "+screen.Asks+" (only when the replicas already hold the data)", w)...)
 	}
 	return strings.Join(lines, "\n")
 }
