@@ -237,10 +237,11 @@ func (m *Model) connectView(w, h int) string {
 	for _, r := range m.cfg.Replicas {
 		labelW = max(labelW, len(r.Name)+2)
 	}
-	lines = append(lines, screen.Fit("origin", labelW)+config.Describe(m.cfg.Origin.DSN))
+	nodes := []string{screen.Fit("origin", labelW) + config.Describe(m.cfg.Origin.DSN)}
 	for _, r := range m.cfg.Replicas {
-		lines = append(lines, screen.Fit(r.Name, labelW)+config.Describe(r.DSN))
+		nodes = append(nodes, screen.Fit(r.Name, labelW)+config.Describe(r.DSN))
 	}
+	lines = append(lines, screen.WrapAll(nodes, w)...)
 	lines = append(lines, "")
 	if c.report == nil {
 		lines = append(lines, "Checking connections, versions and privileges… (nothing is changed)")
