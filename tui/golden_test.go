@@ -258,8 +258,11 @@ func TestScreensGolden(t *testing.T) {
 
 func TestHelpOverlayGolden(t *testing.T) {
 	f := newFixture(false)
-	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 23})
 	f.load()
+	f.send(press("2"), press("?"))
+	golden(t, "help-monitor-80x23", f.root.Render())
+	f.send(press("esc"), tea.WindowSizeMsg{Width: 80, Height: 24})
 	f.send(press("1"), press("?"))
 	out := f.root.Render()
 	golden(t, "help-tables-80x24", out)

@@ -566,6 +566,13 @@ func (m *Model) header() string {
 	return left + strings.Repeat(" ", gap) + clock
 }
 
+func (m *Model) uptime(started time.Time) string {
+	if started.IsZero() {
+		return ""
+	}
+	return " " + screen.Dur(m.now().Sub(started))
+}
+
 func (m *Model) engineState() string {
 	t := m.env.Theme
 	s := m.snap
@@ -573,9 +580,9 @@ func (m *Model) engineState() string {
 	case m.snapErr != nil:
 		return s.Kind + " " + t.Err.Render("UNREACHABLE")
 	case s.Kind == "daemon":
-		return "daemon " + t.OK.Render("RUNNING") + " " + screen.Dur(m.now().Sub(s.Started))
+		return "daemon " + t.OK.Render("RUNNING") + m.uptime(s.Started)
 	case s.Kind == "engine" && s.Running:
-		return "engine " + t.OK.Render("RUNNING") + " " + screen.Dur(m.now().Sub(s.Started))
+		return "engine " + t.OK.Render("RUNNING") + m.uptime(s.Started)
 	case s.Kind == "engine":
 		return "engine " + t.Warn.Render("STOPPED")
 	}
