@@ -1,4 +1,4 @@
--- pgreplica capture schema for the origin database, version 1.
+-- pgreplica capture schema for the origin database, version 2.
 --
 -- Installed by `pgreplica install`; can also be run by hand:
 --   psql -v ON_ERROR_STOP=1 -1 -f sql/origin.sql "dbname=shop"
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS pgreplica.meta (
 --   id      order of the change within the origin (a sequence)
 --   txid    the writer's transaction id; decides which batch an event is in
 --   at      when the change was captured (clock_timestamp, not commit time)
---   op      I insert, U update, D delete, T truncate
+--   op      I insert, U update, D delete, T truncate, E a script (execute),
+--           S a sample of the captured tables' sequences
 --   key     primary key of the row before the change (U, D)
 --   data    the new row image (I) or only the changed columns (U)
 --   origin  the pgreplica.origin tag of the writing session (cascading)
@@ -68,6 +69,53 @@ CREATE TABLE IF NOT EXISTS pgreplica.replica (
 -- otherwise (floats, json, jsonb, intervals, arrays, ranges, composites...),
 -- which the type's own input function reads back exactly on the replica.
 
+-- Tables whose capture was removed (pgreplica remove-table): their replicas
+-- stopped following them, so capturing them again silently would leave the
+-- replicas out of step. add_table refuses them until asked to recapture
+-- (pgreplica add-table --sync copies them again; --no-sync accepts the gap).
+-- (A table dropped and created again under the same name is a new table:
+-- relid tells them apart.)
+CREATE TABLE IF NOT EXISTS pgreplica.removed (
+    relid       oid PRIMARY KEY,
+    schema_name text NOT NULL,
+    table_name  text NOT NULL,
+    removed_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- What only pgreplica's own apply sessions know. A session that sets
+-- pgreplica.origin (any role may set a custom setting) is taken as applied by
+-- pgreplica only if it also holds this token, which pgreplica.begin_apply
+-- (SECURITY DEFINER, not granted to PUBLIC) sets; anyone else's writes are
+-- captured as ordinary writes with their true origin.
+CREATE TABLE IF NOT EXISTS pgreplica.apply_token (
+    token text NOT NULL
+);
+REVOKE ALL ON pgreplica.apply_token, pgreplica.removed FROM PUBLIC;
+INSERT INTO pgreplica.apply_token (token)
+SELECT gen_random_uuid()::text || gen_random_uuid()::text
+ WHERE NOT EXISTS (SELECT 1 FROM pgreplica.apply_token);
+
+-- Called by the replay engine on a database that also captures (cascading,
+-- multi-master): marks the session as pgreplica's apply session for set tag.
+CREATE OR REPLACE FUNCTION pgreplica.begin_apply(tag text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT set_config('pgreplica.origin', tag, false),
+           set_config('pgreplica.token', (SELECT token FROM pgreplica.apply_token LIMIT 1), false);
+$$;
+REVOKE ALL ON FUNCTION pgreplica.begin_apply(text) FROM PUBLIC;
+
+-- The origin tag of the writing session when it is a genuine pgreplica apply
+-- session, else NULL (an ordinary write, whatever it set).
+CREATE OR REPLACE FUNCTION pgreplica.apply_tag() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN current_setting('pgreplica.token', true) = token
+                THEN nullif(current_setting('pgreplica.origin', true), '') END
+      FROM pgreplica.apply_token LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION pgreplica.apply_tag() FROM PUBLIC;
+
 -- How a column is carried: 'json' (its to_jsonb form) or 'text' (its text form).
 CREATE OR REPLACE FUNCTION pgreplica.column_encoding(typ oid) RETURNS text
 LANGUAGE sql STABLE
@@ -93,13 +141,20 @@ AS $$
       FROM pg_type t WHERE t.oid = typ
 $$;
 
--- The expression of a column's value in record rec ('NEW' or 'OLD').
+-- An identifier, always double-quoted. quote_ident and format('%I') leave
+-- names bare that SQL does not reserve but PL/pgSQL does (begin, loop, if,
+-- strict, ...), and NEW.begin does not compile: generated code uses this.
+CREATE OR REPLACE FUNCTION pgreplica.quote_always(id text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT '"' || replace(id, '"', '""') || '"' $$;
+
+-- The expression of a column's value in record rec ('NEW', 'OLD', '($1)').
 CREATE OR REPLACE FUNCTION pgreplica.column_value(rec text, col name, typ oid) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE pgreplica.column_encoding(typ)
-           WHEN 'json' THEN format('%s.%I', rec, col)
-           ELSE format('%s.%I::text', rec, col) END
+           WHEN 'json' THEN format('%s.%s', rec, pgreplica.quote_always(col))
+           ELSE format('%s.%s::text', rec, pgreplica.quote_always(col)) END
 $$;
 
 -- jsonb_build_object(...) of "'name', value" pairs, in calls of at most 50
@@ -113,125 +168,200 @@ AS $$
              GROUP BY 1) c
 $$;
 
--- The source of a table's capture function, or NULL without a primary key.
+-- The key of a table: its primary key columns in key order, or else those
+-- of a unique, immediate, non-partial index on plain NOT NULL columns (the
+-- one with fewest columns: Slony-I's rule), or NULL.
+CREATE OR REPLACE FUNCTION pgreplica.key_columns(tbl regclass) RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT array_agg(a.attname::text ORDER BY k.ord)
+      FROM (SELECT i.indexrelid, i.indkey, i.indnkeyatts
+              FROM pg_index i
+             WHERE i.indrelid = tbl
+               AND (i.indisprimary
+                    OR (i.indisunique AND i.indimmediate AND i.indisvalid
+                        AND i.indpred IS NULL AND i.indexprs IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) u(n)
+                                          JOIN pg_attribute x ON x.attrelid = i.indrelid AND x.attnum = u.n
+                                         WHERE NOT x.attnotnull)))
+             ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid
+             LIMIT 1) i
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = k.attnum
+     WHERE k.ord <= i.indnkeyatts
+$$;
+
+-- The expressions that capture a row of tbl as it is defined now, over the
+-- records named newrec and oldrec:
+--   ins   the new row's captured columns as a jsonb object
+--   same  for each column, its name when it did not change, else NULL
+--   key   the old row's key as a jsonb object (NULL without a key)
+CREATE OR REPLACE FUNCTION pgreplica.capture_exprs(tbl regclass, newrec text, oldrec text,
+                                                   OUT ins text, OUT same text, OUT key text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT pgreplica.build_object(array_agg(format('%L, %s', a.attname,
+                                                   pgreplica.column_value(newrec, a.attname, a.atttypid))
+                                            ORDER BY a.attnum)),
+           string_agg(format('CASE WHEN %s THEN %L END',
+                             CASE WHEN pgreplica.plain_equality(a.atttypid)
+                                  THEN format('%2$s.%1$s IS NOT DISTINCT FROM %3$s.%1$s',
+                                              pgreplica.quote_always(a.attname), newrec, oldrec)
+                                  ELSE format('ROW(%2$s.%1$s)::record *= ROW(%3$s.%1$s)::record',
+                                              pgreplica.quote_always(a.attname), newrec, oldrec) END,
+                             a.attname), ', ' ORDER BY a.attnum),
+           (SELECT pgreplica.build_object(array_agg(format('%L, %s', ka.attname,
+                                                           pgreplica.column_value(oldrec, ka.attname, ka.atttypid))
+                                                    ORDER BY x.o))
+              FROM unnest(pgreplica.key_columns(tbl)) WITH ORDINALITY AS x(k, o)
+              JOIN pg_attribute ka ON ka.attrelid = tbl AND ka.attname = x.k)
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+$$;
+
+-- A row change captured from the table's definition as it is now, for when
+-- the table changed after its capture function was made (an ALTER TABLE on
+-- an origin without pgreplica's event trigger). Slow (the SQL is built and
+-- planned per row) but exact; and as a last resort, should even that fail,
+-- the whole rows: capture never fails the application's statement and never
+-- drops its change.
+CREATE OR REPLACE FUNCTION pgreplica.capture_now(tbl regclass, op text, n anyelement, o anyelement,
+                                                 OUT d jsonb, OUT k jsonb)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    x record;
+BEGIN
+    SELECT * INTO x FROM pgreplica.capture_exprs(tbl, '($1)', '($2)');
+    IF op = 'UPDATE' THEN
+        EXECUTE format('SELECT (%s) - ARRAY[%s]::text[], %s', x.ins, x.same, coalesce(x.key, 'to_jsonb($2)'))
+           INTO d, k USING n, o;
+    ELSIF op = 'INSERT' THEN
+        EXECUTE format('SELECT %s', x.ins) INTO d USING n, o;
+    ELSE
+        EXECUTE format('SELECT %s', coalesce(x.key, 'to_jsonb($2)')) INTO k USING n, o;
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    d := CASE WHEN op <> 'DELETE' THEN to_jsonb(n) END;
+    k := CASE WHEN op <> 'INSERT' THEN to_jsonb(o) END;
+END
+$$;
+
+-- The table whose capture covers tbl: tbl itself, or for a partition the
+-- partitioned table that is captured (events of partitions carry its name).
+CREATE OR REPLACE FUNCTION pgreplica.captured_table(tbl regclass) RETURNS regclass
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce((SELECT a.relid
+                       FROM pg_partition_ancestors(tbl) WITH ORDINALITY AS a(relid, depth)
+                      WHERE a.relid <> tbl
+                        AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = a.relid
+                                       AND t.tgname = 'pgreplica_capture')
+                      ORDER BY a.depth DESC LIMIT 1), tbl)
+$$;
+
+-- The source of a table's capture function, or NULL without a key.
 CREATE OR REPLACE FUNCTION pgreplica.capture_source(tbl regclass) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $f$
 DECLARE
-    keycols text[] := pgreplica.key_columns(tbl);
-    ins     text[];
-    key     text[];
-    same    text[];
-    col     record;
+    x   record;
+    sch text;
+    rel text;
 BEGIN
-    IF keycols IS NULL THEN
+    SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
+    IF x.key IS NULL THEN
         RETURN NULL;
     END IF;
-    FOR col IN SELECT a.attname, a.atttypid
-                 FROM pg_attribute a
-                WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-                ORDER BY a.attnum
-    LOOP
-        ins := ins || format('%L, %s', col.attname, pgreplica.column_value('NEW', col.attname, col.atttypid));
-        -- The column's name when it did not change, else NULL.
-        same := same || format('CASE WHEN %s THEN %L END',
-                               CASE WHEN pgreplica.plain_equality(col.atttypid)
-                                    THEN format('NEW.%I IS NOT DISTINCT FROM OLD.%I', col.attname, col.attname)
-                                    ELSE format('ROW(NEW.%I)::record *= ROW(OLD.%I)::record', col.attname, col.attname) END,
-                               col.attname);
-    END LOOP;
-    SELECT array_agg(format('%L, %s', a.attname, pgreplica.column_value('OLD', a.attname, a.atttypid)) ORDER BY x.o)
-      INTO key
-      FROM unnest(keycols) WITH ORDINALITY AS x(k, o)
-      JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = x.k;
+    SELECT n.nspname, c.relname INTO sch, rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
     -- As few PL/pgSQL expressions as possible: each is set up again in every
     -- transaction, which is most of a trigger's cost in short transactions.
+    -- The block around the column expressions costs about a microsecond per
+    -- row; it is what keeps an ALTER TABLE from failing the application.
     RETURN format($src$
--- generated by pgreplica.add_table for %s; do not edit
+-- generated by pgreplica.add_table for %1$s; do not edit
 DECLARE
+    tag   text;
     newid bigint;
     k     jsonb;
     d     jsonb;
 BEGIN
-    IF current_setting('pgreplica.origin', true) <> ''
-       AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
-        RETURN NULL;  -- applied by pgreplica: not captured again
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
-        -- the new row minus the columns that did not change
-        d := (%s) - ARRAY[%s]::text[];
-        IF d = '{}' THEN
-            RETURN NULL;  -- nothing changed: no event
+    IF current_setting('pgreplica.origin', true) <> '' THEN
+        tag := pgreplica.apply_tag();
+        IF tag IS NOT NULL AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
+            RETURN NULL;  -- applied by pgreplica: not captured again
         END IF;
-        k := %s;
-    ELSIF TG_OP = 'INSERT' THEN
-        d := %s;
-    ELSE
-        k := %s;
+    END IF;
+    BEGIN
+        IF TG_OP = 'UPDATE' THEN
+            -- the new row minus the columns that did not change
+            d := (%2$s) - ARRAY[%3$s]::text[];
+            k := %4$s;
+        ELSIF TG_OP = 'INSERT' THEN
+            d := %2$s;
+        ELSE
+            k := %4$s;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        -- the table changed since this function was made: capture it as it is now
+        SELECT c.d, c.k INTO d, k FROM pgreplica.capture_now(TG_RELID, TG_OP, NEW, OLD) c;
+    END;
+    IF d = '{}' THEN
+        RETURN NULL;  -- an UPDATE that changed nothing: no event
     END IF;
     newid := nextval('pgreplica.log_id_seq');
     CASE (newid / 100000) %% 3
     WHEN 0 THEN
         INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, key, data, origin)
-        VALUES (newid, TG_TABLE_SCHEMA, TG_TABLE_NAME, left(TG_OP, 1), k, d, nullif(current_setting('pgreplica.origin', true), ''));
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag);
     WHEN 1 THEN
         INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, key, data, origin)
-        VALUES (newid, TG_TABLE_SCHEMA, TG_TABLE_NAME, left(TG_OP, 1), k, d, nullif(current_setting('pgreplica.origin', true), ''));
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag);
     ELSE
         INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, key, data, origin)
-        VALUES (newid, TG_TABLE_SCHEMA, TG_TABLE_NAME, left(TG_OP, 1), k, d, nullif(current_setting('pgreplica.origin', true), ''));
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag);
     END CASE;
-    -- One notification per transaction, not one per row (the flag is local
-    -- to the transaction).
-    IF current_setting('pgreplica.notified', true) IS DISTINCT FROM '1' THEN
-        PERFORM pg_notify('pgreplica', ''), set_config('pgreplica.notified', '1', true);
-    END IF;
+    -- PostgreSQL delivers one notification per transaction for these.
+    PERFORM pg_notify('pgreplica', '');
     RETURN NULL;
 END
-$src$, pgreplica.table_name(tbl), pgreplica.build_object(ins), array_to_string(same, ', '),
-       pgreplica.build_object(key), pgreplica.build_object(ins), pgreplica.build_object(key));
+$src$, pgreplica.table_name(tbl), x.ins, coalesce(x.same, ''), x.key, sch, rel);
 END
 $f$;
 
--- The TRUNCATE statement trigger: one 'T' event per truncated table.
+-- The TRUNCATE statement trigger: one 'T' event per truncated table (a
+-- partition or an inheritance child truncated with its parent is a table of
+-- its own; the replica truncates exactly that table, ONLY).
 CREATE OR REPLACE FUNCTION pgreplica.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tag   text := current_setting('pgreplica.origin', true);
+    tag   text;
     xid   xid8 := pg_current_xact_id();
-    newid bigint := nextval('pgreplica.log_id_seq');
+    newid bigint;
 BEGIN
-    IF tag <> '' AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
-        RETURN NULL;
+    IF current_setting('pgreplica.origin', true) <> '' THEN
+        tag := pgreplica.apply_tag();
+        IF tag IS NOT NULL AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
+            RETURN NULL;
+        END IF;
     END IF;
+    newid := nextval('pgreplica.log_id_seq');
     CASE (newid / 100000) % 3
     WHEN 0 THEN
         INSERT INTO pgreplica.log_0 (id, txid, schema_name, table_name, op, origin)
-        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', nullif(tag, ''));
+        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', tag);
     WHEN 1 THEN
         INSERT INTO pgreplica.log_1 (id, txid, schema_name, table_name, op, origin)
-        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', nullif(tag, ''));
+        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', tag);
     ELSE
         INSERT INTO pgreplica.log_2 (id, txid, schema_name, table_name, op, origin)
-        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', nullif(tag, ''));
+        VALUES (newid, xid, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', tag);
     END CASE;
-    IF current_setting('pgreplica.notified', true) IS DISTINCT FROM '1' THEN
-        PERFORM pg_notify('pgreplica', ''), set_config('pgreplica.notified', '1', true);
-    END IF;
+    PERFORM pg_notify('pgreplica', '');
     RETURN NULL;
 END
-$$;
-
--- The key of a table: its primary key columns, in key order, or NULL.
-CREATE OR REPLACE FUNCTION pgreplica.key_columns(tbl regclass) RETURNS text[]
-LANGUAGE sql STABLE
-AS $$
-    SELECT array_agg(a.attname::text ORDER BY k.ord)
-      FROM pg_index i
-      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-     WHERE i.indrelid = tbl AND i.indisprimary
 $$;
 
 -- A table's name as the operator reads it: schema.table, quoted where needed.
@@ -262,6 +392,17 @@ AS $$
                 ELSE ARRAY['search_path=pg_catalog, pg_temp'] END
 $$;
 
+-- The tables that need a TRUNCATE trigger for tbl: itself and, for a
+-- partitioned table, every partition below it (TRUNCATE triggers are not
+-- inherited by partitions, row triggers are).
+CREATE OR REPLACE FUNCTION pgreplica.truncate_tables(tbl regclass) RETURNS SETOF regclass
+LANGUAGE sql STABLE
+AS $$
+    SELECT tbl
+    UNION
+    SELECT p.relid FROM pg_partition_tree(tbl) p
+$$;
+
 -- Whether a table's capture triggers exist and run the function that
 -- capture_source makes now (same key, same columns, same types).
 CREATE OR REPLACE FUNCTION pgreplica.trigger_is_current(tbl regclass) RETURNS boolean
@@ -272,72 +413,294 @@ AS $$
                       AND p.oid = to_regprocedure(pgreplica.capture_function(tbl) || '()')
                       AND p.prosrc = pgreplica.capture_source(tbl)
                       AND lower(p.proconfig::text) = lower(pgreplica.capture_settings(tbl)::text))
-       AND EXISTS (SELECT 1 FROM pg_trigger t
-                    WHERE t.tgrelid = tbl AND t.tgname = 'pgreplica_truncate')
+       AND NOT EXISTS (SELECT 1 FROM pgreplica.truncate_tables(tbl) r
+                        WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t
+                                           WHERE t.tgrelid = r AND t.tgname = 'pgreplica_truncate'))
 $$;
 
--- Install capture on one table, after finding its primary key (PyReplica's
--- py_log_create_tg). Returns one line for the operator:
---   created trigger on public.tt (id1,id2)
---   trigger on public.tt is current (id1,id2)
---   public.t has no primary key: not replicated
-CREATE OR REPLACE FUNCTION pgreplica.add_table(tbl regclass) RETURNS text
+-- Bring a captured table's capture function and triggers up to date with
+-- its definition. Returns 'created', 'updated', 'current', or NULL when the
+-- table has no key.
+CREATE OR REPLACE FUNCTION pgreplica.refresh_table(tbl regclass) RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
     src  text := pgreplica.capture_source(tbl);
     name text := pgreplica.table_name(tbl);
-    keys text := array_to_string(pgreplica.key_columns(tbl), ',');
-    verb text := 'created';
+    fn   text := pgreplica.capture_function(tbl);
+    verb text := 'current';
+    r    regclass;
 BEGIN
     IF src IS NULL THEN
-        RETURN name || ' has no primary key: not replicated';
+        RETURN NULL;
     END IF;
     IF pgreplica.trigger_is_current(tbl) THEN
-        RETURN 'trigger on ' || name || ' is current (' || keys || ')';
+        RETURN verb;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_capture') THEN
-        verb := 'updated';
-        EXECUTE format('DROP TRIGGER pgreplica_capture ON %s', name);
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_truncate') THEN
-        verb := 'updated';
-        EXECUTE format('DROP TRIGGER pgreplica_truncate ON %s', name);
-    END IF;
+    verb := CASE WHEN to_regprocedure(fn || '()') IS NULL THEN 'created' ELSE 'updated' END;
     -- SECURITY DEFINER: writers need no privilege on the log (and so cannot
     -- forge events); the search_path is pinned against shadowed functions.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
                    ' SET search_path = pg_catalog, pg_temp%s AS %L',
-                   pgreplica.capture_function(tbl),
+                   fn,
                    CASE WHEN cardinality(pgreplica.capture_settings(tbl)) > 1
                         THEN ' SET DateStyle = ISO SET IntervalStyle = postgres SET extra_float_digits = 3' ELSE '' END,
                    src);
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', pgreplica.capture_function(tbl));
-    EXECUTE format('CREATE TRIGGER pgreplica_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
-                   ' FOR EACH ROW EXECUTE FUNCTION %s()', name, pgreplica.capture_function(tbl));
-    EXECUTE format('CREATE TRIGGER pgreplica_truncate AFTER TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION pgreplica.capture_truncate()', name);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    -- A trigger that runs another function (made by an older version) is
+    -- made again; one that runs this one already is kept.
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_capture'
+                      AND tgfoid = to_regprocedure(fn || '()')) THEN
+        IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_capture') THEN
+            EXECUTE format('DROP TRIGGER pgreplica_capture ON %s', name);
+        END IF;
+        EXECUTE format('CREATE TRIGGER pgreplica_capture AFTER INSERT OR UPDATE OR DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION %s()', name, fn);
+    END IF;
+    FOR r IN SELECT pgreplica.truncate_tables(tbl) LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = r AND tgname = 'pgreplica_truncate') THEN
+            EXECUTE format('CREATE TRIGGER pgreplica_truncate AFTER TRUNCATE ON %s'
+                           ' FOR EACH STATEMENT EXECUTE FUNCTION pgreplica.capture_truncate()',
+                           pgreplica.table_name(r));
+        END IF;
+    END LOOP;
+    RETURN verb;
+END
+$$;
+
+-- Install capture on one table, after finding its key (PyReplica's
+-- py_log_create_tg). Returns one line for the operator:
+--   created trigger on public.tt (id1,id2)
+--   trigger on public.tt is current (id1,id2)
+--   public.t has no primary key: not replicated
+--   public.t: capture was removed on ...: ...
+-- A table whose capture was removed is captured again only with recapture
+-- (after which it must be copied again, or the difference accepted).
+DROP FUNCTION IF EXISTS pgreplica.add_table(regclass);
+CREATE OR REPLACE FUNCTION pgreplica.add_table(tbl regclass, recapture boolean DEFAULT false) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    name    text := pgreplica.table_name(tbl);
+    keys    text := array_to_string(pgreplica.key_columns(tbl), ',');
+    removed timestamptz;
+    verb    text;
+BEGIN
+    SELECT r.removed_at INTO removed FROM pgreplica.removed r WHERE r.relid = tbl;
+    IF removed IS NOT NULL THEN
+        IF NOT recapture THEN
+            RETURN format('%s: capture was removed on %s; its replicas need a new copy: pgreplica add-table --sync %s (or --no-sync to accept the difference)',
+                          name, to_char(removed, 'YYYY-MM-DD HH24:MI:SS TZ'), name);
+        END IF;
+        DELETE FROM pgreplica.removed r WHERE r.relid = tbl;
+    END IF;
+    verb := pgreplica.refresh_table(tbl);
+    IF verb IS NULL THEN
+        RETURN name || ' has no primary key: not replicated';
+    END IF;
+    IF verb = 'current' THEN
+        RETURN 'trigger on ' || name || ' is current (' || keys || ')';
+    END IF;
     RETURN verb || ' trigger on ' || name || ' (' || keys || ')';
 END
 $$;
 
--- Remove capture from one table. Its events already in the log stay.
+-- Remove capture from one table, and remember that it was removed. Its
+-- events already in the log stay.
 CREATE OR REPLACE FUNCTION pgreplica.remove_table(tbl regclass) RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
     name text := pgreplica.table_name(tbl);
+    r    regclass;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl
                    AND tgname IN ('pgreplica_capture', 'pgreplica_truncate')) THEN
         RETURN name || ' was not captured';
     END IF;
     EXECUTE format('DROP TRIGGER IF EXISTS pgreplica_capture ON %s', name);
-    EXECUTE format('DROP TRIGGER IF EXISTS pgreplica_truncate ON %s', name);
+    FOR r IN SELECT pgreplica.truncate_tables(tbl) LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS pgreplica_truncate ON %s', pgreplica.table_name(r));
+    END LOOP;
     EXECUTE format('DROP FUNCTION IF EXISTS %s()', pgreplica.capture_function(tbl));
+    -- forget tables that were dropped since they were removed
+    DELETE FROM pgreplica.removed r WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid);
+    INSERT INTO pgreplica.removed (relid, schema_name, table_name)
+    SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
+    ON CONFLICT (relid) DO UPDATE SET removed_at = now();
     RETURN 'removed trigger from ' || name;
 END
 $$;
 
-INSERT INTO pgreplica.meta (key, value) VALUES ('capture_version', '1')
+-- Keeps capture current through schema changes: after an ALTER TABLE (ADD,
+-- DROP, RENAME, ALTER COLUMN TYPE, ATTACH PARTITION) or a CREATE TABLE ...
+-- PARTITION OF on a captured table, its capture function is made again in the
+-- same transaction as the DDL. Installed only where the installing role may
+-- create event triggers (a superuser); elsewhere capture goes on correctly
+-- but slowly after such a change (capture_now), and `pgreplica tables` shows
+-- the table as stale until `pgreplica install` is run again.
+--
+-- With ddl.capture on (pgreplica.meta ddl_capture = on), an ALTER TABLE of a
+-- captured table is also written into the log (op 'E'), as pgreplica execute
+-- does, unless it came from pgreplica itself (execute, an apply session) or
+-- the query string holds several statements (they would all run again).
+CREATE OR REPLACE FUNCTION pgreplica.after_ddl(tag text, search_path text, query text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl      regclass;
+    captured boolean := false;
+    q        text;
+BEGIN
+    -- pg_event_trigger_ddl_commands fails outside an event trigger: this
+    -- function does nothing when called any other way.
+    FOR tbl IN
+        SELECT DISTINCT pgreplica.captured_table(d.objid)
+          FROM pg_event_trigger_ddl_commands() d
+         WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_capture') THEN
+            captured := true;
+            BEGIN
+                PERFORM pgreplica.refresh_table(tbl);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'pgreplica: capture of % could not be updated: %', tbl, SQLERRM
+                    USING HINT = 'Run pgreplica install; until then this table is captured from its current definition, more slowly.';
+            END;
+        END IF;
+    END LOOP;
+    IF NOT captured OR tag <> 'ALTER TABLE'
+       OR coalesce((SELECT value FROM pgreplica.meta WHERE key = 'ddl_capture'), 'off') <> 'on'
+       OR pgreplica.apply_tag() IS NOT NULL THEN
+        RETURN;
+    END IF;
+    q := rtrim(query, E' \t\r\n;');
+    IF position(';' IN q) > 0 THEN
+        RAISE WARNING 'pgreplica: this ALTER TABLE was not written for the replicas: its query string holds several statements'
+            USING HINT = 'Run the change on the replicas too, or use pgreplica execute.';
+        RETURN;
+    END IF;
+    PERFORM pgreplica.log_execute(q, search_path);
+END
+$$;
+
+-- The event trigger's function hands the tag, the changing session's
+-- search_path and its query over to the function above. It has no pinned
+-- search_path (it reads the caller's), so every name in it is qualified:
+-- nothing in it can be shadowed by the caller's search_path.
+CREATE OR REPLACE FUNCTION pgreplica.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    PERFORM pgreplica.after_ddl(TG_TAG, pg_catalog.current_setting('search_path'), pg_catalog.current_query());
+END
+$$;
+
+-- A schema change made with pgreplica execute: the script, run on the origin
+-- in the caller's transaction, travels in the log as one event (op 'E', no
+-- table) of that transaction, so that every replica runs it exactly between
+-- the changes committed before and after it (Londiste's execute, Slony's
+-- EXECUTE SCRIPT). search_path is the one the script ran with.
+CREATE OR REPLACE FUNCTION pgreplica.log_execute(script text, search_path text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    newid bigint := nextval('pgreplica.log_id_seq');
+    d     jsonb := jsonb_build_object('sql', script, 'search_path', search_path);
+BEGIN
+    CASE (newid / 100000) % 3
+    WHEN 0 THEN
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    WHEN 1 THEN
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    ELSE
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'E', d);
+    END CASE;
+    PERFORM pg_notify('pgreplica', '');
+    RETURN newid;
+END
+$$;
+REVOKE ALL ON FUNCTION pgreplica.log_execute(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgreplica.after_ddl(text, text, text) FROM PUBLIC;
+
+-- Sequences travel in the log too: the engine calls log_sequences every
+-- few seconds, which writes the values of the captured tables' sequences as
+-- one event (op 'S') when any moved since the last sample. A replica applies
+-- it in order, after every change committed before the sample (so its
+-- sequences are ahead of every value those changes used), and never moves a
+-- sequence back.
+CREATE TABLE IF NOT EXISTS pgreplica.sequence_sample (
+    id     int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    sample jsonb NOT NULL
+);
+REVOKE ALL ON pgreplica.sequence_sample FROM PUBLIC;
+
+-- The sequences of captured tables: owned by one of their columns (serial,
+-- identity) or used by a column default. (OFFSET 0 keeps a caller's
+-- conditions, which may only hold for sequences, out of the union.)
+CREATE OR REPLACE FUNCTION pgreplica.captured_sequences() RETURNS TABLE (seq regclass)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.seq FROM (
+    SELECT d.objid::regclass AS seq
+      FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+       AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = d.refobjid AND t.tgname = 'pgreplica_capture')
+    UNION
+    SELECT d.refobjid::regclass
+      FROM pg_attrdef ad
+      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+     WHERE EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = ad.adrelid AND t.tgname = 'pgreplica_capture')
+    ) u OFFSET 0
+$$;
+
+CREATE OR REPLACE FUNCTION pgreplica.log_sequences() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d     jsonb;
+    newid bigint;
+BEGIN
+    SELECT coalesce(jsonb_object_agg(pgreplica.table_name(s.seq), v.last), '{}') INTO d
+      FROM pgreplica.captured_sequences() s
+     CROSS JOIN LATERAL (SELECT pg_sequence_last_value(s.seq) AS last) v
+     WHERE has_sequence_privilege(s.seq, 'SELECT') AND v.last IS NOT NULL;
+    IF d = '{}' OR d = (SELECT sample FROM pgreplica.sequence_sample) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO pgreplica.sequence_sample (id, sample) VALUES (1, d)
+    ON CONFLICT (id) DO UPDATE SET sample = EXCLUDED.sample;
+    newid := nextval('pgreplica.log_id_seq');
+    CASE (newid / 100000) % 3
+    WHEN 0 THEN
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
+    WHEN 1 THEN
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
+    ELSE
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, data) VALUES (newid, '', '', 'S', d);
+    END CASE;
+    RETURN newid;
+END
+$$;
+REVOKE ALL ON FUNCTION pgreplica.log_sequences() FROM PUBLIC;
+
+-- Creates the event trigger when the current role may (event triggers need
+-- a superuser); returns whether it exists.
+CREATE OR REPLACE FUNCTION pgreplica.ensure_event_trigger() RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgreplica_ddl')
+       AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        CREATE EVENT TRIGGER pgreplica_ddl ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE')
+            EXECUTE FUNCTION pgreplica.on_ddl();
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgreplica_ddl' AND evtenabled <> 'D');
+END
+$$;
+SELECT pgreplica.ensure_event_trigger();
+
+INSERT INTO pgreplica.meta (key, value) VALUES ('capture_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

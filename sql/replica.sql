@@ -1,4 +1,4 @@
--- pgreplica bookkeeping schema for a replica database, version 1.
+-- pgreplica bookkeeping schema for a replica database, version 2.
 --
 -- Installed by `pgreplica install` on every replica; can also be run by hand:
 --   psql -v ON_ERROR_STOP=1 -1 -f sql/replica.sql "dbname=shop"
@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS pgreplica.conflict (
 --   catchup      the copy committed at snapshot; events visible in it are
 --                skipped, held ones applied first
 --   replicating  the position has passed the copy: nothing special
+--   held         the replica cannot apply the table's events (reason says
+--                why): they are held until pgreplica retry --table
 CREATE TABLE IF NOT EXISTS pgreplica.table_state (
     set_name    text NOT NULL,
     schema_name text NOT NULL,
@@ -76,6 +78,9 @@ CREATE TABLE IF NOT EXISTS pgreplica.held (
     data        jsonb
 );
 CREATE INDEX IF NOT EXISTS held_table ON pgreplica.held (set_name, schema_name, table_name, seq);
+-- A table whose events the replica cannot apply (a column it lacks...) is
+-- 'held' too, with the reason, until pgreplica retry --table releases it.
+ALTER TABLE pgreplica.table_state ADD COLUMN IF NOT EXISTS reason text;
 
 -- Raised by the engine's position update when the stored position is not
 -- the one it applied from (another applier, a verify): the transaction then
@@ -88,5 +93,24 @@ BEGIN
 END
 $$;
 
-INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '1')
+-- Events the operator chose to move past (pgreplica skip), never applied
+-- by the engine, kept with who, when and why; pgreplica reapply applies one
+-- later and records when.
+CREATE TABLE IF NOT EXISTS pgreplica.skipped (
+    set_name     text NOT NULL,
+    event_id     bigint NOT NULL,
+    txid         text NOT NULL,
+    schema_name  text NOT NULL,
+    table_name   text NOT NULL,
+    op           "char" NOT NULL,
+    key          jsonb,
+    data         jsonb,
+    reason       text NOT NULL DEFAULT '',
+    skipped_by   text NOT NULL,
+    skipped_at   timestamptz NOT NULL DEFAULT now(),
+    reapplied_at timestamptz,
+    PRIMARY KEY (set_name, event_id)
+);
+
+INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

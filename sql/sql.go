@@ -17,6 +17,18 @@ var Replica string
 // Versions of the schemas above; the install is skipped when the database
 // already has this version (pgreplica.meta).
 const (
-	OriginVersion  = "1"
-	ReplicaVersion = "1"
+	OriginVersion  = "2"
+	ReplicaVersion = "2"
 )
+
+// BundleOrigin is the origin's record of the bundles exported for file
+// replicas (sql/bundle_origin.sql), created by the first export.
+//
+//go:embed bundle_origin.sql
+var BundleOrigin string
+
+// BundleReplica is a file replica's record of the bundles it applied
+// (sql/bundle_replica.sql), created by the first import.
+//
+//go:embed bundle_replica.sql
+var BundleReplica string

@@ -34,17 +34,22 @@ type AppOptions struct {
 	Wizard screen.Screen
 	// StartEngine starts the engine in this process at once (the demo).
 	StartEngine bool
+	// Who is the user of a session served over SSH (nil: this terminal).
+	Who *screen.Who
+	// Report reads replication status from the databases; nil queries
+	// them for this TUI alone (SSH sessions share one).
+	Report func(ctx context.Context) (replay.Report, error)
 }
 
 // NewApp builds the root model with the four screens wired to core.
 func NewApp(o AppOptions) *Model {
-	env := &screen.Env{Theme: o.Theme, Config: o.Config, ReadOnly: o.ReadOnly, Now: time.Now, Log: o.Log}
+	env := &screen.Env{Theme: o.Theme, Config: o.Config, ReadOnly: o.ReadOnly, Now: time.Now, Log: o.Log, Who: o.Who}
 	src := o.Source
 	if src == nil {
 		src = source.NewEngine(o.Config, o.Ring, o.Log)
 	}
 	cfg := o.Config
-	tab := tables.New(env, tables.Deps{
+	deps := tables.Deps{
 		List: func(ctx context.Context) ([]capture.TableInfo, error) {
 			// Every user table: those the config leaves out are shown
 			// as not replicated, with why.
@@ -57,7 +62,12 @@ func NewApp(o AppOptions) *Model {
 		Remove: func(ctx context.Context, t pg.Table, report func(string)) error {
 			return capture.RemoveTables(ctx, cfg, []pg.Table{t}, report)
 		},
-	})
+	}
+	if o.ReadOnly {
+		// Not only hidden: a read-only TUI has no way to change a database.
+		deps.Install, deps.Remove = nil, nil
+	}
+	tab := tables.New(env, deps)
 	mon := monitor.New(env, src.Startable())
 	con := conflicts.New(env, conflicts.Deps{
 		Read: func(ctx context.Context) ([]conflicts.Conflict, []error) { return conflict.List(ctx, cfg, "", "tui") },
@@ -66,6 +76,15 @@ func NewApp(o AppOptions) *Model {
 		},
 	})
 	logs := logpane.NewScreen(env)
+	report := o.Report
+	if report == nil {
+		report = func(ctx context.Context) (replay.Report, error) {
+			if len(cfg.Replicas) == 0 {
+				return replay.Report{}, nil
+			}
+			return replay.QueryStatus(ctx, cfg)
+		}
+	}
 	m := New(Options{
 		Env:     env,
 		Source:  src,
@@ -73,12 +92,7 @@ func NewApp(o AppOptions) *Model {
 		Live:    true,
 		Monitor: 1,
 		Wizard:  o.Wizard,
-		Report: func(ctx context.Context) (replay.Report, error) {
-			if len(cfg.Replicas) == 0 {
-				return replay.Report{}, nil
-			}
-			return replay.QueryStatus(ctx, cfg)
-		},
+		Report:  report,
 		Tabs: []Tab{
 			{Name: "Tables", Screen: tab},
 			{Name: "Monitor", Screen: mon},

@@ -6,6 +6,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -545,6 +546,9 @@ func (m *Model) header() string {
 		}
 	}
 	clock := m.now().Format("15:04") + " "
+	if w := m.env.Who; w != nil {
+		clock = m.whoText() + "  " + clock
+	}
 	build := func(set string) string {
 		parts := []string{title}
 		if set != "" {
@@ -554,12 +558,23 @@ func (m *Model) header() string {
 	}
 	left := build(set)
 	for _, alt := range []string{short, ""} {
-		if ansi.StringWidth(left)+len(clock)+1 <= m.lay.Width {
+		if ansi.StringWidth(left)+ansi.StringWidth(clock)+1 <= m.lay.Width {
 			break
 		}
 		left = build(alt)
 	}
-	gap := m.lay.Width - ansi.StringWidth(left) - len(clock)
+	if m.env.Who != nil {
+		// The session's user and address matter more than the lag (the
+		// monitor shows it), then than the set's name.
+		for _, drop := range []func(){func() { tail = tail[:min(len(tail), 1)] }, func() { short = "" }} {
+			if ansi.StringWidth(left)+ansi.StringWidth(clock)+1 <= m.lay.Width {
+				break
+			}
+			drop()
+			left = build(short)
+		}
+	}
+	gap := m.lay.Width - ansi.StringWidth(left) - ansi.StringWidth(clock)
 	if gap < 1 {
 		return left
 	}
@@ -571,6 +586,20 @@ func (m *Model) uptime(started time.Time) string {
 		return ""
 	}
 	return " " + screen.Dur(m.now().Sub(started))
+}
+
+// whoText is the SSH session's user@host, marked when read-only.
+func (m *Model) whoText() string {
+	w := m.env.Who
+	host := w.Remote
+	if h, _, err := net.SplitHostPort(w.Remote); err == nil {
+		host = h
+	}
+	s := w.User + "@" + host
+	if m.env.ReadOnly {
+		s += " " + m.env.Theme.Warn.Render("read-only")
+	}
+	return s
 }
 
 func (m *Model) engineState() string {

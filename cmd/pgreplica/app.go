@@ -26,6 +26,7 @@ type app struct {
 	replicaDSN []string
 	setName    string
 	yes        bool
+	warned     bool // the password-in-argv warning was printed
 }
 
 const version = "0.1.0"
@@ -62,8 +63,8 @@ in /etc/pgreplica/*.yaml; or, without a file, from --origin and --replica.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	pf := root.PersistentFlags()
 	pf.StringVarP(&a.configPath, "config", "c", "", "config file (default ./pgreplica.yaml, then /etc/pgreplica/*.yaml)")
-	pf.StringVar(&a.originDSN, "origin", "", "origin DSN, for use without a config file")
-	pf.StringArrayVar(&a.replicaDSN, "replica", nil, "replica DSN, for use without a config file (repeatable)")
+	pf.StringVar(&a.originDSN, "origin", "", "origin DSN, for use without a config file; env:VAR or @FILE read it from there (default $"+config.EnvOrigin+")")
+	pf.StringArrayVar(&a.replicaDSN, "replica", nil, "replica DSN, for use without a config file (repeatable); env:VAR or @FILE as for --origin")
 	pf.StringVar(&a.setName, "name", "", "replication set name with --origin (default \"default\")")
 	root.AddCommand(
 		a.installCommand(),
@@ -79,26 +80,84 @@ in /etc/pgreplica/*.yaml; or, without a file, from --origin and --replica.`,
 }
 
 // loadConfig resolves the configuration from -c, the default locations or
-// the --origin/--replica flags.
+// the --origin/--replica flags, with the DSNs of the environment
+// (PGREPLICA_ORIGIN, PGREPLICA_REPLICA_<NAME>) over a config file's, or in
+// place of the flags.
 func (a *app) loadConfig() (*config.Config, error) {
+	environ := os.Environ()
 	if a.originDSN != "" || len(a.replicaDSN) > 0 {
 		if a.configPath != "" {
 			return nil, usagef("use either -c FILE or --origin/--replica, not both")
 		}
-		if a.originDSN == "" {
-			return nil, usagef("--replica needs --origin")
+		origin, err := a.flagDSN("--origin", a.originDSN)
+		if err != nil {
+			return nil, err
 		}
-		return config.FromFlags(a.setName, a.originDSN, a.replicaDSN)
+		if origin == "" {
+			origin = os.Getenv(config.EnvOrigin)
+		}
+		if origin == "" {
+			return nil, usagef("--replica needs --origin (or %s)", config.EnvOrigin)
+		}
+		var replicas []string
+		for _, v := range a.replicaDSN {
+			dsn, err := a.flagDSN("--replica", v)
+			if err != nil {
+				return nil, err
+			}
+			replicas = append(replicas, dsn)
+		}
+		return fromFlags(a.setName, origin, replicas, environ)
 	}
 	path, err := config.Find(a.configPath)
 	if err != nil {
 		return nil, err
 	}
 	if path == "" {
+		if origin := os.Getenv(config.EnvOrigin); origin != "" {
+			return fromFlags(a.setName, origin, nil, environ)
+		}
 		return nil, withHint(errors.New("no configuration: no ./pgreplica.yaml and none in /etc/pgreplica"),
-			"pgreplica -c FILE ..., or pgreplica --origin DSN --replica DSN ...; see configs/example.yaml")
+			"pgreplica -c FILE ..., or pgreplica --origin DSN --replica DSN ... (or "+config.EnvOrigin+" and "+config.EnvReplicaPrefix+"<NAME>); see configs/example.yaml")
 	}
-	return config.Load(path)
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.ApplyEnv(environ); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// fromFlags is the config of the flags and the environment's replicas.
+func fromFlags(name, origin string, replicas, environ []string) (*config.Config, error) {
+	cfg, err := config.FromFlags(name, origin, replicas)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Replicas = append(cfg.Replicas, config.EnvReplicas(environ)...)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// flagDSN resolves a DSN flag's value (env:VAR, @FILE or the DSN) and warns
+// once about a password given on the command line.
+func (a *app) flagDSN(flag, value string) (string, error) {
+	if value == "" {
+		return "", nil
+	}
+	dsn, literal, err := config.FlagDSN(flag, value)
+	if err != nil {
+		return "", &usageError{err.Error()}
+	}
+	if literal && !a.warned {
+		a.warned = true
+		fmt.Fprintf(a.stderr, "warning: %s has a password on the command line, where every local user can read it (ps, /proc/PID/cmdline); use ~/.pgpass, PGPASSWORD, %s env:VAR or %s @FILE\n", flag, flag, flag)
+	}
+	return dsn, nil
 }
 
 // loadConfigWithReplicas is loadConfig for commands that need replicas.

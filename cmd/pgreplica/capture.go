@@ -18,7 +18,8 @@ import (
 )
 
 func (a *app) installCommand() *cobra.Command {
-	return &cobra.Command{
+	var disableTriggers bool
+	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install or upgrade capture on the origin and bookkeeping on the replicas",
 		Long: `Installs the pgreplica schema and the capture triggers on every selected table
@@ -28,8 +29,17 @@ has every captured table and column); nothing is changed if a check fails.
 Re-running it is safe and changes nothing that is current.
 
 A replica starts replicating from the moment of install: give it the same data
-first (pgreplica sync copies it online).`,
-		Example: "  pgreplica -c shop.yaml install",
+first (pgreplica sync copies it online).
+
+Where a replica's apply role cannot set session_replication_role (it needs a
+superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER), the replica's own
+triggers and foreign-key actions run on every applied change; install lists
+them. --disable-replica-triggers then disables those triggers on the
+replicated tables (ALTER TABLE ... DISABLE TRIGGER, as the tables' owner).
+
+A table whose capture was removed (remove-table) is left out with an error:
+copy it again with add-table --sync, or take it back with --no-sync.`,
+		Example: "  pgreplica -c shop.yaml install\n  pgreplica -c shop.yaml install --disable-replica-triggers --yes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig()
@@ -44,9 +54,17 @@ first (pgreplica sync copies it online).`,
 				return withHint(fmt.Errorf("%s; nothing was installed", strings.Join(typos, "; ")),
 					"fix tables.include in "+cfg.Path+" (pgreplica tables lists what the patterns select)")
 			}
-			return capture.Install(cmd.Context(), cfg, a.line)
+			if disableTriggers {
+				if err := a.confirm("Disable the replicas' own triggers on the replicated tables where the apply role cannot skip them?"); err != nil {
+					return err
+				}
+			}
+			return capture.InstallWith(cmd.Context(), cfg, capture.Options{DisableReplicaTriggers: disableTriggers}, a.line)
 		},
 	}
+	cmd.Flags().BoolVar(&disableTriggers, "disable-replica-triggers", false, "disable the replicas' own user triggers on replicated tables where the apply role cannot skip them (asks first)")
+	a.addYesFlag(cmd)
+	return cmd
 }
 
 func (a *app) uninstallCommand() *cobra.Command {
@@ -78,6 +96,7 @@ are lost: run 'pgreplica replicate --once' first to apply them.`,
 type tableJSON struct {
 	Table       string            `json:"table"`
 	Key         []string          `json:"key"`
+	KeyIndex    string            `json:"key_index,omitempty"` // "primary" or "unique"
 	Status      string            `json:"status"`
 	State       string            `json:"state"`
 	Replicas    map[string]string `json:"replicas,omitempty"`
@@ -157,8 +176,13 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 				for i, t := range tables {
 					out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status),
 						State: states[t.Table], Replicas: perReplica[t.Table], Pending: t.Pending}
-					if out[i].Key == nil {
+					switch {
+					case out[i].Key == nil:
 						out[i].Key = []string{}
+					case t.KeyIsUnique:
+						out[i].KeyIndex = "unique"
+					default:
+						out[i].KeyIndex = "primary"
 					}
 					if !t.Last.IsZero() {
 						s := t.Last.UTC().Format(time.RFC3339)
@@ -174,6 +198,9 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 				if len(t.Key) > 0 {
 					key = strings.Join(t.Key, ",")
 				}
+				if t.KeyIsUnique {
+					key += " (unique)"
+				}
 				if !t.Last.IsZero() {
 					last = t.Last.Local().Format("2006-01-02 15:04:05")
 				}
@@ -182,7 +209,7 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			return w.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, status, state, replicas, pending, last_event_at}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, key_index, status, state, replicas, pending, last_event_at}")
 	return cmd
 }
 
@@ -199,7 +226,7 @@ func parseTables(args []string) ([]pg.Table, error) {
 }
 
 func (a *app) addTableCommand() *cobra.Command {
-	var syncAfter bool
+	var syncAfter, noSync bool
 	cmd := &cobra.Command{
 		Use:   "add-table TABLE...",
 		Short: "Install capture on tables, one at a time",
@@ -209,8 +236,12 @@ left out); quote parts with double quotes as in SQL: '"My Schema"."Orders"'.
 
 With --sync the tables are then copied to every replica online, while the
 replication runs, and join it (state copying, then catchup, then
-replicating); the other tables keep replicating meanwhile. See pgreplica sync.`,
-		Example: "  pgreplica -c shop.yaml add-table public.invoices sales.refunds\n  pgreplica -c shop.yaml add-table public.invoices --sync --yes",
+replicating); the other tables keep replicating meanwhile. See pgreplica sync.
+
+A table whose capture was removed (remove-table) is refused: its replicas
+missed the changes made since. Copy it again with --sync, or capture it
+again as it is with --no-sync when you know the replicas have its rows.`,
+		Example: "  pgreplica -c shop.yaml add-table public.invoices sales.refunds\n  pgreplica -c shop.yaml add-table public.invoices --sync --yes\n  pgreplica -c shop.yaml add-table public.sessions --no-sync",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tables, err := parseTables(args)
@@ -221,6 +252,9 @@ replicating); the other tables keep replicating meanwhile. See pgreplica sync.`,
 			if err != nil {
 				return err
 			}
+			if syncAfter && noSync {
+				return &usageError{"--sync and --no-sync exclude each other"}
+			}
 			if err := capture.CheckOriginTables(cmd.Context(), cfg, tables, true); err != nil {
 				return err
 			}
@@ -230,10 +264,11 @@ replicating); the other tables keep replicating meanwhile. See pgreplica sync.`,
 				}
 				return a.runSync(cmd, cfg, tablecopy.Options{Tables: tables})
 			}
-			return capture.AddTables(cmd.Context(), cfg, tables, a.line)
+			return capture.AddTablesWith(cmd.Context(), cfg, tables, capture.Options{Recapture: noSync}, a.line)
 		},
 	}
 	cmd.Flags().BoolVar(&syncAfter, "sync", false, "then copy the tables to every replica online (see pgreplica sync)")
+	cmd.Flags().BoolVar(&noSync, "no-sync", false, "capture a table whose capture was removed again without copying it")
 	a.addYesFlag(cmd)
 	return cmd
 }

@@ -63,11 +63,11 @@ func TestCLIInstallTablesAndUninstall(t *testing.T) {
 	                                CREATE TABLE audit (at timestamptz, what text);
 	                                CREATE TABLE "Line Items" (order_id int, n int, PRIMARY KEY (order_id, n));`)
 	out, errOut, code := cli(t, "", "-c", cfg, "install")
-	want := `origin: installed capture schema (version 1)
+	want := `origin: installed capture schema (version 2)
 created trigger on public."Line Items" (order_id,n)
 public.audit has no primary key: not replicated
 created trigger on public.orders (id)
-replica r1: installed bookkeeping schema (version 1), replicating from now on
+replica r1: installed bookkeeping schema (version 2), replicating from now on
 `
 	if code != 0 || out != want {
 		t.Fatalf("install: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -98,7 +98,13 @@ replica r1: installed bookkeeping schema (version 1), replicating from now on
 	if code != 0 || out != "removed trigger from public.orders\n" {
 		t.Fatalf("remove-table: %d %q", code, out)
 	}
-	out, _, code = cli(t, "", "-c", cfg, "add-table", `"Line Items"`, "orders")
+	// A removed table is not captured again silently: its replica missed
+	// changes meanwhile.
+	_, errOut, code = cli(t, "", "-c", cfg, "add-table", "orders")
+	if code != 1 || !strings.Contains(errOut, "capture of these tables was removed: their replicas need a new copy: public.orders; copy it again with pgreplica add-table --sync public.orders, or accept the difference with --no-sync") {
+		t.Fatalf("add-table of a removed table: %d %q", code, errOut)
+	}
+	out, _, code = cli(t, "", "-c", cfg, "add-table", "--no-sync", `"Line Items"`, "orders")
 	if code != 0 || out != "trigger on public.\"Line Items\" is current (order_id,n)\ncreated trigger on public.orders (id)\n" {
 		t.Fatalf("add-table: %d %q", code, out)
 	}

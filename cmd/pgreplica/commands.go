@@ -12,6 +12,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.statusCommand(),
 		a.purgeCommand(),
 		a.tuiCommand(),
+		a.serveCommand(),
 		a.demoCommand(),
 		a.syncCommand(),
 		a.verifyCommand(),
@@ -19,6 +20,13 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.conflictsCommand(),
 		a.backupCommand(),
 		a.smokeCommand(),
+		a.exportCommand(),
+		a.importCommand(),
+		a.ackCommand(),
+		a.executeCommand(),
+		a.skipCommand(),
+		a.reapplyCommand(),
+		a.retryCommand(),
 	}
 }
 

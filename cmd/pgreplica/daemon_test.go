@@ -257,7 +257,7 @@ func TestDaemonKilledRepeatedlyLosesAndRepeatsNothing(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || code != statusNoEngine { // the daemon is gone
 		t.Fatalf("status --json: %d %v\n%s", code, err, out)
 	}
-	if len(st.Replicas) != 1 || st.Replicas[0].Name != "r1" || st.Replicas[0].Pending != 0 ||
+	if len(st.Replicas) != 1 || st.Replicas[0].Name != "r1" || st.Replicas[0].Pending == nil || *st.Replicas[0].Pending != 0 ||
 		st.Replicas[0].LagSeconds != 0 || st.Replicas[0].State != "caught up" || st.Replicas[0].LastAppliedAt == nil {
 		t.Fatalf("status after catching up: %s", out)
 	}

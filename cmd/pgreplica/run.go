@@ -20,6 +20,7 @@ import (
 	"pgreplica/core/logring"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/tui/source"
 )
 
 type runOptions struct {
@@ -27,6 +28,7 @@ type runOptions struct {
 	logFormat string
 	logFile   string
 	logLevel  string
+	serveSSH  string // also serve the TUI over SSH on this address
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -40,10 +42,19 @@ in case a notification is lost. Everything missed while it was down is applied
 first. Connection faults are retried with backoff; it never exits on a
 transient fault.
 
-SIGTERM or SIGINT finish the batch in flight and exit 0. SIGHUP reloads the
+SIGTERM or SIGINT finish the batch in flight and exit 0, within
+min(10s, timeouts.dead_path) even when a server no longer answers (an
+unfinished batch is rolled back and applied at the next start). SIGHUP reloads the
 config file (and reopens --log-file, for logrotate); an invalid new config is
 logged and the running one kept. With control.socket set, the daemon serves
-its status and log there for 'pgreplica status' and the TUI.`,
+its status and log there for 'pgreplica status' and the TUI. With
+--serve-ssh HOST:PORT the same process serves the TUI over SSH, every session
+on this engine (see 'pgreplica serve --help' and serve.ssh in the config).
+
+One engine applies a set to a replica at a time (an advisory lock on the
+replica). A second daemon on the same config waits as a standby and takes
+over within seconds when the first stops or dies: run one on each of two
+hosts for high availability.`,
 		Example: `  pgreplica -c /etc/pgreplica/shop.yaml run
   pgreplica -c /etc/pgreplica/shop.yaml run --daemon --log-format json
   systemctl enable --now pgreplica   # see scripts/pgreplica.service`,
@@ -57,6 +68,7 @@ its status and log there for 'pgreplica status' and the TUI.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logFile, "log-file", "", "append logs to FILE instead of standard error")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.serveSSH, "serve-ssh", "", "also serve the TUI over SSH on HOST:PORT (see pgreplica serve --help)")
 	return cmd
 }
 
@@ -85,31 +97,70 @@ func (s *logSink) reopen() error {
 	return nil
 }
 
-func (a *app) runEngine(ctx context.Context, o runOptions) error {
+// daemonLogger is the log of the daemon: text or JSON lines to stderr or
+// --log-file.
+func (a *app) daemonLogger(o runOptions) (*slog.Logger, *logSink, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return usagef("--log-level: %v", err)
+		return nil, nil, usagef("--log-level: %v", err)
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
-		return usagef("--log-format must be text or json (got %q)", o.logFormat)
+		return nil, nil, usagef("--log-format must be text or json (got %q)", o.logFormat)
 	}
 	sink := &logSink{path: o.logFile, w: a.stderr}
 	if err := sink.reopen(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	var out slog.Handler
 	hopts := &slog.HandlerOptions{Level: level}
 	if o.logFormat == "json" {
-		out = slog.NewJSONHandler(sink, hopts)
-	} else {
-		out = slog.NewTextHandler(sink, hopts)
+		return slog.New(slog.NewJSONHandler(sink, hopts)), sink, nil
+	}
+	return slog.New(slog.NewTextHandler(sink, hopts)), sink, nil
+}
+
+func (a *app) runEngine(ctx context.Context, o runOptions) error {
+	plain, sink, err := a.daemonLogger(o)
+	if err != nil {
+		return err
 	}
 	ring := logring.New(2000)
-	log := slog.New(slog.NewMultiHandler(out, ring.Handler(slog.LevelInfo)))
+	log := slog.New(slog.NewMultiHandler(plain.Handler(), ring.Handler(slog.LevelInfo)))
 
 	cfg, err := a.loadConfigWithReplicas()
 	if err != nil {
 		return err
+	}
+	if cfg.Control.Socket != "" {
+		if err := control.Check(cfg.Control.Socket); err != nil {
+			return err
+		}
+	}
+	// The TUI over SSH: one server for the life of the process, whose
+	// sessions all show the engine running here (the new one after a reload).
+	local := &localEngine{ring: ring}
+	var current struct {
+		sync.Mutex
+		cfg *config.Config
+	}
+	current.cfg = cfg
+	if o.serveSSH != "" {
+		srv, err := listenSSH(cfg, o.serveSSH, log, &source.Daemon{Client: local}, func() *config.Config {
+			current.Lock()
+			defer current.Unlock()
+			return current.cfg
+		})
+		if err != nil {
+			return err
+		}
+		sshCtx, stopSSH := context.WithCancel(ctx)
+		sshDone := make(chan struct{})
+		go func() {
+			defer close(sshDone)
+			if err := srv.Serve(sshCtx); err != nil {
+				log.Error("ssh server", "err", err.Error())
+			}
+		}()
+		defer func() { stopSSH(); <-sshDone }()
 	}
 	if err := preflight(ctx, cfg, log); err != nil {
 		return err
@@ -121,6 +172,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 	for {
 		engCtx, stop := context.WithCancel(ctx)
 		eng := replay.New(cfg, log, replay.Options{})
+		local.use(cfg.Name, eng)
 		// done closes when the engine and its control endpoint have both
 		// ended (the endpoint removes its socket file: it must be gone before
 		// a reloaded one creates it again).
@@ -159,6 +211,9 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 				}
 				log.Info("reloading config", "path", next.Path)
 				cfg, reload = next, true
+				current.Lock()
+				current.cfg = next
+				current.Unlock()
 			}
 		}
 		stop()
@@ -170,6 +225,9 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 // retry can cure: pgreplica not installed on the origin. An unreachable
 // server is not fatal: the engine retries.
 func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	net := pg.NetOf(cfg)
+	ctx, cancel := context.WithTimeout(ctx, net.ConnectTimeout+net.DeadPath)
+	defer cancel()
 	conn, err := pg.ConnectOrigin(ctx, cfg, "")
 	if err != nil {
 		log.Warn("origin unreachable at start; retrying", "err", err.Error())
@@ -178,6 +236,10 @@ func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	defer conn.Close(ctx)
 	v, err := capture.SchemaVersion(ctx, conn)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Warn("origin does not answer at start; retrying", "err", err.Error())
+			return nil
+		}
 		return err
 	}
 	if v == "" {
@@ -209,7 +271,7 @@ could not be brought up to date (the error says which and why).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Replicas))
+			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Connected())) // file replicas: export
 			return nil
 		},
 	}

@@ -87,7 +87,7 @@ not lost): run it again.`,
 func (a *app) replicaSelection(values []string) (string, error) {
 	var names []string
 	for _, v := range values {
-		if strings.ContainsAny(v, "=/: ") {
+		if strings.ContainsAny(v, "=/: ") || strings.HasPrefix(v, "@") {
 			a.replicaDSN = append(a.replicaDSN, v)
 			continue
 		}

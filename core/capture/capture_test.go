@@ -99,13 +99,13 @@ func TestInstallTablesReinstallUninstall(t *testing.T) {
 
 	got := install(t, ctx, cfg)
 	want := []string{
-		"origin: installed capture schema (version 1)",
+		"origin: installed capture schema (version 2)",
 		`created trigger on "Sales Dept"."Order ""Lines""" (select,Ünïcode)`,
 		"created trigger on public.composite (a,b)",
 		"created trigger on public.gen (id)",
 		"public.nokey has no primary key: not replicated",
 		"created trigger on public.single (id)",
-		"replica replica: installed bookkeeping schema (version 1), replicating from now on",
+		"replica replica: installed bookkeeping schema (version 2), replicating from now on",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("install printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -140,13 +140,13 @@ func TestInstallTablesReinstallUninstall(t *testing.T) {
 	catalog := strs(t, origin, catalogState)
 	again := install(t, ctx, cfg)
 	wantAgain := []string{
-		"origin: capture schema is current (version 1)",
+		"origin: capture schema is current (version 2)",
 		`trigger on "Sales Dept"."Order ""Lines""" is current (select,Ünïcode)`,
 		"trigger on public.composite is current (a,b)",
 		"trigger on public.gen is current (id)",
 		"public.nokey has no primary key: not replicated",
 		"trigger on public.single is current (id)",
-		"replica replica: bookkeeping schema is current (version 1)",
+		"replica replica: bookkeeping schema is current (version 2)",
 	}
 	if strings.Join(again, "\n") != strings.Join(wantAgain, "\n") {
 		t.Fatalf("re-install printed:\n%s", strings.Join(again, "\n"))
@@ -155,10 +155,16 @@ func TestInstallTablesReinstallUninstall(t *testing.T) {
 		t.Fatalf("re-install changed the catalog:\nbefore %v\nafter  %v", catalog, after)
 	}
 
-	// A changed key is picked up by the next install.
+	// A changed key is picked up at once by the event trigger, in the
+	// ALTER TABLE's own transaction (so install finds it current).
 	exec(t, origin, "ALTER TABLE single DROP CONSTRAINT single_pkey; ALTER TABLE single ADD PRIMARY KEY (id, v)")
-	if l := install(t, ctx, cfg); l[5] != "updated trigger on public.single (id,v)" {
+	if l := install(t, ctx, cfg); l[5] != "trigger on public.single is current (id,v)" {
 		t.Fatalf("after a key change: %q", l[5])
+	}
+	// Without the event trigger, the next install picks it up.
+	exec(t, origin, "DROP EVENT TRIGGER pgreplica_ddl; ALTER TABLE single DROP CONSTRAINT single_pkey; ALTER TABLE single ADD PRIMARY KEY (v, id)")
+	if l := install(t, ctx, cfg); l[5] != "updated trigger on public.single (v,id)" {
+		t.Fatalf("after a key change without the event trigger: %q", l[5])
 	}
 
 	var uninstall []string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,7 +22,8 @@ type Report func(line string)
 type session struct {
 	cfg      *config.Config
 	origin   *pgx.Conn
-	replicas []*pgx.Conn
+	net      []config.Replica // the replicas reached through a connection (not file replicas)
+	replicas []*pgx.Conn      // their connections, in the same order
 }
 
 func open(ctx context.Context, cfg *config.Config) (*session, error) {
@@ -30,7 +32,8 @@ func open(ctx context.Context, cfg *config.Config) (*session, error) {
 	if s.origin, err = pg.ConnectOrigin(ctx, cfg, ""); err != nil {
 		return nil, err
 	}
-	for _, r := range cfg.Replicas {
+	s.net = cfg.Connected()
+	for _, r := range s.net {
 		c, err := pg.ConnectReplica(ctx, r, "")
 		if err != nil {
 			s.close(ctx)
@@ -50,6 +53,24 @@ func (s *session) close(ctx context.Context) {
 	}
 }
 
+// Options are the choices of Install and AddTables.
+type Options struct {
+	// Recapture captures again tables whose capture was removed
+	// (remove-table). Their replicas missed the changes made meanwhile, so
+	// the caller either copies them again (sync) or the operator accepted
+	// the difference (--no-sync). Without it such tables are refused.
+	Recapture bool
+	// DisableReplicaTriggers disables, on each replica whose apply role
+	// cannot set session_replication_role, the replica's own user triggers
+	// on the replicated tables (the operator agreed: they would otherwise
+	// run on every applied change).
+	DisableReplicaTriggers bool
+}
+
+// ErrRemoved is returned (wrapped) when tables whose capture was removed
+// were left out because Options.Recapture was not set.
+var ErrRemoved = errors.New("capture of these tables was removed: their replicas need a new copy")
+
 // Install installs or upgrades capture on the origin (schema, triggers on
 // every selected table) and the bookkeeping schema on every replica.
 // Everything is checked before anything is changed; re-running it changes
@@ -57,6 +78,13 @@ func (s *session) close(ctx context.Context) {
 // short. It works while the origin is busy: each table is done in a short
 // transaction of its own.
 func Install(ctx context.Context, cfg *config.Config, report Report) error {
+	return InstallWith(ctx, cfg, Options{}, report)
+}
+
+// InstallWith is Install with options. Tables whose capture was removed
+// are left out (and reported, and the error wraps ErrRemoved) unless
+// opt.Recapture is set; the rest is installed all the same.
+func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Report) error {
 	s, err := open(ctx, cfg)
 	if err != nil {
 		return err
@@ -75,16 +103,51 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 	if err := s.checkReplicasHave(ctx, keyed); err != nil {
 		return err
 	}
+	var removed []string
+	if !opt.Recapture {
+		kept := tables[:0:0]
+		for _, t := range tables {
+			if t.Status == Removed {
+				removed = append(removed, t.Table.String())
+				report(removedLine(t.Table))
+				continue
+			}
+			kept = append(kept, t)
+		}
+		tables = kept
+	}
 	snap, err := s.installOrigin(ctx, tables, report)
 	if err != nil {
 		return err
 	}
-	for i, r := range cfg.Replicas {
+	var captured []pg.Table
+	for _, t := range tables {
+		if t.Status != NoKey {
+			captured = append(captured, t.Table)
+		}
+	}
+	for i, r := range s.net {
 		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
 			return err
 		}
+		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, captured, opt.DisableReplicaTriggers, report); err != nil {
+			return err
+		}
+	}
+	for _, r := range cfg.Replicas {
+		if r.File {
+			report(fmt.Sprintf("replica %s: file replica, registered on the origin (its events are kept until acknowledged); start it with pgreplica export --base --replica %s", r.Name, r.Name))
+		}
+	}
+	if len(removed) > 0 {
+		return fmt.Errorf("%w: %s; copy them again with pgreplica add-table --sync %s, or accept the difference with --no-sync",
+			ErrRemoved, strings.Join(removed, ", "), strings.Join(removed, " "))
 	}
 	return nil
+}
+
+func removedLine(t pg.Table) string {
+	return fmt.Sprintf("%s: capture was removed earlier; not captured again without a new copy", t)
 }
 
 // installOrigin installs the schema, the triggers and the registration of
@@ -121,6 +184,24 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 	})
 	if err != nil {
 		return "", fmt.Errorf("origin: %w", err)
+	}
+	var ddl bool
+	if err := s.origin.QueryRow(ctx, "SELECT pgreplica.ensure_event_trigger()").Scan(&ddl); err != nil {
+		return "", fmt.Errorf("origin: event trigger: %w", err)
+	}
+	if !ddl {
+		report("origin: no event trigger (creating one needs a superuser): after an ALTER TABLE of a captured table, run pgreplica install again (pgreplica tables shows such tables as stale)")
+		if s.cfg.DDL.Capture {
+			return "", errors.New("origin: ddl.capture needs the event trigger, which only a superuser's install creates; run install as a superuser, or use pgreplica execute for schema changes")
+		}
+	}
+	capture := map[bool]string{true: "on", false: "off"}[s.cfg.DDL.Capture]
+	if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('ddl_capture', $1)
+	                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, capture); err != nil {
+		return "", fmt.Errorf("origin: record ddl.capture: %w", err)
+	}
+	if s.cfg.DDL.Capture {
+		report("origin: ddl.capture is on: a plain ALTER TABLE of a captured table reaches every replica in the stream")
 	}
 	for _, t := range tables {
 		line, err := addTableRetried(ctx, s.origin, t.Table)
@@ -223,7 +304,9 @@ func installReplica(ctx context.Context, conn *pgx.Conn, name, set, snap string,
 // that pgreplica.add_table reports.
 func addTable(ctx context.Context, q Querier, t pg.Table) (string, error) {
 	var line *string
-	err := q.QueryRow(ctx, "SELECT pgreplica.add_table(to_regclass($1))", t.Ident()).Scan(&line)
+	// The decision about tables whose capture was removed is made by the
+	// caller (Options.Recapture).
+	err := q.QueryRow(ctx, "SELECT pgreplica.add_table(to_regclass($1), true)", t.Ident()).Scan(&line)
 	if err != nil {
 		return "", fmt.Errorf("install trigger on %s: %w", t, err)
 	}
@@ -249,7 +332,7 @@ func (s *session) checkReplicasHave(ctx context.Context, tables []pg.Table) erro
 		want[t] = cols
 	}
 	var problems []error
-	for i, r := range s.cfg.Replicas {
+	for i, r := range s.net {
 		for _, t := range tables {
 			have, err := capturedColumns(ctx, s.replicas[i], t)
 			if err != nil {
@@ -315,6 +398,12 @@ func quoteAll(names []string) []string {
 // AddTables installs capture on the named tables, one at a time, each after
 // checking that every replica has it.
 func AddTables(ctx context.Context, cfg *config.Config, tables []pg.Table, report Report) error {
+	return AddTablesWith(ctx, cfg, tables, Options{}, report)
+}
+
+// AddTablesWith is AddTables with options: a table whose capture was
+// removed is refused (ErrRemoved) unless opt.Recapture is set.
+func AddTablesWith(ctx context.Context, cfg *config.Config, tables []pg.Table, opt Options, report Report) error {
 	s, err := open(ctx, cfg)
 	if err != nil {
 		return err
@@ -322,6 +411,18 @@ func AddTables(ctx context.Context, cfg *config.Config, tables []pg.Table, repor
 	defer s.close(ctx)
 	if err := requireOrigin(ctx, s.origin); err != nil {
 		return err
+	}
+	if !opt.Recapture {
+		removed, err := RemovedTables(ctx, s.origin)
+		if err != nil {
+			return fmt.Errorf("origin: %w", err)
+		}
+		for _, t := range tables {
+			if slices.Contains(removed, t) {
+				return fmt.Errorf("%w: %s; copy it again with pgreplica add-table --sync %s, or accept the difference with --no-sync",
+					ErrRemoved, t, t)
+			}
+		}
 	}
 	for _, t := range tables {
 		if err := s.checkReplicasHave(ctx, []pg.Table{t}); err != nil {
@@ -367,6 +468,9 @@ func requireOrigin(ctx context.Context, conn *pgx.Conn) error {
 	}
 	if v == "" {
 		return errors.New("capture is not installed on the origin; run pgreplica install first")
+	}
+	if v != pgsql.OriginVersion {
+		return fmt.Errorf("the origin's capture schema is version %s, this pgreplica needs %s; run pgreplica install to upgrade it", v, pgsql.OriginVersion)
 	}
 	return nil
 }
@@ -419,7 +523,7 @@ SELECT n.nspname, c.relname, t.tgname
 		return fmt.Errorf("origin: commit: %w", err)
 	}
 	report("origin: removed schema pgreplica")
-	for i, r := range cfg.Replicas {
+	for i, r := range s.net {
 		if _, err := s.replicas[i].Exec(ctx, "DROP SCHEMA IF EXISTS pgreplica CASCADE"); err != nil {
 			return fmt.Errorf("replica %s: drop schema pgreplica: %w", r.Name, err)
 		}

@@ -6,7 +6,7 @@ import (
 )
 
 // statusOrder puts problems first.
-var statusOrder = map[Status]int{Missing: 0, Disabled: 1, NoKey: 2, Installed: 3}
+var statusOrder = map[Status]int{Missing: 0, Removed: 1, Stale: 2, Disabled: 3, NoKey: 4, Installed: 5}
 
 // SortByStatus sorts tables problems first, then by name.
 func SortByStatus(tables []TableInfo) {

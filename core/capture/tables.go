@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgreplica/core/pg"
+	pgsql "pgreplica/sql"
 )
 
 // Status is a table's capture status on the origin.
@@ -23,15 +24,26 @@ const (
 	Missing   Status = "missing"
 	NoKey     Status = "no primary key"
 	Disabled  Status = "disabled"
+	// Stale: the table changed (ALTER TABLE) since its capture function was
+	// made and no event trigger made it again. Changes are still captured,
+	// exactly but slowly, except that a column added since is not carried:
+	// run pgreplica install.
+	Stale Status = "stale"
+	// Removed: capture of the table was removed (remove-table); its replicas
+	// no longer follow it and need a new copy (add-table --sync).
+	Removed Status = "needs re-copy"
 )
 
 // TableInfo is one table of the origin as the tables view shows it.
 type TableInfo struct {
-	Table   pg.Table
-	Key     []string // primary key columns in key order; nil without one
-	Status  Status
-	Pending int64     // events in the log not yet applied by the slowest replica
-	Last    time.Time // when the newest event still in the log was captured; zero if none
+	Table pg.Table
+	Key   []string // key columns in key order; nil without one
+	// KeyIsUnique: the key is a unique index on NOT NULL columns, not a
+	// primary key.
+	KeyIsUnique bool
+	Status      Status
+	Pending     int64     // events in the log not yet applied by the slowest replica
+	Last        time.Time // when the newest event still in the log was captured; zero if none
 }
 
 // Querier is what the functions here need of a connection or transaction.
@@ -46,12 +58,7 @@ type Querier interface {
 // It works before pgreplica is installed (everything is then missing).
 func ListTables(ctx context.Context, q Querier, match func(schema, table string) bool) ([]TableInfo, error) {
 	rows, err := q.Query(ctx, `
-SELECT n.nspname, c.relname,
-       (SELECT array_agg(a.attname::text ORDER BY k.ord)
-          FROM pg_index i
-          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = c.oid AND i.indisprimary),
+SELECT n.nspname, c.relname, `+pg.KeyColumnsSQL("c.oid")+`, NOT `+pg.KeyIsPrimarySQL("c.oid")+`,
        (SELECT t.tgenabled::text FROM pg_trigger t
          WHERE t.tgrelid = c.oid AND t.tgname = 'pgreplica_capture')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -66,7 +73,7 @@ SELECT n.nspname, c.relname,
 	for rows.Next() {
 		var ti TableInfo
 		var enabled *string
-		if err := rows.Scan(&ti.Table.Schema, &ti.Table.Name, &ti.Key, &enabled); err != nil {
+		if err := rows.Scan(&ti.Table.Schema, &ti.Table.Name, &ti.Key, &ti.KeyIsUnique, &enabled); err != nil {
 			return nil, fmt.Errorf("list tables: %w", err)
 		}
 		if match != nil && !match(ti.Table.Schema, ti.Table.Name) {
@@ -82,15 +89,73 @@ SELECT n.nspname, c.relname,
 		default:
 			ti.Status = Installed
 		}
+		if ti.Key == nil {
+			ti.KeyIsUnique = false
+		}
 		out = append(out, ti)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
-	if v, err := SchemaVersion(ctx, q); err != nil || v == "" {
+	v, err := SchemaVersion(ctx, q)
+	if err != nil || v == "" {
 		return out, err
 	}
+	if v == pgsql.OriginVersion {
+		if err := markStaleAndRemoved(ctx, q, out); err != nil {
+			return out, err
+		}
+	}
 	return out, addPending(ctx, q, out)
+}
+
+// markStaleAndRemoved finds the installed tables whose capture function no
+// longer matches their definition, and the tables whose capture was
+// removed.
+func markStaleAndRemoved(ctx context.Context, q Querier, tables []TableInfo) error {
+	var installed []string
+	missing := false
+	for _, t := range tables {
+		switch t.Status {
+		case Installed, Disabled:
+			installed = append(installed, t.Table.Ident())
+		case Missing:
+			missing = true
+		}
+	}
+	stale := map[string]bool{}
+	if len(installed) > 0 {
+		rows, err := q.Query(ctx, `SELECT t FROM unnest($1::text[]) t WHERE NOT pgreplica.trigger_is_current(t::regclass)`, installed)
+		if err != nil {
+			return fmt.Errorf("check capture functions: %w", err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("check capture functions: %w", err)
+		}
+		for _, n := range names {
+			stale[n] = true
+		}
+	}
+	removed := map[pg.Table]bool{}
+	if missing {
+		names, err := RemovedTables(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			removed[n] = true
+		}
+	}
+	for i, t := range tables {
+		switch {
+		case t.Status == Installed && stale[t.Table.Ident()]:
+			tables[i].Status = Stale
+		case t.Status == Missing && removed[t.Table]:
+			tables[i].Status = Removed
+		}
+	}
+	return nil
 }
 
 // addPending fills in the events each table has in the log that the slowest
@@ -123,6 +188,25 @@ SELECT l.schema_name, l.table_name,
 		}
 	}
 	return rows.Err()
+}
+
+// RemovedTables lists the tables whose capture was removed (remove-table)
+// and not installed again since.
+func RemovedTables(ctx context.Context, q Querier) ([]pg.Table, error) {
+	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname FROM pgreplica.removed r
+	                             JOIN pg_class c ON c.oid = r.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+	                            ORDER BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("read removed tables: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pg.Table, error) {
+		var t pg.Table
+		return t, r.Scan(&t.Schema, &t.Name)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read removed tables: %w", err)
+	}
+	return out, nil
 }
 
 // SchemaVersion is the installed capture schema version on the origin, or

@@ -27,7 +27,19 @@ type Config struct {
 	Batch        Batch         `yaml:"batch"`         // limits of one replica transaction
 	Purge        Purge         `yaml:"purge"`         // removal of applied events from the origin's log
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
+	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
+	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
+	DDL          DDL           `yaml:"ddl"`           // schema changes made with plain SQL on the origin
 	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
+}
+
+// DDL is what happens to a schema change made with plain SQL (not
+// pgreplica execute) on a captured table of the origin.
+type DDL struct {
+	// Capture: the event trigger (installed by a superuser) also writes
+	// each such ALTER TABLE into the log, so that every replica runs it
+	// between the right changes, as pgreplica execute does.
+	Capture bool `yaml:"capture"`
 }
 
 // Endpoint is a database to connect to.
@@ -35,10 +47,14 @@ type Endpoint struct {
 	DSN string `yaml:"dsn"` // libpq key/value string or postgres:// URL
 }
 
-// Replica is a database that receives the set's changes.
+// Replica is a database that receives the set's changes: through a
+// connection (DSN), or, with File, through bundle files that
+// `pgreplica export` writes and `pgreplica import` applies where the origin
+// cannot be reached.
 type Replica struct {
-	Name string `yaml:"name"` // unique within the set, same rules as the set name
-	DSN  string `yaml:"dsn"`  // libpq key/value string or postgres:// URL
+	Name string `yaml:"name"`           // unique within the set, same rules as the set name
+	DSN  string `yaml:"dsn"`            // libpq key/value string or postgres:// URL
+	File bool   `yaml:"file,omitempty"` // a file replica: no DSN, fed by bundles
 }
 
 // Tables selects tables by schema.table glob patterns.
@@ -63,6 +79,16 @@ type Control struct {
 	Socket string `yaml:"socket"` // unix socket path; "" turns the endpoint off
 }
 
+// Timeouts bound how long anything waits on a server. A dead network path
+// (a blackholing firewall, a half-open session behind a proxy) is noticed
+// within DeadPath; a crashed daemon's apply session that still holds the
+// replica is ended after OrphanGrace.
+type Timeouts struct {
+	Connect     time.Duration `yaml:"connect"`      // connect_timeout, unless the DSN sets its own
+	DeadPath    time.Duration `yaml:"dead_path"`    // a connection that answers nothing for this long is dropped
+	OrphanGrace time.Duration `yaml:"orphan_grace"` // an earlier apply session idle this long is ended
+}
+
 // Default values, also documented in configs/example.yaml.
 const (
 	DefaultName          = "default"
@@ -71,6 +97,18 @@ const (
 	DefaultBatchBytes    = 16 << 20
 	DefaultPurgeInterval = time.Minute
 	DefaultInclude       = "*.*"
+	DefaultConnect       = 10 * time.Second
+	DefaultDeadPath      = 30 * time.Second
+	DefaultOrphanGrace   = 30 * time.Second
+)
+
+// Lower bounds: below them a setting costs the servers more than it buys.
+const (
+	MinPollInterval  = 10 * time.Millisecond
+	MinPurgeInterval = time.Second
+	MinConnect       = 100 * time.Millisecond
+	MinDeadPath      = time.Second
+	MinOrphanGrace   = time.Second
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path is
@@ -85,6 +123,8 @@ func Default() Config {
 		PollInterval: DefaultPollInterval,
 		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
 		Purge:        Purge{Interval: DefaultPurgeInterval},
+		Timeouts:     Timeouts{Connect: DefaultConnect, DeadPath: DefaultDeadPath, OrphanGrace: DefaultOrphanGrace},
+		Serve:        defaultServe(),
 	}
 }
 
@@ -187,7 +227,11 @@ func (c *Config) problems() []problem {
 		default:
 			firstUse[r.Name] = i
 		}
-		if msg := dsnProblem(r.DSN); msg != "" {
+		if r.File {
+			if strings.TrimSpace(r.DSN) != "" {
+				add(field+".dsn", "a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two")
+			}
+		} else if msg := dsnProblem(r.DSN); msg != "" {
 			add(field+".dsn", "%s", msg)
 		} else if r.DSN == c.Origin.DSN {
 			add(field+".dsn", "same as origin.dsn: a database cannot replicate into itself")
@@ -208,8 +252,8 @@ func (c *Config) problems() []problem {
 		}
 	}
 
-	if c.PollInterval <= 0 {
-		add("poll_interval", "must be positive (got %s)", c.PollInterval)
+	if c.PollInterval < MinPollInterval {
+		add("poll_interval", "must be at least %s (got %s)", MinPollInterval, c.PollInterval)
 	}
 	if c.Batch.MaxEvents <= 0 {
 		add("batch.max_events", "must be positive (got %d)", c.Batch.MaxEvents)
@@ -217,12 +261,22 @@ func (c *Config) problems() []problem {
 	if c.Batch.MaxBytes <= 0 {
 		add("batch.max_bytes", "must be positive (got %d)", c.Batch.MaxBytes)
 	}
-	if c.Purge.Interval < 0 {
-		add("purge.interval", "must not be negative, 0 turns periodic purging off (got %s)", c.Purge.Interval)
+	if c.Purge.Interval < 0 || c.Purge.Interval > 0 && c.Purge.Interval < MinPurgeInterval {
+		add("purge.interval", "must be at least %s, or 0 to turn periodic purging off (got %s)", MinPurgeInterval, c.Purge.Interval)
+	}
+	if c.Timeouts.Connect < MinConnect {
+		add("timeouts.connect", "must be at least %s (got %s)", MinConnect, c.Timeouts.Connect)
+	}
+	if c.Timeouts.DeadPath < MinDeadPath {
+		add("timeouts.dead_path", "must be at least %s (got %s)", MinDeadPath, c.Timeouts.DeadPath)
+	}
+	if c.Timeouts.OrphanGrace < MinOrphanGrace {
+		add("timeouts.orphan_grace", "must be at least %s (got %s)", MinOrphanGrace, c.Timeouts.OrphanGrace)
 	}
 	if len(c.Control.Socket) > maxSocketPath {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
+	c.Serve.problems(add)
 	return ps
 }
 

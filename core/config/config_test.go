@@ -37,6 +37,8 @@ func TestDefault(t *testing.T) {
 		PollInterval: 2 * time.Second,
 		Batch:        Batch{MaxEvents: 5000, MaxBytes: 16 << 20},
 		Purge:        Purge{Interval: time.Minute},
+		Timeouts:     Timeouts{Connect: 10 * time.Second, DeadPath: 30 * time.Second, OrphanGrace: 30 * time.Second},
+		Serve:        Serve{SSH: SSH{HostKey: "ssh_host_ed25519_key", IdleTimeout: 30 * time.Minute, MaxSessions: 10}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -96,6 +98,8 @@ control:
 		Batch:        Batch{MaxEvents: 100, MaxBytes: 1024},
 		Purge:        Purge{Interval: 90 * time.Second},
 		Control:      Control{Socket: "/run/pgreplica.sock"},
+		Timeouts:     Timeouts{Connect: 10 * time.Second, DeadPath: 30 * time.Second, OrphanGrace: 30 * time.Second},
+		Serve:        Default().Serve,
 		Path:         "pgreplica.yaml",
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -211,6 +215,16 @@ func TestLoadErrors(t *testing.T) {
 			want: "pgreplica.yaml:5: replicas[0].dsn: missing",
 		},
 		{
+			name: "file replica with a dsn",
+			yaml: "name: shop\norigin:\n  dsn: host=db1\nreplicas:\n  - name: dmz\n    file: true\n    dsn: host=db2\n",
+			want: "pgreplica.yaml:7: replicas[0].dsn: a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two",
+		},
+		{
+			name: "file not a boolean",
+			yaml: "name: shop\norigin:\n  dsn: host=db1\nreplicas:\n  - name: dmz\n    file: often\n",
+			want: `pgreplica.yaml:6: replicas[0].file: want true or false (got "often")`,
+		},
+		{
 			name: "bad pattern",
 			yaml: "name: shop\norigin:\n  dsn: host=db1\ntables:\n  exclude: []\n  include:\n    - public.*\n    - \"public.[\"\n",
 			want: `pgreplica.yaml:8: tables.include[1]: bad pattern "public.[": syntax error in pattern`,
@@ -248,12 +262,40 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "zero poll interval",
 			yaml: "origin: {dsn: host=db1}\npoll_interval: 0\n",
-			want: "pgreplica.yaml:2: poll_interval: must be positive (got 0s)",
+			want: "pgreplica.yaml:2: poll_interval: must be at least 10ms (got 0s)",
+		},
+		{
+			name: "poll interval below the bound",
+			yaml: "origin: {dsn: host=db1}\npoll_interval: 1ns\n",
+			want: "pgreplica.yaml:2: poll_interval: must be at least 10ms (got 1ns)",
 		},
 		{
 			name: "negative purge interval",
 			yaml: "origin: {dsn: host=db1}\npurge:\n  interval: -1m\n",
-			want: "pgreplica.yaml:3: purge.interval: must not be negative, 0 turns periodic purging off (got -1m0s)",
+			want: "pgreplica.yaml:3: purge.interval: must be at least 1s, or 0 to turn periodic purging off (got -1m0s)",
+		},
+		{
+			name: "purge interval below the bound",
+			yaml: "origin: {dsn: host=db1}\npurge:\n  interval: 1ms\n",
+			want: "pgreplica.yaml:3: purge.interval: must be at least 1s, or 0 to turn periodic purging off (got 1ms)",
+		},
+		{
+			name: "fractional batch size",
+			yaml: "origin: {dsn: host=db1}\nbatch:\n  max_events: 1.5\n  max_bytes: 1e6\n",
+			want: `pgreplica.yaml:3: batch.max_events: want a whole number (got "1.5")` + "\n" +
+				`pgreplica.yaml:4: batch.max_bytes: want a whole number (got "1e6")`,
+		},
+		{
+			name: "boolean batch size",
+			yaml: "origin: {dsn: host=db1}\nbatch:\n  max_events: true\n",
+			want: `pgreplica.yaml:3: batch.max_events: want a whole number (got "true")`,
+		},
+		{
+			name: "timeouts below the bounds",
+			yaml: "origin: {dsn: host=db1}\ntimeouts:\n  connect: 1ms\n  dead_path: 10ms\n  orphan_grace: 0s\n",
+			want: "pgreplica.yaml:3: timeouts.connect: must be at least 100ms (got 1ms)\n" +
+				"pgreplica.yaml:4: timeouts.dead_path: must be at least 1s (got 10ms)\n" +
+				"pgreplica.yaml:5: timeouts.orphan_grace: must be at least 1s (got 0s)",
 		},
 		{
 			name: "several problems",
@@ -303,12 +345,14 @@ func TestLoadExample(t *testing.T) {
 	if err := c.RequireReplicas(); err != nil {
 		t.Error(err)
 	}
-	if c.Name != "shop" || len(c.Replicas) != 2 || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 {
+	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 ||
+		c.Serve.SSH.Listen == "" || c.Serve.SSH.AuthorizedKeys == "" || c.Serve.SSH.ReadOnlyKeys == "" {
 		t.Errorf("example.yaml does not set every key: %+v", c)
 	}
 	// The example documents the defaults it repeats.
 	d := Default()
-	if c.PollInterval != d.PollInterval || c.Batch != d.Batch || c.Purge != d.Purge {
+	if c.PollInterval != d.PollInterval || c.Batch != d.Batch || c.Purge != d.Purge || c.Timeouts != d.Timeouts ||
+		c.Serve.SSH.IdleTimeout != d.Serve.SSH.IdleTimeout || c.Serve.SSH.MaxSessions != d.Serve.SSH.MaxSessions {
 		t.Errorf("example.yaml: poll_interval, batch or purge differ from the defaults: %+v", c)
 	}
 }
@@ -345,6 +389,9 @@ func TestValidate(t *testing.T) {
 			c.Replicas = append(c.Replicas, Replica{Name: "b", DSN: "host=db3"}, Replica{Name: "reporting", DSN: "host=db4"})
 		}, `replicas[2].name: duplicate, already used by replicas[0] (got "reporting")`},
 		{"replica dsn missing", func(c *Config) { c.Replicas[0].DSN = "" }, "replicas[0].dsn: missing"},
+		{"file replica", func(c *Config) { c.Replicas[0] = Replica{Name: "dmz", File: true} }, "<nil>"},
+		{"file replica with a dsn", func(c *Config) { c.Replicas[0].File = true },
+			"replicas[0].dsn: a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two"},
 		{"replica dsn bad", func(c *Config) { c.Replicas[0].DSN = "host=db2 sslmode=bogus" },
 			"replicas[0].dsn: cannot parse: failed to configure TLS (sslmode is invalid)"},
 		{"replica is the origin", func(c *Config) { c.Replicas[0].DSN = c.Origin.DSN },
@@ -357,12 +404,15 @@ func TestValidate(t *testing.T) {
 			`tables.include[0]: pattern must be schema.table (got "public.")`},
 		{"exclude bad", func(c *Config) { c.Tables.Exclude = []string{"public.*", "[.x"} },
 			`tables.exclude[1]: bad pattern "[.x": syntax error in pattern`},
-		{"poll interval zero", func(c *Config) { c.PollInterval = 0 }, "poll_interval: must be positive (got 0s)"},
+		{"poll interval zero", func(c *Config) { c.PollInterval = 0 }, "poll_interval: must be at least 10ms (got 0s)"},
+		{"poll interval 10ms", func(c *Config) { c.PollInterval = 10 * time.Millisecond }, "<nil>"},
+		{"dead path short", func(c *Config) { c.Timeouts.DeadPath = time.Millisecond },
+			"timeouts.dead_path: must be at least 1s (got 1ms)"},
 		{"batch events", func(c *Config) { c.Batch.MaxEvents = -1 }, "batch.max_events: must be positive (got -1)"},
 		{"batch bytes", func(c *Config) { c.Batch.MaxBytes = 0 }, "batch.max_bytes: must be positive (got 0)"},
 		{"purge off", func(c *Config) { c.Purge.Interval = 0 }, "<nil>"},
 		{"purge negative", func(c *Config) { c.Purge.Interval = -time.Second },
-			"purge.interval: must not be negative, 0 turns periodic purging off (got -1s)"},
+			"purge.interval: must be at least 1s, or 0 to turn periodic purging off (got -1s)"},
 		{"socket too long", func(c *Config) { c.Control.Socket = "/" + strings.Repeat("s", 107) },
 			"control.socket: too long for a unix socket path, at most 107 bytes (got 108 bytes)"},
 		{"all problems reported", func(c *Config) {
@@ -371,7 +421,7 @@ func TestValidate(t *testing.T) {
 			c.PollInterval = -time.Second
 		}, `name: must be 1-63 characters of a-z, 0-9 and _, not starting with a digit (got "X")` + "\n" +
 			"origin.dsn: missing\n" +
-			"poll_interval: must be positive (got -1s)"},
+			"poll_interval: must be at least 10ms (got -1s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,6 +44,12 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s:%d: want a mapping of keys such as name:, origin: and replicas: (got %s)", path, root.Line, describeNode(root))
 	}
 
+	// yaml.v3 truncates a float decoded into an integer (1.5 becomes 1):
+	// integers must be written as integers.
+	if err := wholeNumbers(path, root, "batch.max_events", "batch.max_bytes"); err != nil {
+		return nil, err
+	}
+
 	c := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -68,6 +74,41 @@ func Load(path string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return &c, nil
+}
+
+// wholeNumbers reports the fields, among those named, whose value is not
+// written as an integer.
+func wholeNumbers(path string, root *yaml.Node, fields ...string) error {
+	var errs []error
+	for _, f := range fields {
+		n := nodeOf(root, f)
+		if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() == "!!int" || n.ShortTag() == "!!str" {
+			continue // absent, or an error the decoder reports
+		}
+		errs = append(errs, fmt.Errorf("%s%s: want a whole number (got %s)", location(path, n.Line), f, describeNode(n)))
+	}
+	return errors.Join(errs...)
+}
+
+// nodeOf is the value node of a dotted field of mappings ("batch.max_events").
+func nodeOf(root *yaml.Node, field string) *yaml.Node {
+	n := root
+	for step := range strings.SplitSeq(field, ".") {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == step {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	return n
 }
 
 // location is "path:line: ", or "path: " when the line is unknown (0).
@@ -120,6 +161,9 @@ func decodeError(path string, root *yaml.Node, err error, c *Config) error {
 			case "purge.interval":
 				c.Purge.Interval = 0
 				continue
+			case "serve.ssh.idle_timeout":
+				c.Serve.SSH.IdleTimeout = 0
+				continue
 			}
 		}
 		errs = append(errs, errors.New(location(path, line)+typeErrorText(root, line, msg)))
@@ -169,6 +213,8 @@ func describeType(goType string) string {
 		return "a whole number"
 	case goType == "string":
 		return "a string"
+	case goType == "bool":
+		return "true or false"
 	case strings.HasPrefix(goType, "[]"):
 		return "a list"
 	default:

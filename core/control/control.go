@@ -36,12 +36,16 @@ type Source struct {
 }
 
 // Serve listens on the unix socket path until ctx is cancelled. A stale
-// socket file left by a crashed daemon is replaced; a live one is an error.
+// socket left by a crashed daemon is replaced; a live one is an error, and
+// so is anything else at path (a file, a directory), which is left as it is.
+// The socket is created with mode 0600 (no window where the umask's mode
+// applies).
 func Serve(ctx context.Context, path string, src Source) error {
 	if err := removeStale(path); err != nil {
 		return err
 	}
-	l, err := net.Listen("unix", path)
+	lc := net.ListenConfig{Control: privateSocket}
+	l, err := lc.Listen(ctx, "unix", path)
 	if err != nil {
 		return fmt.Errorf("control socket %s: %w", path, err)
 	}
@@ -81,9 +85,44 @@ func Serve(ctx context.Context, path string, src Source) error {
 	return err
 }
 
-func removeStale(path string) error {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+// Check reports, before a daemon starts, what would keep it from serving at
+// path: something that is not a socket there, or a live daemon's socket.
+func Check(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
+	}
+	if err == nil && fi.Mode().Type() != fs.ModeSocket {
+		return removeStale(path) // refuses, removes nothing
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s: another pgreplica daemon is listening there", path)
+	}
+	return nil
+}
+
+// removeStale removes a socket at path that nobody listens on. Anything
+// else there is refused and left intact.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		what := "a file"
+		switch {
+		case fi.IsDir():
+			what = "a directory"
+		case fi.Mode().Type() == fs.ModeSymlink:
+			what = "a symbolic link"
+		case !fi.Mode().IsRegular():
+			what = "a special file"
+		}
+		return fmt.Errorf("control socket %s: %s is there, not a socket; refusing to replace it (set control.socket to a path of its own)", path, what)
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {

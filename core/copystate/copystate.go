@@ -24,17 +24,23 @@ const (
 	Copying     State = "copying"     // the copy runs; the table's events are held
 	Catchup     State = "catchup"     // copied; events after the copy's snapshot are applied
 	Replicating State = "replicating" // in the main stream
+	// Held: the replica cannot apply the table's events (it lacks a
+	// column...); they are held there until the operator fixes the table
+	// and runs pgreplica retry --table (or copies it again).
+	Held State = "held"
 )
 
 // rank orders the states: the least advanced wins where they are merged.
 func (s State) rank() int {
 	switch s {
-	case Copying:
+	case Held:
 		return 0
-	case Catchup:
+	case Copying:
 		return 1
+	case Catchup:
+		return 2
 	}
-	return 2
+	return 3
 }
 
 // Syncing returns the tables of states that are being synced.
@@ -50,6 +56,10 @@ func Syncing(states map[pg.Table]State) map[pg.Table]State {
 
 // Syncing reports whether a copy of the table is under way.
 func (s State) Syncing() bool { return s == Copying || s == Catchup }
+
+// Waiting reports whether the table is not in the main stream on the replica
+// (being copied, or held): status lists such tables.
+func (s State) Waiting() bool { return s == Copying || s == Catchup || s == Held }
 
 // Least is the least advanced of states, Replicating when there are none:
 // what a table's state is across every replica.

@@ -22,7 +22,7 @@ func AppName(purpose string) string {
 
 // ConnectOrigin connects to the set's origin for purpose (see AppName).
 func ConnectOrigin(ctx context.Context, cfg *config.Config, purpose string) (*pgx.Conn, error) {
-	return ConnectAs(ctx, "origin", cfg.Origin.DSN, AppName(purpose))
+	return ConnectNet(ctx, "origin", cfg.Origin.DSN, AppName(purpose), NetOf(cfg))
 }
 
 // ConnectReplica connects to replica r for purpose (see AppName).

@@ -24,12 +24,13 @@ func Connect(ctx context.Context, role, dsn string) (*pgx.Conn, error) {
 }
 
 // ConnectAs is Connect with an application_name (unless the DSN sets one),
-// which shows the session's purpose in pg_stat_activity.
+// which shows the session's purpose in pg_stat_activity. The connection has
+// the DefaultNet bounds (connect timeout, TCP keepalives, tcp_user_timeout).
 func ConnectAs(ctx context.Context, role, dsn, appName string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("%s: bad connection string: %s", role, scrub(err.Error(), dsn))
-	}
+	return ConnectNet(ctx, role, dsn, appName, DefaultNet())
+}
+
+func connectConfig(ctx context.Context, role string, cfg *pgx.ConnConfig, appName string) (*pgx.Conn, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = appName
 	}

@@ -438,7 +438,28 @@ var captureInstalled = Check{
 		for range s.Replicas {
 			vals = append(vals, "")
 		}
-		return vals, nil
+		// What capture cannot carry is said loudly (never skipped).
+		var stale, removed []string
+		for _, t := range s.Origin.Tables {
+			switch t.Status {
+			case capture.Stale:
+				stale = append(stale, t.Table.String())
+			case capture.Removed:
+				removed = append(removed, t.Table.String())
+			}
+		}
+		var fs []Finding
+		if len(stale) > 0 {
+			fs = append(fs, Finding{Node: "origin", Severity: Fail, Table: strings.Join(stale, ", "),
+				Problem: "capture is stale for " + strings.Join(stale, ", ") + ": the table changed (ALTER TABLE) since its capture was made, and a column added since is not replicated",
+				Try:     "run pgreplica install (a superuser's install also adds the event trigger that keeps capture current)"})
+		}
+		if len(removed) > 0 {
+			fs = append(fs, Finding{Node: "origin", Severity: Warn, Table: strings.Join(removed, ", "),
+				Problem: "capture was removed from " + strings.Join(removed, ", ") + ": its replicas are no longer kept in step",
+				Try:     "pgreplica add-table --sync " + strings.Join(removed, " ") + ", or leave it out under tables.exclude"})
+		}
+		return vals, fs
 	},
 }
 

@@ -96,6 +96,8 @@ func TestBlockingFindings(t *testing.T) {
 			s.Replicas[0].Has[tOrders] = false
 		}, "tables on replica", "replica r1", "replica r1 lacks captured table public.orders: its changes cannot be applied there"},
 		{"no replica", func(s *Set) { s.Replicas = nil }, "replicas", "", "no replica is configured"},
+		{"stale capture", func(s *Set) { s.Origin.Tables[0].Status = capture.Stale; s.Origin.Capture = "2" }, "capture installed", "origin",
+			"capture is stale for public.orders: the table changed (ALTER TABLE) since its capture was made, and a column added since is not replicated"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -123,6 +125,10 @@ func TestWarningsDoNotBlock(t *testing.T) {
 	s.Replicas[0].Has[tLoose] = false
 	s.Replicas[0].Now = now.Add(7 * time.Second)
 	s.PgDumpErr = errors.New("pg_dump 15 cannot dump a PostgreSQL 16 server (install postgresql-client-16)")
+	tGone := pg.Table{Schema: "public", Name: "gone"}
+	s.Origin.Tables = append(s.Origin.Tables, capture.TableInfo{Table: tGone, Key: []string{"id"}, Status: capture.Removed})
+	s.Origin.TriggerOK = 3
+	s.Replicas[0].Has[tGone] = true
 	rep := Evaluate(s, Checks)
 	if rep.Status() != Warn {
 		t.Fatalf("status %s, want warn: %+v", rep.Status(), rep.Findings)
@@ -142,7 +148,10 @@ func TestWarningsDoNotBlock(t *testing.T) {
 	if rep.PgDump != "" {
 		t.Fatal("an unsuitable pg_dump is offered")
 	}
-	if fails, warns := rep.Blocking(); fails != 0 || warns != 4 {
+	if f := finding(t, rep, "capture installed"); f.Table != "public.gone" || f.Try != "pgreplica add-table --sync public.gone, or leave it out under tables.exclude" {
+		t.Fatalf("removed table: %+v", f)
+	}
+	if fails, warns := rep.Blocking(); fails != 0 || warns != 5 {
 		t.Fatalf("blocking %d, warnings %d", fails, warns)
 	}
 }

@@ -31,6 +31,7 @@ func Aligned(ctx context.Context, cfg *config.Config, replicaName string, fn Ali
 		return err
 	}
 	w := newWorker(cfg, r, discardLogger(), func(Event) {}, ApplyAuto)
+	w.beside = true
 	if err := w.connect(ctx); err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func ConnectReplica(ctx context.Context, cfg *config.Config, r config.Replica, p
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareApplySession(ctx, c, cfg.Name); err != nil {
+	if err := prepareApplySession(ctx, c, cfg.Name, nil); err != nil {
 		c.Close(ctx)
 		return nil, fmt.Errorf("replica %s: %w", r.Name, err)
 	}

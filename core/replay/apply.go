@@ -26,6 +26,12 @@ type column struct {
 type tableMeta struct {
 	cols  map[string]column
 	stmts map[string]string // statement by op and column signature
+	// target is how UPDATE, DELETE and TRUNCATE name the table: with ONLY
+	// for an ordinary table, so that they touch exactly the rows the
+	// origin's statement touched and never an inheritance child's (whose
+	// own changes come as its own events); a partitioned table is named as
+	// it is (its rows are in its partitions).
+	target string
 }
 
 // applier applies batches of events on one replica connection.
@@ -35,6 +41,17 @@ type applier struct {
 	replica string
 	meta    map[pg.Table]*tableMeta
 	mode    ApplyMode
+	// inOrder: the session could not set session_replication_role, so the
+	// replica's foreign keys (and their actions) act on applied changes.
+	// Set-based apply orders a batch by table, which can break them (a
+	// parent deleted before its child: the replica's cascade, then the
+	// child's delete finds nothing): such a replica is applied event by
+	// event in the origin's order, which they always accept.
+	inOrder    bool
+	orderKnown bool
+
+	skip     map[int64]bool // events the operator skipped (pgreplica.skipped)
+	skipRead time.Time      // when skip was read
 
 	fallbacks    int   // batches replayed event by event after the set-based apply failed
 	lastFallback error // why, for the log
@@ -76,6 +93,20 @@ func newApplier(conn *pgx.Conn, set, replica string, mode ApplyMode) *applier {
 	return &applier{conn: conn, set: set, replica: replica, mode: mode, meta: map[pg.Table]*tableMeta{}}
 }
 
+// checkOrder finds out, once per session, whether it must apply in order
+// (see inOrder).
+func (a *applier) checkOrder(ctx context.Context, tx session) error {
+	if a.orderKnown {
+		return nil
+	}
+	var role string
+	if err := tx.Conn().QueryRow(ctx, "SELECT current_setting('session_replication_role')").Scan(&role); err != nil {
+		return fmt.Errorf("read session_replication_role: %w", err)
+	}
+	a.inOrder, a.orderKnown = role != "replica", true
+	return nil
+}
+
 // tableMeta loads the replica's columns of a table.
 func (a *applier) tableMeta(ctx context.Context, t pg.Table, eventID int64) (*tableMeta, error) {
 	if m, ok := a.meta[t]; ok {
@@ -89,7 +120,7 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> 
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", t, err)
 	}
-	m := &tableMeta{cols: map[string]column{}, stmts: map[string]string{}}
+	m := &tableMeta{cols: map[string]column{}, stmts: map[string]string{}, target: "ONLY " + t.Ident()}
 	for rows.Next() {
 		var name string
 		var c column
@@ -102,7 +133,14 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> 
 		return nil, fmt.Errorf("columns of %s: %w", t, err)
 	}
 	if len(m.cols) == 0 {
-		return nil, stop("replica %s lacks table %s (event %d); create it there or resync", a.replica, t, eventID)
+		return nil, stopTable(t, nil, "replica %s lacks table %s (event %d); its events are held there: create it, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, t, eventID, t, t)
+	}
+	var kind string
+	if err := a.conn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)`, t.Ident()).Scan(&kind); err != nil {
+		return nil, fmt.Errorf("kind of %s: %w", t, err)
+	}
+	if kind == "p" {
+		m.target = t.Ident()
 	}
 	a.meta[t] = m
 	return m, nil
@@ -204,10 +242,10 @@ func (a *applier) statement(ctx context.Context, e *event) (string, []any, error
 				sets[i] = pgx.Identifier{c}.Sanitize() + " = " + value(m, "n", c)
 			}
 			sql = fmt.Sprintf("UPDATE %s AS t SET %s FROM jsonb_to_record($1::jsonb) AS %s, jsonb_to_record($2::jsonb) AS %s WHERE %s",
-				t, strings.Join(sets, ", "), recordDef(m, "n", dataCols), recordDef(m, "k", keyCols), keyMatch(m, keyCols))
+				m.target, strings.Join(sets, ", "), recordDef(m, "n", dataCols), recordDef(m, "k", keyCols), keyMatch(m, keyCols))
 		case 'D':
 			sql = fmt.Sprintf("DELETE FROM %s AS t USING jsonb_to_record($1::jsonb) AS %s WHERE %s",
-				t, recordDef(m, "k", keyCols), keyMatch(m, keyCols))
+				m.target, recordDef(m, "k", keyCols), keyMatch(m, keyCols))
 		default:
 			return "", nil, stop("event %d: unknown operation %q", e.ID, e.Op)
 		}
@@ -262,9 +300,13 @@ type tableState struct {
 func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*event) ([]Conflict, error) {
 	conflicts, err := a.applyIn(ctx, ownTx{a.conn}, old, next, events)
 	if err != nil {
+		a.skip = nil // an operator may skip the failing event: read them again
 		// Whatever failed, the transaction is not committed: end it.
 		if !a.conn.IsClosed() {
-			_, _ = a.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			// Bounded: on a dead path the connection is dropped anyway.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = a.conn.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 		return nil, err
 	}
@@ -301,13 +343,19 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		events = append(held, events...)
 	}
 
+	skipped, err := a.skippedEvents(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
 	// Hold the events of tables being copied; skip what a copy already has.
 	hold := &pgx.Batch{}
 	var apply []*event
 	for _, e := range events {
 		st := states[e.Table]
 		switch {
-		case st.state == "copying":
+		case skipped[e.ID]:
+			// skipped by the operator (pgreplica skip)
+		case st.state == "copying" || st.state == "held":
 			hold.Queue(`INSERT INTO pgreplica.held (set_name, event_id, txid, at, schema_name, table_name, op, key, data)
 			            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
 				a.set, e.ID, int64(e.Txid), e.At, e.Table.Schema, e.Table.Name, string(e.Op), nullText(e.Key), nullText(e.Data))
@@ -363,7 +411,18 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 // savepoint is rolled back and the events are replayed one by one, which
 // either succeeds or names the event that fails.
 func (a *applier) applyEvents(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
-	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && len(events) >= minFastBatch)
+	return a.applyWithScripts(ctx, tx, events, a.applyRows)
+}
+
+// applyRows is applyEvents for events without scripts.
+func (a *applier) applyRows(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if err := a.checkOrder(ctx, tx); err != nil {
+		return nil, err
+	}
+	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && !a.inOrder && len(events) >= minFastBatch)
 	if fast && len(events) > 0 {
 		// The savepoint is released by the commit.
 		if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_fast"); err != nil {
@@ -394,13 +453,18 @@ func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event)
 		if e.Op == 'T' {
 			// Tables truncated by one statement go in one TRUNCATE, so that
 			// foreign keys between them do not refuse it.
-			if _, err := a.tableMeta(ctx, e.Table, e.ID); err != nil {
+			m, err := a.tableMeta(ctx, e.Table, e.ID)
+			if err != nil {
 				return nil, err
 			}
-			group := []string{e.Table.Ident()}
+			group := []string{m.target}
 			for i+1 < len(events) && events[i+1].Op == 'T' && events[i+1].Txid == e.Txid && events[i+1].ID == events[i].ID+1 {
 				i++
-				group = append(group, events[i].Table.Ident())
+				next, err := a.tableMeta(ctx, events[i].Table, events[i].ID)
+				if err != nil {
+					return nil, err
+				}
+				group = append(group, next.target)
 			}
 			b.Queue("TRUNCATE " + strings.Join(group, ", "))
 			queued = append(queued, e)
@@ -461,7 +525,7 @@ func (a *applier) lockAndReadStates(ctx context.Context, tx session, begin bool)
 	}
 	b.Queue(`SELECT 1 FROM pgreplica.position WHERE set_name = $1 FOR UPDATE`, a.set)
 	b.Queue(`SELECT schema_name, table_name, state, coalesce(snapshot, '') FROM pgreplica.table_state
-	          WHERE set_name = $1 AND state IN ('copying', 'catchup')`, a.set)
+	          WHERE set_name = $1 AND state IN ('copying', 'catchup', 'held')`, a.set)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 	if begin {
@@ -553,13 +617,17 @@ func (a *applier) explain(e *event, err error) error {
 	if !errors.As(err, &pgErr) {
 		return fmt.Errorf("apply event %d to %s: %w", e.ID, e.Table, err)
 	}
-	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of"}[e.Op]
+	op := map[byte]string{'I': "INSERT into", 'U': "UPDATE of", 'D': "DELETE from", 'T': "TRUNCATE of", 'E': "script for", 'S': "sequences of"}[e.Op]
 	what := fmt.Sprintf("replica %s: %s %s (event %d)", a.replica, op, e.Table, e.ID)
 	switch {
 	case pg.IsTransient(err):
 		return fmt.Errorf("%s: %w", what, err) // transient: retried
 	case pgErr.Code == pgerrcode.UndefinedTable:
-		return &stopError{msg: fmt.Sprintf("replica %s lacks table %s (event %d)", a.replica, e.Table, e.ID), err: err}
+		return stopTable(e.Table, err, "replica %s lacks table %s (event %d); its events are held there: create it, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, e.Table, e.ID, e.Table, e.Table)
+	case pgErr.Code == pgerrcode.UndefinedColumn || pgErr.Code == pgerrcode.NotNullViolation || pgErr.Code == pgerrcode.DatatypeMismatch:
+		// the replica's table is not the shape of the origin's
+		return stopTable(e.Table, err, "%s: %s [SQLSTATE %s]; its events are held there: fix the table, then pgreplica retry --table %s (or pgreplica sync --table %s)",
+			what, pgErr.Message, pgErr.Code, e.Table, e.Table)
 	}
 	msg := what + ": " + pgErr.Message
 	if pgErr.Detail != "" {

@@ -1,6 +1,8 @@
 package replay
 
 import (
+	"github.com/jackc/pgx/v5"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -22,6 +24,12 @@ type ReplicaStatus struct {
 	AppliedEvents int64 // by this engine since it started
 	Conflicts     int   // found by this engine since it started
 	LastBatch     BatchApplied
+	// NoProgressFor is how long the worker has neither applied a batch nor
+	// found itself caught up, when that is longer than noProgressAfter: a
+	// replica that applies nothing although it may have events pending.
+	NoProgressFor time.Duration
+	// Holder is, for Standby, the session that applies the replica instead.
+	Holder string
 }
 
 // Engine replays a replication set from its origin to every replica. Each
@@ -33,6 +41,7 @@ type Engine struct {
 	emit    func(Event)
 	wake    *Wake
 	workers []*worker
+	net     pg.Net
 
 	mu      sync.Mutex
 	started time.Time
@@ -53,8 +62,8 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake()}
-	for _, r := range cfg.Replicas {
+	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake(), net: netOf(cfg)}
+	for _, r := range cfg.Connected() { // file replicas are fed by bundles
 		e.workers = append(e.workers, newWorker(cfg, r, log, emit, opt.Apply))
 	}
 	return e
@@ -88,7 +97,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		listen(ctx, e.cfg.Origin.DSN, e.cfg.Name, e.cfg.PollInterval, e.wake, e.log)
+		listen(ctx, e.cfg.Origin.DSN, e.cfg.Name, e.net, min(e.cfg.PollInterval, e.net.DeadPath/3), e.wake, e.log)
 	}()
 	if e.cfg.Purge.Interval > 0 {
 		wg.Add(1)
@@ -97,6 +106,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.purgeLoop(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.sampleLoop(ctx)
+	}()
 	for _, w := range e.workers {
 		wg.Add(1)
 		go func() {
@@ -109,16 +123,35 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
+// netOf is the connection bounds of a config.
+func netOf(cfg *config.Config) pg.Net {
+	return pg.Net{ConnectTimeout: cfg.Timeouts.Connect, DeadPath: cfg.Timeouts.DeadPath}
+}
+
+// stopGrace is how long a batch in flight may still take after the engine
+// is told to stop; then its I/O is cut, so that a stop never waits on a dead
+// path. An unfinished batch is rolled back and applied again at the next
+// start.
+func stopGrace(n pg.Net) time.Duration { return min(10*time.Second, n.DeadPath) }
+
 // runWorker is one replica's loop: catch up, then wait for a notification,
 // the poll interval or the end.
 func (e *Engine) runWorker(ctx context.Context, w *worker) {
-	dbCtx := context.WithoutCancel(ctx) // a batch in flight is finished
+	// A batch in flight is finished, within stopGrace.
+	dbCtx, cancelDB := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDB()
+	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace(e.net), cancelDB) })
+	defer stopAfter()
 	defer func() {
-		w.publish(dbCtx, true)
+		pctx, cancel := context.WithTimeout(dbCtx, min(5*time.Second, e.net.DeadPath))
+		w.publish(pctx, true)
+		cancel()
 		w.disconnect()
 		w.setState(Idle, nil)
 	}()
-	poll := time.NewTicker(e.cfg.PollInterval)
+	// A live apply session is never idle for an orphan's grace period, so
+	// that a standby does not take it for one.
+	poll := time.NewTicker(min(e.cfg.PollInterval, e.cfg.Timeouts.OrphanGrace/3))
 	defer poll.Stop()
 	var backoff time.Duration
 	var lastErr string
@@ -130,7 +163,23 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 		if ctx.Err() != nil {
 			return
 		}
+		var sb *standbyError
+		if errors.As(err, &sb) {
+			// Another engine applies this replica: wait, keep the session,
+			// and try for the lock again shortly.
+			backoff, lastErr = 0, ""
+			w.setStandby(sb)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(standbyPoll):
+			}
+			continue
+		}
 		if err != nil {
+			if lastErr == "" {
+				w.downSince = time.Now()
+			}
 			w.disconnect()
 			backoff = nextBackoff(backoff, IsStop(err))
 			state := Retrying
@@ -151,7 +200,7 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 			continue
 		}
 		if lastErr != "" {
-			w.log.Info("replica recovered", "after", lastErr)
+			w.log.Info("replica recovered", "after", lastErr, "down_for", time.Since(w.downSince).Round(time.Millisecond).String())
 		}
 		backoff, lastErr = 0, ""
 		w.setState(Streaming, nil)
@@ -179,12 +228,18 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 // something.
 const minCatchUpEvery = 2 * time.Millisecond
 
-// nextBackoff doubles from 500ms up to 30s for faults and up to 2m for
-// errors that need the operator.
+// standbyPoll is how often a standby tries to take over.
+const standbyPoll = time.Second
+
+// nextBackoff goes from 500ms to 1s for faults, so that a worker resumes
+// within about a second of a server coming back (a retry of a fault is a
+// cheap connect attempt, bounded by the connect timeout), and doubles up to
+// 30s for errors that need the operator (a retry re-reads and re-applies a
+// batch).
 func nextBackoff(cur time.Duration, needsOperator bool) time.Duration {
-	limit := 30 * time.Second
+	limit := time.Second
 	if needsOperator {
-		limit = 2 * time.Minute
+		limit = 30 * time.Second
 	}
 	switch {
 	case cur == 0:
@@ -199,6 +254,12 @@ func nextBackoff(cur time.Duration, needsOperator bool) time.Duration {
 // returns (rserv's Replicate). The replicas are done in parallel; the
 // errors of all are returned together.
 func (e *Engine) Once(ctx context.Context) (int, error) {
+	// The sequences as they are now travel with what is applied below.
+	var seq *pgx.Conn
+	if err := e.sampleOnce(ctx, &seq); err != nil {
+		return 0, err
+	}
+	closeSoon(seq)
 	var wg sync.WaitGroup
 	counts := make([]int, len(e.workers))
 	errs := make([]error, len(e.workers))
@@ -208,6 +269,21 @@ func (e *Engine) Once(ctx context.Context) (int, error) {
 			defer wg.Done()
 			defer w.disconnect()
 			n, err := w.catchUp(ctx, ctx)
+			var sb *standbyError
+			// The session of an engine that just stopped may hold the lock
+			// for a moment longer: look again before leaving it to another.
+			for try := 0; try < 3 && errors.As(err, &sb); try++ {
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+					n, err = w.catchUp(ctx, ctx)
+				}
+			}
+			if errors.As(err, &sb) {
+				// A running engine applies this replica: it is its job.
+				w.log.Warn("not applied here: a running pgreplica engine applies this replica", "holder", sb.holder.String())
+				err = nil
+			}
 			counts[i], errs[i] = n, err
 			if err == nil {
 				w.publish(ctx, true)
@@ -242,8 +318,11 @@ func (e *Engine) purgeLoop(ctx context.Context) {
 			e.log.Warn("purge: cannot connect", "err", err)
 			continue
 		}
-		res, err := Purge(ctx, conn)
-		conn.Close(context.WithoutCancel(ctx))
+		// A purge deletes at most what has piled up since the last one.
+		pctx, cancel := context.WithTimeout(ctx, e.net.DeadPath+e.cfg.Purge.Interval)
+		res, err := Purge(pctx, conn)
+		cancel()
+		closeSoon(conn)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Warn("purge failed", "err", err)

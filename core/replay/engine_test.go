@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"pgreplica/core/pg"
 	"pgreplica/core/replay"
 )
 
@@ -131,27 +132,33 @@ func TestDuplicateInsertStopsReplicaWithPositionUnchanged(t *testing.T) {
 	e.requireEqual(0, "items")
 }
 
+// A replica that lacks a column or a table the events need holds that
+// table's events (only that table's stream stops), with the reason, until
+// the operator fixed it and released it.
 func TestReplicaMissingTableOrColumnStops(t *testing.T) {
 	e := newEnv(t, simpleSchema, 1)
 	exec(t, e.replicas[0], "ALTER TABLE notes DROP COLUMN extra")
 	exec(t, e.origin, "INSERT INTO notes VALUES (1, 'b', 'x')")
 	id := queryInt(t, e.origin, "SELECT max(id) FROM pgreplica.log")
-	_, err := e.engine().Once(e.ctx)
-	want := fmt.Sprintf(`replica replica: table public.notes lacks column extra (event %d)`, id)
-	if err == nil || err.Error() != want {
-		t.Fatalf("error = %v, want %s", err, want)
+	e.once()
+	want := fmt.Sprintf(`held: replica replica: table public.notes lacks column extra (event %d); its events are held there: add the column, then pgreplica retry --table public.notes (or pgreplica sync --table public.notes)`, id)
+	if got := queryString(t, e.replicas[0], "SELECT state || ': ' || reason FROM pgreplica.table_state WHERE table_name = 'notes'"); got != want {
+		t.Fatalf("notes on the replica: %s\nwant %s", got, want)
 	}
 	exec(t, e.replicas[0], "ALTER TABLE notes ADD COLUMN extra text")
+	if ok, err := replay.RetryTable(e.ctx, e.cfg, e.cfg.Replicas[0], pg.Table{Schema: "public", Name: "notes"}); !ok || err != nil {
+		t.Fatalf("retry --table: %v %v", ok, err)
+	}
 	e.once()
 	e.requireEqual(0, "notes")
 
 	exec(t, e.replicas[0], "DROP TABLE items")
 	exec(t, e.origin, "INSERT INTO items VALUES (1, 'x')")
 	id = queryInt(t, e.origin, "SELECT max(id) FROM pgreplica.log")
-	_, err = e.engine().Once(e.ctx)
-	want = fmt.Sprintf(`replica replica lacks table public.items (event %d); create it there or resync`, id)
-	if err == nil || err.Error() != want {
-		t.Fatalf("error = %v, want %s", err, want)
+	e.once()
+	want = fmt.Sprintf(`held: replica replica lacks table public.items (event %d); its events are held there: create it, then pgreplica retry --table public.items (or pgreplica sync --table public.items)`, id)
+	if got := queryString(t, e.replicas[0], "SELECT state || ': ' || reason FROM pgreplica.table_state WHERE table_name = 'items'"); got != want {
+		t.Fatalf("items on the replica: %s\nwant %s", got, want)
 	}
 }
 

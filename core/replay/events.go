@@ -20,6 +20,7 @@ const (
 	Catchup   State = "catchup"   // applying a backlog
 	Retrying  State = "retrying"  // a transient fault (connection lost): retrying with backoff
 	Stopped   State = "stopped"   // an error the operator must fix; retried slowly
+	Standby   State = "standby"   // another pgreplica applies this replica; taking over when it stops
 	Idle      State = "idle"      // the engine is not running
 )
 

@@ -372,7 +372,7 @@ func (a *applier) deleteStmt(tn *tableNet, rows []*net) (setStmt, error) {
 	}
 	sql := fmt.Sprintf(`DELETE FROM %s AS t USING unnest($1::text[]) WITH ORDINALITY AS u(j, ord),
 	                     jsonb_to_record(u.j::jsonb) AS %s WHERE %s RETURNING u.ord`,
-		tn.table.Ident(), recordDef(m, "k", tn.keyCols), keyMatch(m, tn.keyCols))
+		m.target, recordDef(m, "k", tn.keyCols), keyMatch(m, tn.keyCols))
 	return setStmt{sql: sql, arg: keys, rows: rows, op: 'D'}, nil
 }
 
@@ -395,7 +395,7 @@ func (a *applier) updateStmt(tn *tableNet, rows []*net) (setStmt, error) {
 	match := strings.ReplaceAll(keyMatch(m, tn.keyCols), " = k.", " = n.")
 	sql := fmt.Sprintf(`UPDATE %s AS t SET %s FROM unnest($1::text[]) WITH ORDINALITY AS u(j, ord),
 	                     jsonb_to_record(u.j::jsonb) AS %s WHERE %s RETURNING u.ord`,
-		tn.table.Ident(), strings.Join(sets, ", "), recordDef(m, "n", all), match)
+		m.target, strings.Join(sets, ", "), recordDef(m, "n", all), match)
 	return setStmt{sql: sql, arg: objs, rows: rows, op: 'U'}, nil
 }
 
@@ -502,7 +502,7 @@ func (a *applier) checkColumns(m *tableMeta, t pg.Table, cols []string, eventID 
 		col, ok := m.cols[c]
 		switch {
 		case !ok:
-			return stop("replica %s: table %s lacks column %s (event %d)", a.replica, t, pg.Name(c), eventID)
+			return stopTable(t, nil, "replica %s: table %s lacks column %s (event %d); its events are held there: add the column, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, t, pg.Name(c), eventID, t, t)
 		case col.generated:
 			return stop("replica %s: column %s of %s is generated there and cannot be written (event %d)", a.replica, pg.Name(c), t, eventID)
 		}

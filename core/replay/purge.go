@@ -142,6 +142,9 @@ func PurgeNow(ctx context.Context, cfg *config.Config, unreachable func(name str
 	known := map[string]bool{}
 	for _, r := range cfg.Replicas {
 		known[r.Name] = true
+		if r.File {
+			continue // its position on the origin is the one pgreplica ack recorded
+		}
 		pos, err := readReplicaPosition(ctx, cfg, r)
 		if err != nil {
 			unreachable(r.Name, err)

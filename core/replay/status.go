@@ -26,16 +26,18 @@ type Report struct {
 
 // ReplicaReport is one replica in a Report.
 type ReplicaReport struct {
-	Name          string
-	Target        string // user@host:port/db
-	Reachable     bool
-	Error         string // why the replica could not be read, or what stopped it
-	Position      Position
-	Pending       int64         // events captured and not yet applied here
-	Lag           time.Duration // age of the oldest event not applied here; 0 when none
-	LastAppliedAt time.Time
-	Conflicts     int64                      // rows in pgreplica.conflict on the replica
-	TableStates   map[string]copystate.State // table -> copying/catchup, for tables being synced
+	Name           string
+	Target         string // user@host:port/db
+	Reachable      bool
+	Error          string // why the replica could not be read, or what stopped it
+	Position       Position
+	Pending        int64         // events captured and not yet applied here
+	PendingUnknown bool          // Pending could not be counted (the position could not be read)
+	Lag            time.Duration // age of the oldest event not applied here; 0 when none
+	LastAppliedAt  time.Time
+	Conflicts      int64                      // rows in pgreplica.conflict on the replica
+	TableStates    map[string]copystate.State // table -> copying/catchup, for tables being synced
+	File           *FileReport                // for a file replica: its bundles; nil for the others
 }
 
 // ErrNotInstalled is QueryStatus's error when the origin has no capture
@@ -44,14 +46,20 @@ var ErrNotInstalled = errors.New("pgreplica is not installed on the origin; run 
 
 // QueryStatus reads the state of every replica of the set. An unreachable
 // replica is reported, not an error; an unreachable origin is an error.
+// Every server gets at most the connect timeout plus timeouts.dead_path
+// (its reads also have that statement_timeout), so a dead path makes status
+// slow, never hung.
 func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 	rep := Report{Set: cfg.Name, Origin: config.Describe(cfg.Origin.DSN), TakenAt: time.Now()}
-	origin, err := pg.ConnectOrigin(ctx, cfg, "status")
+	n := netOf(cfg)
+	octx, cancel := context.WithTimeout(ctx, n.ConnectTimeout+n.DeadPath)
+	defer cancel()
+	origin, err := connectReader(octx, "origin", cfg.Origin.DSN, n)
 	if err != nil {
-		return rep, err
+		return rep, deadPath(ctx, octx, err, "origin", n.ConnectTimeout+n.DeadPath)
 	}
-	defer origin.Close(context.WithoutCancel(ctx))
-	err = origin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+	defer closeSoon(origin)
+	err = origin.QueryRow(octx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 	                                            WHERE datname = current_database() AND application_name = $1),
 	                                   (SELECT count(*) FROM pgreplica.log)`,
 		"pgreplica listen "+cfg.Name).Scan(&rep.DaemonRunning, &rep.LogEvents)
@@ -59,22 +67,42 @@ func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 		if isUndefinedTable(err) {
 			return rep, ErrNotInstalled
 		}
-		return rep, fmt.Errorf("origin: %w", err)
+		return rep, fmt.Errorf("origin: %w", deadPath(ctx, octx, err, "origin", n.ConnectTimeout+n.DeadPath))
 	}
 	for _, r := range cfg.Replicas {
-		rep.Replicas = append(rep.Replicas, replicaReport(ctx, origin, cfg.Name, r))
+		if r.File {
+			rep.Replicas = append(rep.Replicas, fileReplicaReport(ctx, origin, cfg.Name, r))
+			continue
+		}
+		rep.Replicas = append(rep.Replicas, replicaReport(ctx, origin, cfg.Name, r, n))
 	}
 	return rep, nil
 }
 
-func replicaReport(ctx context.Context, origin *pgx.Conn, set string, r config.Replica) ReplicaReport {
-	rr := ReplicaReport{Name: r.Name, Target: config.Describe(r.DSN)}
-	conn, err := pg.ConnectReplica(ctx, r, "status")
+// connectReader opens a session for reads, with statement_timeout set to
+// DeadPath.
+func connectReader(ctx context.Context, role, dsn string, n pg.Net) (*pgx.Conn, error) {
+	c, err := pg.ConnectNet(ctx, role, dsn, "pgreplica status", n)
 	if err != nil {
-		rr.Error = err.Error()
+		return nil, err
+	}
+	if _, err := c.Exec(ctx, fmt.Sprintf("SET statement_timeout = %d", n.DeadPath/time.Millisecond)); err != nil {
+		closeSoon(c)
+		return nil, fmt.Errorf("%s: %w", role, err)
+	}
+	return c, nil
+}
+
+func replicaReport(outer context.Context, origin *pgx.Conn, set string, r config.Replica, n pg.Net) ReplicaReport {
+	rr := ReplicaReport{Name: r.Name, Target: config.Describe(r.DSN), PendingUnknown: true}
+	ctx, cancel := context.WithTimeout(outer, n.ConnectTimeout+n.DeadPath)
+	defer cancel()
+	conn, err := connectReader(ctx, "replica "+r.Name, r.DSN, n)
+	if err != nil {
+		rr.Error = deadPath(outer, ctx, err, "replica "+r.Name, n.ConnectTimeout+n.DeadPath).Error()
 		return rr
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer closeSoon(conn)
 	rr.Reachable = true
 	pos, err := ReadPosition(ctx, conn, set)
 	if err != nil {
@@ -87,7 +115,10 @@ func replicaReport(ctx context.Context, origin *pgx.Conn, set string, r config.R
 		return rr
 	}
 	if states, err := copystate.Read(ctx, conn, set); err == nil {
-		for t, st := range copystate.Syncing(states) {
+		for t, st := range states {
+			if !st.Waiting() {
+				continue
+			}
 			if rr.TableStates == nil {
 				rr.TableStates = map[string]copystate.State{}
 			}
@@ -105,6 +136,7 @@ SELECT count(*), min(at) FROM pgreplica.log
 		rr.Error = fmt.Sprintf("origin: count pending events for %s: %v", r.Name, err)
 		return rr
 	}
+	rr.PendingUnknown = false
 	if oldest != nil {
 		rr.Lag = time.Since(*oldest)
 	}

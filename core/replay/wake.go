@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -36,13 +37,14 @@ func (w *Wake) Notify() {
 }
 
 // listen holds a LISTEN session on the origin and wakes the workers on each
-// notification. It pings the origin every keepalive so that a dead
-// connection is noticed, reconnects with backoff, and wakes everyone after
-// a reconnect (notifications may have been lost meanwhile).
-func listen(ctx context.Context, dsn, set string, keepalive time.Duration, wake *Wake, log *slog.Logger) {
+// notification. It pings the origin every keepalive, with a deadline that
+// ends the wait on a dead path within net.DeadPath in all; it reconnects
+// with backoff, and wakes everyone after a reconnect (notifications may have
+// been lost meanwhile).
+func listen(ctx context.Context, dsn, set string, net pg.Net, keepalive time.Duration, wake *Wake, log *slog.Logger) {
 	var backoff time.Duration
 	for ctx.Err() == nil {
-		err := listenOnce(ctx, dsn, set, keepalive, wake, func() { backoff = 0 })
+		err := listenOnce(ctx, dsn, set, net, keepalive, wake, func() { backoff = 0 })
 		if ctx.Err() != nil {
 			return
 		}
@@ -56,13 +58,19 @@ func listen(ctx context.Context, dsn, set string, keepalive time.Duration, wake 
 	}
 }
 
-func listenOnce(ctx context.Context, dsn, set string, keepalive time.Duration, wake *Wake, connected func()) error {
-	conn, err := pg.ConnectAs(ctx, "origin", dsn, "pgreplica listen "+set)
+func listenOnce(ctx context.Context, dsn, set string, net pg.Net, keepalive time.Duration, wake *Wake, connected func()) error {
+	wait := net.DeadPath - keepalive // the ping's deadline: keepalive + wait = DeadPath
+	if wait < time.Second {
+		wait = time.Second
+	}
+	setup, cancel := context.WithTimeout(ctx, 2*net.ConnectTimeout+wait)
+	defer cancel()
+	conn, err := pg.ConnectNet(setup, "origin", dsn, "pgreplica listen "+set, net)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN pgreplica"); err != nil {
+	defer closeSoon(conn)
+	if _, err := conn.Exec(setup, "LISTEN pgreplica"); err != nil {
 		return err
 	}
 	connected()
@@ -77,8 +85,15 @@ func listenOnce(ctx context.Context, dsn, set string, keepalive time.Duration, w
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case wctx.Err() != nil:
-			// Keepalive: a dead connection fails here.
-			if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			// Keepalive: a dead connection fails here, within wait.
+			pctx, cancel := context.WithTimeout(ctx, wait)
+			_, err := conn.Exec(pctx, "SELECT 1")
+			timedOut := pctx.Err() != nil
+			cancel()
+			if err != nil {
+				if timedOut && ctx.Err() == nil {
+					return fmt.Errorf("origin: no answer to the keepalive within %s: the network path looks dead; reconnecting", wait)
+				}
 				return err
 			}
 		default:

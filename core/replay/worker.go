@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +23,8 @@ type worker struct {
 	origin  string // origin DSN
 	limits  config.Batch
 	mode    ApplyMode
+	net     pg.Net        // connection bounds; DeadPath bounds every wait on a server
+	grace   time.Duration // an earlier apply session idle this long is an orphan
 	log     *slog.Logger
 	emit    func(Event)
 
@@ -30,12 +33,21 @@ type worker struct {
 	apply       *applier
 	pos         Position
 	havePos     bool
+	locked      bool // this session holds the replica's apply lock
+	// beside marks a worker that is not an engine's (verify's aligned
+	// point): it takes no apply lock, and its replica transaction may stay
+	// open while the caller works, so it has no idle-in-transaction timeout.
+	beside bool
 
 	mu        sync.Mutex
 	status    ReplicaStatus
 	published time.Time
 	written   time.Time // when the position was last stored on the replica
 	summary   applySummary
+
+	progress        atomic.Int64  // unix ns: a batch applied, or found caught up
+	noProgressAfter time.Duration // NoProgressFor is reported after this
+	downSince       time.Time     // first error of the current run of errors
 }
 
 // idleWriteEvery is how often an idle worker stores its position although
@@ -44,13 +56,38 @@ const idleWriteEvery = 10 * time.Second
 
 func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event), mode ApplyMode) *worker {
 	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch, mode: mode,
-		log: log.With("replica", r.Name), emit: emit}
+		net: netOf(cfg), grace: cfg.Timeouts.OrphanGrace, log: log.With("replica", r.Name), emit: emit}
 	w.status = ReplicaStatus{Name: r.Name, State: Starting}
+	w.progress.Store(time.Now().UnixNano())
+	w.noProgressAfter = max(5*time.Second, 2*min(cfg.PollInterval, cfg.Timeouts.OrphanGrace/3))
 	return w
 }
 
-// connect (re)opens whatever connection is missing.
+// within bounds one wait on a server: DeadPath, plus extra for work that
+// takes time on the server (a batch of events).
+func (w *worker) within(ctx context.Context, extra time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, w.net.DeadPath+extra)
+}
+
+// deadPath turns the error of a wait that hit its deadline into one that
+// says so; other errors are returned as they are.
+func deadPath(ctx, waitCtx context.Context, err error, server string, d time.Duration) error {
+	if err == nil || ctx.Err() != nil || !errors.Is(waitCtx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%s: no answer within %s: the network path looks dead; reconnecting (%w)", server, d, err)
+}
+
+// connect (re)opens whatever connection is missing and takes the replica's
+// apply lock. A *standbyError means another engine holds the lock.
 func (w *worker) connect(ctx context.Context) error {
+	wait := 2*w.net.ConnectTimeout + w.net.DeadPath
+	cctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return deadPath(ctx, cctx, w.connectIn(cctx), "replica "+w.replica.Name+" or origin", wait)
+}
+
+func (w *worker) connectIn(ctx context.Context) error {
 	if w.originConn != nil && w.originConn.IsClosed() {
 		w.originConn = nil
 	}
@@ -58,30 +95,39 @@ func (w *worker) connect(ctx context.Context) error {
 		w.replicaConn = nil
 	}
 	if w.originConn == nil {
-		c, err := pg.ConnectAs(ctx, "origin", w.origin, "pgreplica read "+w.set+"/"+w.replica.Name)
+		c, err := pg.ConnectNet(ctx, "origin", w.origin, "pgreplica read "+w.set+"/"+w.replica.Name, w.net)
 		if err != nil {
 			return err
 		}
 		// An interval is read in id order: a big backlog is sorted before
 		// its first event streams, in memory rather than on disk.
 		if _, err := c.Exec(ctx, "SET work_mem = '64MB'"); err != nil {
-			c.Close(ctx)
+			closeSoon(c)
 			return fmt.Errorf("origin: %w", err)
 		}
 		w.originConn = c
 	}
 	if w.replicaConn == nil {
-		c, err := pg.ConnectAs(ctx, "replica "+w.replica.Name, w.replica.DSN, "pgreplica apply "+w.set)
+		c, err := pg.ConnectNet(ctx, "replica "+w.replica.Name, w.replica.DSN, applyAppName+w.set, w.net)
 		if err != nil {
 			return err
 		}
-		if err := prepareApplySession(ctx, c, w.set); err != nil {
-			c.Close(ctx)
+		n := &w.net
+		if w.beside {
+			n = nil
+		}
+		if err := prepareApplySession(ctx, c, w.set, n); err != nil {
+			closeSoon(c)
 			return fmt.Errorf("replica %s: %w", w.replica.Name, err)
 		}
 		w.replicaConn = c
 		w.apply = newApplier(c, w.set, w.replica.Name, w.mode)
-		w.havePos = false
+		w.havePos, w.locked = false, false
+	}
+	if !w.locked && !w.beside {
+		if err := w.takeLock(ctx); err != nil {
+			return err
+		}
 	}
 	if !w.havePos {
 		p, err := ReadPosition(ctx, w.replicaConn, w.set)
@@ -100,17 +146,29 @@ func (w *worker) connect(ctx context.Context) error {
 // disconnect drops the connections after an error, so the next attempt
 // starts clean.
 func (w *worker) disconnect() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if w.originConn != nil {
-		w.originConn.Close(ctx)
+		closeSoon(w.originConn)
 		w.originConn = nil
 	}
 	if w.replicaConn != nil {
-		w.replicaConn.Close(ctx)
+		if w.locked && !w.replicaConn.IsClosed() {
+			// Release the lock now: the server ends the backend (and frees
+			// its locks) only some time after the close.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = w.replicaConn.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", applyLockClass, w.set)
+			cancel()
+		}
+		closeSoon(w.replicaConn)
 		w.replicaConn = nil
 	}
-	w.havePos = false
+	w.havePos, w.locked = false, false
+}
+
+// closeSoon closes a connection without waiting on a dead path for long.
+func closeSoon(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c.Close(ctx)
 }
 
 // catchUp applies everything the origin had committed when it was called:
@@ -129,16 +187,36 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		}
 		target, resuming := w.pos.Target, !w.pos.Target.IsZero()
 		if !resuming {
-			if target, err = currentSnapshot(ctx, w.originConn); err != nil {
+			sctx, cancel := w.within(ctx, 0)
+			target, err = currentSnapshot(sctx, w.originConn)
+			err = deadPath(ctx, sctx, err, "origin", w.net.DeadPath)
+			cancel()
+			if err != nil {
 				return applied, err
 			}
 		}
 		n, err := w.applyInterval(ctx, stopping, target)
 		applied += n
-		if errors.Is(err, errPositionMoved) {
-			// Someone else moved the position (a verify, a second applier):
-			// read it again and go on from there.
+		if errors.Is(err, errPositionMoved) || IsStop(err) && w.positionMoved(ctx) {
+			// Someone else moved the position (a verify, a replicate --once,
+			// a second applier): a lost race, not a fault. Read it again and
+			// go on from there.
 			w.log.Info("position moved by another session; re-reading it")
+			w.havePos = false
+			if err := w.connect(ctx); err != nil {
+				return applied, err
+			}
+			continue
+		}
+		if t, why, ok := heldTable(err); ok && w.replicaConn != nil && !w.replicaConn.IsClosed() {
+			// Only this table's stream stops (see held.go).
+			hctx, cancel := w.within(ctx, 0)
+			herr := holdTable(hctx, w.replicaConn, w.set, t, why)
+			cancel()
+			if herr != nil {
+				return applied, errors.Join(err, herr)
+			}
+			w.log.Warn("table held: its events wait on the replica until it is fixed", "table", t.String(), "err", why)
 			w.havePos = false
 			if err := w.connect(ctx); err != nil {
 				return applied, err
@@ -173,14 +251,21 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 	if !w.pos.Target.IsZero() {
 		w.setState(Catchup, nil)
 	}
-	readCtx, cancelRead := context.WithCancel(ctx)
-	defer cancelRead()
+	// The read has no deadline of its own (a big interval streams for as
+	// long as its batches take to apply), but whenever the reader waits for
+	// the next event the origin must send it or be busy finding it.
+	watch := w.guardSession(ctx, "origin", w.origin, w.originConn)
+	defer watch.stop()
+	readCtx := watch.ctx
+	cancelRead := watch.cancel
 	chunks := make(chan chunk)
 	readErr := make(chan error, 1)
 	from, lastID, limits := w.pos.Snapshot, w.pos.LastID, w.limits
 	go func() {
 		defer close(chunks)
 		send := func(c chunk) bool {
+			watch.pause()
+			defer watch.kick()
 			select {
 			case chunks <- c:
 				return true
@@ -197,6 +282,7 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 				}
 				cur = chunk{}
 			}
+			watch.kick()
 			e.parse()
 			cur.events = append(cur.events, e)
 			cur.bytes += e.size()
@@ -208,11 +294,15 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 				err = readCtx.Err()
 			}
 		}
+		if err != nil && watch.dead() && ctx.Err() == nil {
+			err = fmt.Errorf("origin: no event within %s while reading the log, and the server is not working on it: the network path looks dead; reconnecting (%w)", w.net.DeadPath, err)
+		}
+		watch.pause() // the read is over: nothing more to wait for
 		readErr <- err
 	}()
 	applied := 0
 	stop := func(err error) (int, error) {
-		cancelRead()
+		cancelRead(nil)
 		for range chunks {
 		}
 		<-readErr
@@ -247,10 +337,20 @@ func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
 	}
 	start := time.Now()
 	fallbacks := w.apply.fallbacks
-	conflicts, err := w.apply.applyBatch(ctx, w.pos, next, c.events)
+	// A batch takes as long as it takes while the replica works on it; an
+	// answer lost on the way is noticed within DeadPath.
+	watch := w.guardSession(ctx, "replica "+w.replica.Name, w.replica.DSN, w.replicaConn)
+	conflicts, err := w.apply.applyBatch(watch.ctx, w.pos, next, c.events)
+	dead := watch.dead()
+	watch.stop()
 	if err != nil {
+		if dead && ctx.Err() == nil {
+			return fmt.Errorf("replica %s: no answer within %s while applying a batch, and the server is not working on it: the network path looks dead; reconnecting (%w)",
+				w.replica.Name, w.net.DeadPath, err)
+		}
 		return err
 	}
+	w.progress.Store(time.Now().UnixNano())
 	if w.apply.fallbacks > fallbacks {
 		w.log.Info("batch applied event by event after the set-based apply failed",
 			"events", len(c.events), "err", w.apply.lastFallback.Error())
@@ -265,7 +365,17 @@ func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
 // idle runs when an interval brought no event. The position moves to next
 // only in storage, at most every idleWriteEvery, or at once when a copied
 // table is catching up (its held events are applied then).
-func (w *worker) idle(ctx context.Context, next Position) error {
+func (w *worker) idle(outer context.Context, next Position) error {
+	ctx, cancel := w.within(outer, 0)
+	defer cancel()
+	err := w.idleIn(ctx, next)
+	if err == nil && next.Target.IsZero() {
+		w.progress.Store(time.Now().UnixNano()) // caught up
+	}
+	return deadPath(outer, ctx, err, "replica "+w.replica.Name, w.net.DeadPath)
+}
+
+func (w *worker) idleIn(ctx context.Context, next Position) error {
 	var catchup bool
 	err := w.replicaConn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgreplica.table_state
 	                                                    WHERE set_name = $1 AND state = 'catchup')`, w.set).Scan(&catchup)
@@ -320,9 +430,11 @@ func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conf
 // publish copies the position to the origin's pgreplica.replica, which
 // the purge and the tables view read. At most once a second unless forced.
 func (w *worker) publish(ctx context.Context, force bool) {
-	if w.originConn == nil || (!force && time.Since(w.published) < time.Second) {
-		return
+	if w.originConn == nil || w.pos.Snapshot.IsZero() || (!force && time.Since(w.published) < time.Second) {
+		return // nothing to publish yet (a standby has read no position)
 	}
+	ctx, cancel := w.within(ctx, 0)
+	defer cancel()
 	_, err := w.originConn.Exec(ctx, `INSERT INTO pgreplica.replica (name, snapshot, updated_at)
 	                                   VALUES ($1, $2::pg_snapshot, now())
 	                                   ON CONFLICT (name) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated_at = now()`,
@@ -333,6 +445,8 @@ func (w *worker) publish(ctx context.Context, force bool) {
 	}
 	w.published = time.Now()
 }
+
+func (w *worker) progressSeen() time.Time { return time.Unix(0, w.progress.Load()) }
 
 func (w *worker) setStatus(f func(*ReplicaStatus)) {
 	w.mu.Lock()
@@ -360,17 +474,45 @@ func (w *worker) setState(s State, err error) {
 func (w *worker) snapshot() ReplicaStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.status
+	s := w.status
+	if s.State != Idle && s.State != Standby {
+		if d := time.Since(w.progressSeen()); d > w.noProgressAfter {
+			s.NoProgressFor = d.Truncate(time.Second)
+		}
+	}
+	return s
 }
 
 // prepareApplySession sets up a replica session that applies changes.
-func prepareApplySession(ctx context.Context, c *pgx.Conn, set string) error {
+// With n (the engine's sessions), a transaction left open by a dead path
+// (its daemon gone, the server unaware) cannot hold the position row for
+// long: the server ends it after DeadPath idle in the transaction, and
+// notices a dead client as soon as its kernel does.
+func prepareApplySession(ctx context.Context, c *pgx.Conn, set string, n *pg.Net) error {
+	if n != nil {
+		if _, err := c.Exec(ctx, fmt.Sprintf("SET idle_in_transaction_session_timeout = %d; %s",
+			n.DeadPath/time.Millisecond, n.ServerKeepalives())); err != nil {
+			return fmt.Errorf("session timeouts: %w", err)
+		}
+	}
 	// The apply session must not capture what it applies (invariant 6): the
 	// origin tag makes pgreplica's triggers skip these changes, and
 	// session_replication_role=replica, where allowed, skips every ordinary
 	// trigger and foreign-key check as native replication does.
 	if _, err := c.Exec(ctx, "SELECT set_config('pgreplica.origin', $1, false)", set); err != nil {
 		return fmt.Errorf("set origin tag: %w", err)
+	}
+	// Where this database also captures (cascading, multi-master), the tag
+	// counts only with the token that pgreplica.begin_apply sets: a tag set
+	// by anyone else does not switch capture off.
+	var canBegin bool
+	if err := c.QueryRow(ctx, `SELECT coalesce(has_function_privilege(to_regprocedure('pgreplica.begin_apply(text)'), 'EXECUTE'), false)`).Scan(&canBegin); err != nil {
+		return fmt.Errorf("look for pgreplica.begin_apply: %w", err)
+	}
+	if canBegin {
+		if _, err := c.Exec(ctx, "SELECT pgreplica.begin_apply($1)", set); err != nil {
+			return fmt.Errorf("begin apply session: %w", err)
+		}
 	}
 	// Values that travel as text are read in the forms the capture
 	// functions write them (pg.ExactText, the settings copy and verify use).

@@ -25,10 +25,12 @@ const (
 	Starting          = State(replay.Starting)
 	Retrying          = State(replay.Retrying) // a transient fault: retrying with backoff
 	Stopped           = State(replay.Stopped)  // an error the operator must fix
+	Standby           = State(replay.Standby)  // another engine applies the replica; this one takes over when it stops
 	CaughtUp    State = "caught up"            // no engine here; nothing pending
 	Behind      State = "behind"               // no engine here; events pending
 	Unreachable State = "unreachable"          // the replica could not be reached
 	Error       State = "error"                // reached, but its state could not be read
+	File        State = "file"                 // a file replica: changes travel in exported bundles
 	Unknown     State = ""                     // nothing known yet
 )
 
@@ -56,18 +58,29 @@ type Replica struct {
 	Err   string // why: unreachable, stopped, or the last fault
 	// Stored is true when the databases were read: Position, Pending,
 	// Lag and Conflicts mean something.
-	Stored      bool
-	Position    replay.Position
-	Pending     int64         // events captured and not yet applied
-	Lag         time.Duration // age of the oldest of them; 0 when none
-	LastApplied time.Time
-	Conflicts   int64
+	Stored   bool
+	Position replay.Position
+	Pending  int64 // events captured and not yet applied
+	// PendingUnknown is true when Pending could not be counted (the
+	// replica's position could not be read): faces show it as unknown.
+	PendingUnknown bool
+	Lag            time.Duration // age of the oldest of them; 0 when none
+	LastApplied    time.Time
+	Conflicts      int64
 	// Tables are the tables being synced there (copying, catchup).
 	Tables map[string]copystate.State
+	// File is a file replica's bundles (nil for the others).
+	File *replay.FileReport
 	// From the running engine, when one speaks for the replica.
 	Live          bool
 	LastBatch     replay.BatchApplied
 	AppliedByLive int64
+	// NoProgressFor is how long the engine has applied nothing although
+	// events may be pending (a dead path, a stuck server); 0 when it
+	// progresses or nothing is pending.
+	NoProgressFor time.Duration
+	// Holder is, for Standby, the session that applies the replica.
+	Holder string
 }
 
 // Live is what a running engine says: its replicas' status, or nothing
@@ -117,20 +130,27 @@ func Merge(names []string, rep *replay.Report, live *Live) []Replica {
 		if isLive {
 			r.Live, r.State, r.Err = true, State(l.State), l.Err
 			r.LastBatch, r.LastApplied, r.AppliedByLive = l.LastBatch, l.LastApplied, l.AppliedEvents
+			r.NoProgressFor, r.Holder = l.NoProgressFor, l.Holder
 		}
 		if s, ok := stored[n]; ok {
 			r.Stored = s.Reachable
-			r.Position, r.Pending, r.Lag, r.Conflicts, r.Tables = s.Position, s.Pending, s.Lag, s.Conflicts, s.TableStates
+			r.Position, r.Pending, r.Lag, r.Conflicts, r.Tables, r.File = s.Position, s.Pending, s.Lag, s.Conflicts, s.TableStates, s.File
+			r.PendingUnknown = s.PendingUnknown
+			if !s.PendingUnknown && s.Pending == 0 {
+				r.NoProgressFor = 0 // nothing to progress on
+			}
 			if r.LastApplied.IsZero() {
 				r.LastApplied = s.LastAppliedAt
 			}
 			switch {
+			case s.File != nil && s.Error == "":
+				r.State = File
 			case !s.Reachable:
 				r.State, r.Err = Unreachable, s.Error
 			case s.Error != "":
 				r.State, r.Err = Error, s.Error
 			case isLive:
-			case s.Pending == 0:
+			case !s.PendingUnknown && s.Pending == 0:
 				r.State = CaughtUp
 			default:
 				r.State = Behind

@@ -110,3 +110,36 @@ func join(s []string) string {
 	}
 	return out
 }
+
+// A standby says who is active; "no progress" only where events may be
+// pending; an unknown pending count is neither caught up nor a number.
+func TestMergeStandbyNoProgressPendingUnknown(t *testing.T) {
+	rep := &replay.Report{Replicas: []replay.ReplicaReport{
+		{Name: "a", Reachable: true, Pending: 0},
+		{Name: "b", Reachable: true, Pending: 7},
+		{Name: "c", Reachable: true, PendingUnknown: true, Error: "replica c: read position: timeout"},
+		{Name: "d", Reachable: true, Pending: 3},
+	}}
+	live := &Live{Running: true, Replicas: []replay.ReplicaStatus{
+		{Name: "a", State: replay.Streaming, NoProgressFor: 9 * time.Second},
+		{Name: "b", State: replay.Streaming, NoProgressFor: 9 * time.Second},
+		{Name: "d", State: replay.Standby, Holder: "pid 42 (pgreplica apply shop)"},
+	}}
+	got := Merge(nil, rep, live)
+	if got[0].NoProgressFor != 0 || got[0].State != Streaming {
+		t.Errorf("caught up, yet no progress: %+v", got[0])
+	}
+	if got[1].NoProgressFor != 9*time.Second {
+		t.Errorf("events pending and nothing applied: %+v", got[1])
+	}
+	if !got[2].PendingUnknown || got[2].State != Error {
+		t.Errorf("pending unknown: %+v", got[2])
+	}
+	if got[3].State != Standby || got[3].Holder != "pid 42 (pgreplica apply shop)" {
+		t.Errorf("standby: %+v", got[3])
+	}
+	noEngine := Merge(nil, &replay.Report{Replicas: []replay.ReplicaReport{{Name: "e", Reachable: true, PendingUnknown: true}}}, nil)
+	if noEngine[0].State == CaughtUp {
+		t.Errorf("an unknown pending count is not caught up: %+v", noEngine[0])
+	}
+}

@@ -17,12 +17,13 @@ func (s State) Severity() int {
 	case Unknown:
 		return 1
 	}
-	return 0 // Streaming, CaughtUp
+	return 0 // Streaming, CaughtUp, Standby (another engine applies it), File
 }
 
 // Healthy reports a state in which a replica applies changes as they come
-// (streaming) or has nothing left to apply (caught up).
-func (s State) Healthy() bool { return s == Streaming || s == CaughtUp }
+// (streaming, or another engine does: standby), has nothing left to apply
+// (caught up), or travels in bundles (file).
+func (s State) Healthy() bool { return s.Severity() == 0 }
 
 // Worst is the replica in the worst state (the first of equals); ok is
 // false for no replicas.

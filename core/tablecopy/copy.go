@@ -22,9 +22,11 @@ type tableInfo struct {
 	table       pg.Table
 	cols        string // the non-generated columns, quoted, in origin order
 	partitioned bool
-	size        int64 // bytes on disk
-	rows        int64 // estimate; 0 when unknown
-	binaryOK    bool  // every column can travel in binary COPY format
+	size        int64         // bytes on disk
+	rows        int64         // estimate; 0 when unknown
+	binaryOK    bool          // every column can travel in binary COPY format
+	refs        []*tableInfo  // tables of this copy it references (foreign keys on the replica)
+	copied      chan struct{} // closed when its copy has committed
 }
 
 // copier copies tables to one replica.
@@ -94,9 +96,13 @@ func (c *copier) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		ti.copied = make(chan struct{})
 		infos = append(infos, ti)
 	}
-	sortBySize(infos)
+	if err := readReferences(ctx, ctl, infos); err != nil {
+		return fmt.Errorf("replica %s: %w", r.Name, err)
+	}
+	orderForCopy(infos)
 	sameMajor := major(exp) == major(ctl)
 
 	// 3. Workers import the snapshot; once all have, the exporter may end.
@@ -115,10 +121,14 @@ func (c *copier) run(ctx context.Context) error {
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
+				if err := waitForReferences(gctx, ti); err != nil {
+					return err
+				}
 				if err := w.copyTable(gctx, ti, snap, sameMajor && ti.binaryOK); err != nil {
 					return fmt.Errorf("replica %s: copy %s: %w; its changes are held there until a sync of it succeeds: run pgreplica sync again",
 						r.Name, ti.table, err)
 				}
+				close(ti.copied)
 			}
 			return nil
 		})
@@ -420,33 +430,13 @@ var errCopyInEnded = errors.New("the replica's COPY ended")
 // (serial, identity) to the origin's current values, so that a replica
 // promoted to origin does not hand out used values.
 func (w *worker) copySequences(ctx context.Context, tx pgx.Tx, t pg.Table) error {
-	rows, err := w.otx.Query(ctx, `
-SELECT a.attname::text, ps.last_value
-  FROM pg_depend d
-  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-  JOIN pg_namespace n ON n.oid = s.relnamespace
-  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-  JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = s.relname
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-   AND d.refobjid = to_regclass($1) AND d.deptype IN ('a', 'i') AND ps.last_value IS NOT NULL`, t.Ident())
+	seqs, err := OwnedSequences(ctx, w.otx, t)
 	if err != nil {
-		return fmt.Errorf("origin: read sequences of %s: %w", t, err)
-	}
-	type seq struct {
-		col  string
-		last int64
-	}
-	seqs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (seq, error) {
-		var s seq
-		return s, r.Scan(&s.col, &s.last)
-	})
-	if err != nil {
-		return fmt.Errorf("origin: read sequences of %s: %w", t, err)
+		return err
 	}
 	for _, s := range seqs {
-		if _, err := tx.Exec(ctx, `SELECT setval(s, $3) FROM pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL`,
-			t.Ident(), s.col, s.last); err != nil {
-			return fmt.Errorf("set the sequence of column %s: %w", pgx.Identifier{s.col}.Sanitize(), err)
+		if err := SetSequence(ctx, tx, t, s); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,9 +1,11 @@
 package tablecopy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -17,7 +19,10 @@ import (
 // defaults, identity and generated expressions, NOT NULL, primary key,
 // unique, exclusion and check constraints, indexes, and the sequences the
 // defaults use. Enum, domain and composite types the columns need are
-// created first; schemas too. Foreign keys are not created (the origin
+// created first; schemas too. A partitioned table is created with its
+// partitions (their bounds; keys and indexes come from the parent), a table
+// that inherits with INHERITS (its parents must be on the replica or made
+// first). Foreign keys are not created (the origin
 // enforces them; a replica applies whole transactions in commit order).
 // Everything is created in one replica transaction: on any error nothing is.
 // It returns the tables it created.
@@ -57,6 +62,9 @@ func CreateMissingTables(ctx context.Context, origin *pgx.Conn, cfg *config.Conf
 			return nil, fmt.Errorf("set search_path: %w", err)
 		}
 	}
+	if err := parentsFirst(ctx, otx, missing); err != nil {
+		return nil, err
+	}
 	m := &schemaMaker{origin: otx, replica: rtx, name: r.Name, types: map[uint32]bool{},
 		schemas: map[string]bool{}, sequences: map[uint32]bool{}}
 	var lines []string
@@ -80,6 +88,27 @@ func CreateMissingTables(ctx context.Context, origin *pgx.Conn, cfg *config.Conf
 		report(l)
 	}
 	return created, nil
+}
+
+// parentsFirst orders tables so that inheritance parents come before their
+// children (by the depth of each in its inheritance tree).
+func parentsFirst(ctx context.Context, origin pgx.Tx, tables []pg.Table) error {
+	depth := make(map[pg.Table]int, len(tables))
+	for _, t := range tables {
+		var d int
+		err := origin.QueryRow(ctx, `
+WITH RECURSIVE up(rel, d) AS (
+    SELECT to_regclass($1)::oid, 0
+    UNION ALL
+    SELECT i.inhparent, up.d + 1 FROM pg_inherits i JOIN up ON i.inhrelid = up.rel)
+SELECT max(d) FROM up`, t.Ident()).Scan(&d)
+		if err != nil {
+			return fmt.Errorf("origin: read inheritance of %s: %w", t, err)
+		}
+		depth[t] = d
+	}
+	slices.SortStableFunc(tables, func(a, b pg.Table) int { return cmp.Compare(depth[a], depth[b]) })
+	return nil
 }
 
 // schemaMaker creates objects on one replica inside rtx from the origin's
@@ -155,10 +184,39 @@ func (m *schemaMaker) createTable(ctx context.Context, t pg.Table) error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
-	if kind != "r" {
-		return &typeError{msg: "it is partitioned on the origin; create it and its partitions there first"}
+	if kind != "r" && kind != "p" {
+		return &typeError{msg: "it is not an ordinary or partitioned table on the origin"}
 	}
-	rows, err := m.origin.Query(ctx, `
+	var partBy string
+	if kind == "p" {
+		if err := m.origin.QueryRow(ctx, `SELECT pg_get_partkeydef($1)`, oid).Scan(&partBy); err != nil {
+			return fmt.Errorf("origin: read partition key: %w", err)
+		}
+	}
+	// Inheritance parents, which must exist on the replica first.
+	rows, err := m.origin.Query(ctx, `SELECT n.nspname, c.relname FROM pg_inherits i
+	    JOIN pg_class c ON c.oid = i.inhparent JOIN pg_namespace n ON n.oid = c.relnamespace
+	   WHERE i.inhrelid = $1 ORDER BY i.inhseqno`, oid)
+	if err != nil {
+		return fmt.Errorf("origin: read parents: %w", err)
+	}
+	parents, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pg.Table, error) {
+		var p pg.Table
+		return p, r.Scan(&p.Schema, &p.Name)
+	})
+	if err != nil {
+		return fmt.Errorf("origin: read parents: %w", err)
+	}
+	for _, p := range parents {
+		var exists bool
+		if err := m.replica.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", p.Ident()).Scan(&exists); err != nil {
+			return fmt.Errorf("look up %s: %w", p, err)
+		}
+		if !exists {
+			return &typeError{msg: fmt.Sprintf("it inherits from %s, which the replica lacks; select %s too (or create it there first)", p, p)}
+		}
+	}
+	rows, err = m.origin.Query(ctx, `
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull,
        a.attidentity::text, a.attgenerated::text, pg_get_expr(d.adbin, d.adrelid), d.oid,
        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
@@ -222,7 +280,18 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attn
 	if persistence == "u" {
 		create = "CREATE UNLOGGED TABLE "
 	}
-	if err := m.exec(ctx, create+t.Ident()+" ("+strings.Join(defs, ", ")+")"); err != nil {
+	ddl := create + t.Ident() + " (" + strings.Join(defs, ", ") + ")"
+	if len(parents) > 0 {
+		names := make([]string, len(parents))
+		for i, p := range parents {
+			names[i] = p.Ident()
+		}
+		ddl += " INHERITS (" + strings.Join(names, ", ") + ")"
+	}
+	if kind == "p" {
+		ddl += " PARTITION BY " + partBy
+	}
+	if err := m.exec(ctx, ddl); err != nil {
 		return err
 	}
 	for _, s := range owned {
@@ -236,7 +305,7 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attn
 SELECT c.oid, c.contype::text, format('ALTER TABLE %s ADD CONSTRAINT %I %s', $2::text, c.conname, pg_get_constraintdef(c.oid)),
        quote_ident(c.conname)
   FROM pg_constraint c
- WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'x', 'c', 'f')
+ WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'x', 'c', 'f') AND c.conislocal
  ORDER BY c.contype = 'p' DESC, c.conname`, oid, t.Ident())
 	if err != nil {
 		return fmt.Errorf("origin: read constraints: %w", err)
@@ -303,12 +372,73 @@ SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
 	if n := len(indexes); n > 0 {
 		what = append(what, plural(n, "index", "indexes"))
 	}
+	if len(parents) > 0 {
+		what = append(what, "inherits "+parents[0].String())
+	}
+	parts := 0
+	if kind == "p" {
+		n, err := m.createPartitions(ctx, oid, t)
+		if err != nil {
+			return err
+		}
+		parts = n
+		what = append(what, plural(parts, "partition", "partitions"))
+	}
 	line := fmt.Sprintf("replica %s: created table %s (%s", m.name, t, plural(len(cols), "column", "columns"))
 	for _, w := range what {
 		line += ", " + w
 	}
 	m.lines = append(m.lines, line+")")
 	return nil
+}
+
+// createPartitions creates the partitions of the partitioned table oid
+// (made on the replica as t), recursively, with their bounds; columns,
+// keys and indexes come from the parent. It returns how many it made.
+func (m *schemaMaker) createPartitions(ctx context.Context, oid uint32, t pg.Table) (int, error) {
+	rows, err := m.origin.Query(ctx, `
+SELECT c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid), c.relkind::text,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE i.inhparent = $1 ORDER BY n.nspname, c.relname`, oid)
+	if err != nil {
+		return 0, fmt.Errorf("origin: read partitions of %s: %w", t, err)
+	}
+	type part struct {
+		oid         uint32
+		table       pg.Table
+		bound, kind string
+		partBy      *string
+	}
+	parts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (part, error) {
+		var p part
+		return p, r.Scan(&p.oid, &p.table.Schema, &p.table.Name, &p.bound, &p.kind, &p.partBy)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("origin: read partitions of %s: %w", t, err)
+	}
+	n := 0
+	for _, p := range parts {
+		if err := m.ensureSchema(ctx, p.table.Schema); err != nil {
+			return n, err
+		}
+		ddl := "CREATE TABLE " + p.table.Ident() + " PARTITION OF " + t.Ident() + " " + p.bound
+		if p.partBy != nil {
+			ddl += " PARTITION BY " + *p.partBy
+		}
+		if err := m.exec(ctx, ddl); err != nil {
+			return n, err
+		}
+		n++
+		if p.kind == "p" {
+			k, err := m.createPartitions(ctx, p.oid, p.table)
+			if err != nil {
+				return n, err
+			}
+			n += k
+		}
+	}
+	return n, nil
 }
 
 func plural(n int, one, many string) string {

@@ -26,7 +26,6 @@
 package tablecopy
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -129,7 +128,7 @@ func targetReplicas(cfg *config.Config, name string) ([]config.Replica, error) {
 		return nil, err
 	}
 	if name == "" {
-		return cfg.Replicas, nil
+		return cfg.Connected(), nil // file replicas start from export --base
 	}
 	r, err := cfg.Replica(name)
 	if err != nil {
@@ -236,7 +235,8 @@ func ensureCapture(ctx context.Context, cfg *config.Config, targets []config.Rep
 		}
 		sub.Tables = config.Tables{Include: []string{globQuote(t.Schema) + "." + globQuote(t.Name)}}
 		if err := pg.Retry(ctx, 5, 200*time.Millisecond, pg.IsLockBusy, func() error {
-			return capture.Install(ctx, &sub, quiet)
+			// A table whose capture was removed is copied again here: capture it again.
+			return capture.InstallWith(ctx, &sub, capture.Options{Recapture: true}, quiet)
 		}); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -280,15 +280,4 @@ func serialize(f func(Progress)) func(Progress) {
 		defer func() { <-ch }()
 		f(p)
 	}
-}
-
-// sortBySize puts the biggest tables first, so parallel workers finish
-// together.
-func sortBySize(ts []*tableInfo) {
-	slices.SortStableFunc(ts, func(a, b *tableInfo) int {
-		if c := cmp.Compare(b.size, a.size); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.table.String(), b.table.String())
-	})
 }

@@ -276,10 +276,7 @@ func (c *comparison) prepare(ctx context.Context, otx, rtx pgx.Tx) (string, erro
 	err := otx.QueryRow(ctx, `
 SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
-       (SELECT array_agg(a.attname::text ORDER BY k.ord)
-          FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = c.oid AND i.indisprimary)
+       `+pg.KeyColumnsSQL("c.oid")+`
   FROM pg_class c WHERE c.oid = to_regclass($1)`, t.Ident()).Scan(&cols, &key)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("origin has no table %s", t)
@@ -288,7 +285,7 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 		return "", fmt.Errorf("origin: read table: %w", err)
 	}
 	if key == nil {
-		return "", fmt.Errorf("%s has no primary key on the origin", t)
+		return "", fmt.Errorf("%s has no primary key (or unique index on NOT NULL columns) on the origin", t)
 	}
 	ocols, okind, err := readColumns(ctx, otx, t)
 	if err != nil {

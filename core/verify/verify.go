@@ -150,7 +150,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) (Result, error) {
 	if err := cfg.RequireReplicas(); err != nil {
 		return Result{}, err
 	}
-	replicas := cfg.Replicas
+	replicas := cfg.Connected()
+	if len(replicas) == 0 {
+		return Result{}, fmt.Errorf("every replica of set %s is a file replica: verify compares over connections; run it where both databases can be reached (--origin and --replica)", cfg.Name)
+	}
 	if opt.Replica != "" {
 		r, err := cfg.Replica(opt.Replica)
 		if err != nil {

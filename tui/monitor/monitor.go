@@ -237,6 +237,9 @@ func (m *Model) View(w, h int) string {
 		lag, pend, rate, conf, last := "–", "–", "–", "–", "–"
 		if r.Stored {
 			lag, pend, conf = screen.Dur(r.Lag), screen.Count(r.Pending), screen.Count(r.Conflicts)
+			if r.PendingUnknown {
+				pend = "–"
+			}
 		}
 		if m.hist[r.Name] != nil && len(m.hist[r.Name].rate) > 0 {
 			rate = screen.Count(int64(r.Rate + 0.5))
@@ -284,6 +287,12 @@ func (m *Model) View(w, h int) string {
 			info += " · a pgreplica engine runs elsewhere for this set"
 		}
 		lines = append(lines, info)
+		if r.NoProgressFor > 0 {
+			lines = append(lines, " "+t.Warn.Render(fmt.Sprintf("no progress for %d s", int(r.NoProgressFor.Seconds()))))
+		}
+		if r.Holder != "" {
+			lines = append(lines, " standby: the replica is applied by "+r.Holder)
+		}
 		if r.Err != "" {
 			lines = append(lines, banner(t.Err.Render, g.Cross+" "+r.Name+": "+r.Err, w)...)
 		}

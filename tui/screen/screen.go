@@ -46,11 +46,28 @@ type Env struct {
 	// Log receives the TUI's own records (audit of actions); it goes to the
 	// log ring, never to the terminal.
 	Log *slog.Logger
+	// Who, when set, is the user of a session served over SSH: the header
+	// shows it and Audit logs it instead of this process's user.
+	Who *Who
+}
+
+// Who is the user of a TUI session served over SSH.
+type Who struct {
+	User   string // the SSH login name
+	Remote string // the client's address, host:port
+	Key    string // the key's SHA256 fingerprint
+	// Comment is the key's comment in its authorized_keys file.
+	Comment string
 }
 
 // Audit logs an action taken in the TUI with who did it.
 func (e *Env) Audit(action string, args ...any) {
 	if e.Log == nil {
+		return
+	}
+	if w := e.Who; w != nil {
+		args = append(args, "user", w.User, "remote", w.Remote, "key", w.Key, "key_comment", w.Comment, "via", "ssh", "read_only", e.ReadOnly)
+		e.Log.Info(action, args...)
 		return
 	}
 	who := os.Getenv("USER")

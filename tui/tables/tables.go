@@ -236,7 +236,7 @@ func (m *Model) markExcluded(in []capture.TableInfo) []capture.TableInfo {
 	}
 	out := make([]capture.TableInfo, len(in))
 	for i, t := range in {
-		if t.Status != capture.Installed && t.Status != capture.Disabled && t.Status != capture.NoKey && !cfg.Tables.Match(t.Table.Schema, t.Table.Name) {
+		if t.Status == capture.Missing && !cfg.Tables.Match(t.Table.Schema, t.Table.Name) {
 			t.Status = Excluded
 		}
 		out[i] = t
@@ -377,6 +377,10 @@ func Word(s capture.Status) string {
 		return "NO PK"
 	case capture.Disabled:
 		return "DISABLED"
+	case capture.Stale:
+		return "STALE"
+	case capture.Removed:
+		return "RE-COPY"
 	case Excluded:
 		return "EXCLUDED"
 	}
@@ -560,17 +564,32 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 	title := t.Rule.Render(screen.Rule(t.Glyphs.HRule, r.Table.String(), w))
 	var text string
 	key := strings.Join(r.Key, ", ")
+	keyKind := "primary key"
+	if r.KeyIsUnique {
+		keyKind = "unique index on NOT NULL columns"
+	}
 	switch r.Status {
 	case capture.Installed:
-		text = fmt.Sprintf("Captured: every INSERT, UPDATE and DELETE is logged and replayed on each replica. Key: %s (primary key). %s events waiting for the slowest replica.", key, screen.Count(r.Pending))
+		text = fmt.Sprintf("Captured: every INSERT, UPDATE and DELETE is logged and replayed on each replica. Key: %s (%s). %s events waiting for the slowest replica.", key, keyKind, screen.Count(r.Pending))
+	case capture.Stale:
+		text = fmt.Sprintf("Capture is stale: the table changed (ALTER TABLE) since its capture function was made. Its changes are still captured, more slowly, but a column added since is not carried. Run pgreplica install. Key: %s (%s).", key, keyKind)
+	case capture.Removed:
+		text = "Capture of this table was removed: its replicas missed the changes made since and are not kept in step. Copy it again with pgreplica add-table --sync " + r.Table.String() + " (or --no-sync to accept the difference)."
 	case capture.Missing:
-		text = fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. Press i to install it (then copy existing rows with pgreplica sync).", key)
+		fix := "Press i to install it (then copy existing rows with pgreplica sync)."
+		if m.env.ReadOnly {
+			fix = "This session is read-only: an operator installs it with pgreplica add-table " + r.Table.String() + "."
+		}
+		text = fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. %s", key, fix)
 	case capture.NoKey:
 		text = "No primary key (or unique NOT NULL index): UPDATE and DELETE could not be matched on the replica, so it cannot be captured. Add a primary key, or exclude the table in tables.exclude."
 	case Excluded:
 		text = m.whyExcluded(r)
 	case capture.Disabled:
 		text = "The capture trigger exists but is disabled (ALTER TABLE … DISABLE TRIGGER): changes are NOT being captured. Enable it with ALTER TABLE … ENABLE TRIGGER, or press i to reinstall."
+		if m.env.ReadOnly {
+			text = strings.TrimSuffix(text, ", or press i to reinstall.") + "."
+		}
 	}
 	if m.working != "" {
 		text = t.Glyphs.Dot + " " + m.working + "…"
