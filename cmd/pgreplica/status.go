@@ -72,6 +72,7 @@ Exit codes, for scripts and monitoring (the worst case wins, in this order):
      --max-lag when given
   4  a replica is stopped, unreachable or in error
   5  no pgreplica engine runs for the set: nothing is being replicated
+     (a set of file replicas only needs none)
   3  a replica is catching up, retrying or starting, makes no progress, or
      lags more than --max-lag
   1  the status could not be read (origin unreachable, not installed, timeout)
@@ -85,7 +86,11 @@ func statusHealth(rs []status.Replica, engine bool, maxLag time.Duration) (int, 
 		return statusCritical, fmt.Sprintf("replica %s is %s", w.Name, w.State)
 	}
 	if !engine {
-		return statusNoEngine, "no pgreplica engine runs for the set"
+		for _, r := range rs {
+			if r.State != status.File { // file replicas need no engine
+				return statusNoEngine, "no pgreplica engine runs for the set"
+			}
+		}
 	}
 	for _, r := range rs {
 		switch {
