@@ -748,3 +748,44 @@ type stopRecorder struct {
 
 func (s *stopRecorder) Startable() bool { return true }
 func (s *stopRecorder) Stop()           { s.stopped = true }
+
+// TestDestructiveKeysAsk: every key that writes to a database or stops
+// replication opens a confirmation; enter alone does not confirm it.
+func TestDestructiveKeysAsk(t *testing.T) {
+	cases := []struct {
+		name  string
+		keys  []string // to reach the row, then the key
+		title string
+	}{
+		{"install capture", []string{"1", "g", "i"}, "Install capture on public.invoices?"},
+		{"remove capture", []string{"1", "s", "g", "d"}, `Remove capture from public."Gift Cards"?`},
+		{"stop the engine", []string{"2", "S"}, "Stop replication?"},
+		{"quit with the engine here", []string{"2", "q"}, "Quit and stop replication?"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			calls := 0
+			count := func(_ ctxT, _ pg.Table, _ func(string)) error { calls++; return nil }
+			src := &stopRecorder{}
+			f := newFixture(false)
+			f.tab = tables.New(f.env, tables.Deps{Install: count, Remove: count})
+			f.root.opt.Tabs[0].Screen = f.tab
+			f.root.opt.Source = src
+			f.send(tea.WindowSizeMsg{Width: 80, Height: 23})
+			f.load()
+			for _, k := range c.keys {
+				f.send(press(k))
+			}
+			if out := ansi.Strip(f.root.Render()); !strings.Contains(out, c.title) {
+				t.Fatalf("%v did not ask %q:\n%s", c.keys, c.title, out)
+			}
+			f.send(press("enter"))
+			if calls != 0 || src.stopped || f.root.quitting {
+				t.Fatalf("enter alone confirmed %s", c.name)
+			}
+			if out := ansi.Strip(f.root.Render()); strings.Contains(out, c.title) {
+				t.Fatalf("enter did not close the confirmation:\n%s", out)
+			}
+		})
+	}
+}
