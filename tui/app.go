@@ -34,6 +34,9 @@ type AppOptions struct {
 	Wizard screen.Screen
 	// StartEngine starts the engine in this process at once (the demo).
 	StartEngine bool
+	// EngineNote replaces, in the quit confirmation and on exit, the advice
+	// to run the daemon (the demo removes its databases on exit).
+	EngineNote string
 	// Who is the user of a session served over SSH (nil: this terminal).
 	Who *screen.Who
 	// Report reads replication status from the databases; nil queries
@@ -109,5 +112,6 @@ func NewApp(o AppOptions) *Model {
 		m.active = 1
 	}
 	m.startEngine = o.StartEngine
+	m.opt.EngineNote = o.EngineNote
 	return m
 }

@@ -47,6 +47,9 @@ type Options struct {
 	Live bool
 	// Monitor is the index of the monitor tab (shown after the wizard).
 	Monitor int
+	// EngineNote, when set, replaces the advice to run the daemon when
+	// quitting stops the engine run here.
+	EngineNote string
 }
 
 // Model is the root model.
@@ -295,7 +298,7 @@ func (m *Model) askQuit() tea.Cmd {
 	m.prompt = &screen.Prompt{Level: 2, Title: "Quit and stop replication?",
 		Body: []string{
 			"The replay engine runs inside this TUI: quitting stops it, and no replica receives changes until an engine runs again (changes keep being captured on the origin; nothing is lost).",
-			"To keep replicating without a terminal, run the daemon: " + m.daemonCommand(),
+			m.engineAdvice(),
 		},
 		OnYes: func() tea.Msg { return quitConfirmedMsg{} }}
 	return nil
@@ -309,7 +312,17 @@ func (m *Model) daemonCommand() string {
 	return c + " (or the systemd unit scripts/pgreplica.service)"
 }
 
+func (m *Model) engineAdvice() string {
+	if m.opt.EngineNote != "" {
+		return m.opt.EngineNote
+	}
+	return "To keep replicating without a terminal, run the daemon: " + m.daemonCommand()
+}
+
 func (m *Model) engineExitText() string {
+	if m.opt.EngineNote != "" {
+		return "replication stopped: the engine ran in this TUI and quit with it."
+	}
 	return "replication stopped: the engine ran in this TUI and quit with it.\nTo replicate without a terminal run: " + m.daemonCommand()
 }
 
