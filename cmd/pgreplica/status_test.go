@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -131,5 +133,37 @@ func TestStatusUsage(t *testing.T) {
 	_, _, code := cli(t, "", "status", "--max-lag", "-1s")
 	if code != exitUsage {
 		t.Fatalf("negative --max-lag: code %d", code)
+	}
+}
+
+// TestStatusWatch: --watch prints the status every interval, one JSON
+// object per line, until interrupted, and exits with the last code.
+func TestStatusWatch(t *testing.T) {
+	cfg, _, _ := dbs(t, `CREATE TABLE t (id int PRIMARY KEY)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatalf("install: %d %s", code, errOut)
+	}
+	cmd := exec.Command(binary(t), "-c", cfg, "status", "--json", "--watch", "300ms")
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 3 || code != statusNoEngine {
+		t.Fatalf("watch: code %d, %d lines:\n%s", code, len(lines), out.String())
+	}
+	for _, l := range lines {
+		var st statusJSON
+		if err := json.Unmarshal([]byte(l), &st); err != nil || st.Health != "no_engine" {
+			t.Fatalf("watch line %q: %v", l, err)
+		}
 	}
 }

@@ -524,6 +524,13 @@ func (m *Model) Help() []screen.HelpGroup {
 	return []screen.HelpGroup{
 		{Title: "WIZARD", Keys: []key.Binding{k.Next, k.Back, k.Rerun, k.Edit, k.ViewSQL, k.Skip}},
 		{Title: "PICK TABLES", Keys: []key.Binding{k.Up, k.Toggle, k.All, k.None, k.Filter, k.Create}},
+		{Title: "FORMS AND SCROLLING", Keys: []key.Binding{
+			key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab/↓", "next field (shift+tab/↑ back)")),
+			key.NewBinding(key.WithKeys("ctrl+n"), key.WithHelp("ctrl+n", "add a replica (step 1)")),
+			key.NewBinding(key.WithKeys("ctrl+x"), key.WithHelp("ctrl+x", "remove the focused replica")),
+			key.NewBinding(key.WithKeys("ctrl+u"), key.WithHelp("ctrl+u", "clear the field")),
+			key.NewBinding(key.WithKeys("pgdown"), key.WithHelp("pgdn/pgup", "scroll a step taller than the window (ctrl+f/b)")),
+		}},
 	}
 }
 
