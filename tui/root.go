@@ -828,12 +828,14 @@ func (m *Model) helpView(w, h int) string {
 		}
 		rows = append(rows, "")
 	}
-	note := " " + screen.Asks + " = asks for confirmation first (y, or typing a name); enter alone never confirms"
+	notes := []string{screen.Asks + " = asks for confirmation first (y, or typing a name); enter alone never confirms"}
 	if m.env.ReadOnly {
-		note += " · read-only: actions that change a database are hidden"
+		notes = append(notes, "read-only: actions that change a database are hidden")
 	}
-	for _, l := range screen.Wrap(note, w-2) {
-		rows = append(rows, t.Dim.Render(" "+l))
+	for _, note := range notes {
+		for _, l := range screen.Wrap(note, w-2) {
+			rows = append(rows, t.Dim.Render(" "+l))
+		}
 	}
 	if cfg := m.env.Config; cfg != nil && cfg.Path != "" {
 		rows = append(rows, t.Dim.Render(" pgreplica "+m.opt.Version+" · config "+cfg.Path))
