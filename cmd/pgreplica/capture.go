@@ -102,6 +102,14 @@ type tableJSON struct {
 	Replicas    map[string]string `json:"replicas,omitempty"`
 	Pending     int64             `json:"pending"`
 	LastEventAt *string           `json:"last_event_at"`
+	Sequences   []sequenceJSON    `json:"sequences,omitempty"`
+}
+
+// sequenceJSON is a table's sequence in `tables --json`.
+type sequenceJSON struct {
+	Name     string            `json:"name"`
+	Origin   *int64            `json:"origin"`
+	Replicas map[string]*int64 `json:"replicas"`
 }
 
 // tableStates returns, per table, its copy state on each replica
@@ -140,6 +148,13 @@ func tableStates(ctx context.Context, cfg *config.Config, tables []capture.Table
 	return shown, per
 }
 
+func seqValue(v *int64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprint(*v)
+}
+
 func (a *app) tablesCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -171,7 +186,12 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			}
 			capture.SortByStatus(tables)
 			states, perReplica := tableStates(cmd.Context(), cfg, tables)
+			seqs, _ := capture.ReadSequences(cmd.Context(), cfg) // none before install
 			if asJSON {
+				byTable := map[pg.Table][]sequenceJSON{}
+				for _, s := range seqs {
+					byTable[s.Table] = append(byTable[s.Table], sequenceJSON{Name: s.Name, Origin: s.Origin, Replicas: s.Replicas})
+				}
 				out := make([]tableJSON, len(tables))
 				for i, t := range tables {
 					out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status),
@@ -188,6 +208,7 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 						s := t.Last.UTC().Format(time.RFC3339)
 						out[i].LastEventAt = &s
 					}
+					out[i].Sequences = byTable[t.Table]
 				}
 				return a.printJSON(out)
 			}
@@ -205,6 +226,24 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 					last = t.Last.Local().Format("2006-01-02 15:04:05")
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, states[t.Table], t.Pending, last)
+			}
+			if err := w.Flush(); err != nil || len(seqs) == 0 {
+				return err
+			}
+			// Sequences travel in the stream: where each stands.
+			fmt.Fprintln(a.stdout)
+			w = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			head := "SEQUENCE\tTABLE\tORIGIN"
+			for _, r := range cfg.Connected() {
+				head += "\t" + strings.ToUpper(r.Name)
+			}
+			fmt.Fprintln(w, head)
+			for _, sq := range seqs {
+				line := sq.Name + "\t" + sq.Table.String() + "\t" + seqValue(sq.Origin)
+				for _, r := range cfg.Connected() {
+					line += "\t" + seqValue(sq.Replicas[r.Name])
+				}
+				fmt.Fprintln(w, line)
 			}
 			return w.Flush()
 		},

@@ -24,9 +24,10 @@ type statusJSON struct {
 	Origin        string              `json:"origin"`
 	DaemonRunning bool                `json:"daemon_running"`
 	LogEvents     int64               `json:"log_events"`
-	Health        string              `json:"health"`    // ok, warning, critical, no_engine
-	Reason        string              `json:"reason"`    // why, in words
-	ExitCode      int                 `json:"exit_code"` // the command's exit code
+	Health        string              `json:"health"`        // ok, warning, critical, no_engine
+	Reason        string              `json:"reason"`        // why, in words
+	ExitCode      int                 `json:"exit_code"`     // the command's exit code
+	StaleCapture  []string            `json:"stale_capture"` // tables whose capture is stale: run install
 	Replicas      []replicaStatusJSON `json:"replicas"`
 }
 
@@ -74,7 +75,7 @@ Exit codes, for scripts and monitoring (the worst case wins, in this order):
   5  no pgreplica engine runs for the set: nothing is being replicated
      (a set of file replicas only needs none)
   3  a replica is catching up, retrying or starting, makes no progress, or
-     lags more than --max-lag
+     lags more than --max-lag; or a table's capture is stale
   1  the status could not be read (origin unreachable, not installed, timeout)
   2  usage error
 The read is bounded by --timeout (default 10s), also against a server that
@@ -201,7 +202,7 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 		}
 		ccancel()
 	}
-	rep, err := replay.QueryStatus(ctx, cfg)
+	rep, err := replay.QueryStatusStale(ctx, cfg)
 	if err != nil {
 		// The origin cannot be read: say at least what the daemon sees.
 		for _, r := range status.Merge(nil, nil, live) {
@@ -222,8 +223,11 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 	}
 	rs := status.Merge(nil, &rep, live)
 	code, reason := statusHealth(rs, rep.DaemonRunning || live != nil, maxLag)
+	if code == exitOK && len(rep.Stale) > 0 {
+		code, reason = statusWarning, fmt.Sprintf("capture is stale for %s: run pgreplica install", strings.Join(rep.Stale, ", "))
+	}
 	out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents,
-		Health: healthWord(code), Reason: reason, ExitCode: code}
+		Health: healthWord(code), Reason: reason, ExitCode: code, StaleCapture: append([]string{}, rep.Stale...)}
 	for _, r := range rs {
 		j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(),
 			LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables, Holder: r.Holder}
@@ -265,6 +269,9 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 		daemon = "engine running"
 	}
 	fmt.Fprintf(a.stdout, "set %s · origin %s · %s · %d events in the log\n\n", out.Set, out.Origin, daemon, out.LogEvents)
+	for _, t := range out.StaleCapture {
+		fmt.Fprintf(a.stdout, "capture is stale for %s: run pgreplica install (a column added since is not replicated)\n\n", t)
+	}
 	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "REPLICA\tSTATE\tPENDING\tLAG\tLAST APPLIED\tCONFLICTS")
 	for _, r := range out.Replicas {

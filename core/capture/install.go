@@ -197,7 +197,8 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 	}
 	capture := map[bool]string{true: "on", false: "off"}[s.cfg.DDL.Capture]
 	if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('ddl_capture', $1)
-	                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, capture); err != nil {
+	                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+	                                  WHERE pgreplica.meta.value <> EXCLUDED.value`, capture); err != nil {
 		return "", fmt.Errorf("origin: record ddl.capture: %w", err)
 	}
 	if s.cfg.DDL.Capture {

@@ -79,15 +79,9 @@ func (e *Engine) sampleOnce(ctx context.Context, conn **pgx.Conn) error {
 func (e *Engine) checkStale(ctx context.Context, conn *pgx.Conn, stale map[string]bool) error {
 	ctx, cancel := context.WithTimeout(ctx, e.net.DeadPath)
 	defer cancel()
-	rows, err := conn.Query(ctx, `SELECT pgreplica.table_name(t.tgrelid) FROM pg_trigger t
-	                               WHERE t.tgname = 'pgreplica_capture' AND t.tgparentid = 0
-	                                 AND NOT pgreplica.trigger_is_current(t.tgrelid)`)
+	names, err := StaleTables(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("origin: look for stale capture: %w", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("origin: look for stale capture: %w", err)
+		return err
 	}
 	now := map[string]bool{}
 	for _, n := range names {
@@ -106,4 +100,22 @@ func (e *Engine) checkStale(ctx context.Context, conn *pgx.Conn, stale map[strin
 		stale[n] = true
 	}
 	return nil
+}
+
+// StaleTables lists the captured tables of the origin (conn) whose capture
+// function no longer matches their definition (an ALTER TABLE without the
+// event trigger): a column added since is not replicated until install.
+func StaleTables(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT pgreplica.table_name(t.tgrelid) FROM pg_trigger t
+	                               WHERE t.tgname = 'pgreplica_capture' AND t.tgparentid = 0
+	                                 AND NOT pgreplica.trigger_is_current(t.tgrelid)
+	                               ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("origin: look for stale capture: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("origin: look for stale capture: %w", err)
+	}
+	return names, nil
 }

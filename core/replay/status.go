@@ -17,9 +17,10 @@ import (
 // not need a running engine): what `pgreplica status` prints.
 type Report struct {
 	Set           string
-	Origin        string // user@host:port/db, no password
-	DaemonRunning bool   // a pgreplica engine holds a LISTEN session on the origin
-	LogEvents     int64  // events in the origin's log (applied or not)
+	Origin        string   // user@host:port/db, no password
+	DaemonRunning bool     // a pgreplica engine holds a LISTEN session on the origin
+	LogEvents     int64    // events in the origin's log (applied or not)
+	Stale         []string // captured tables whose capture is stale (QueryStatusStale only)
 	Replicas      []ReplicaReport
 	TakenAt       time.Time
 }
@@ -50,6 +51,17 @@ var ErrNotInstalled = errors.New("pgreplica is not installed on the origin; run 
 // (its reads also have that statement_timeout), so a dead path makes status
 // slow, never hung.
 func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
+	return queryStatus(ctx, cfg, false)
+}
+
+// QueryStatusStale is QueryStatus that also lists the captured tables
+// whose capture is stale (Report.Stale), which costs a little per table:
+// for pgreplica status, not for a screen refreshed every second.
+func QueryStatusStale(ctx context.Context, cfg *config.Config) (Report, error) {
+	return queryStatus(ctx, cfg, true)
+}
+
+func queryStatus(ctx context.Context, cfg *config.Config, stale bool) (Report, error) {
 	rep := Report{Set: cfg.Name, Origin: config.Describe(cfg.Origin.DSN), TakenAt: time.Now()}
 	n := netOf(cfg)
 	octx, cancel := context.WithTimeout(ctx, n.ConnectTimeout+n.DeadPath)
@@ -68,6 +80,11 @@ func QueryStatus(ctx context.Context, cfg *config.Config) (Report, error) {
 			return rep, ErrNotInstalled
 		}
 		return rep, fmt.Errorf("origin: %w", deadPath(ctx, octx, err, "origin", n.ConnectTimeout+n.DeadPath))
+	}
+	if stale {
+		if rep.Stale, err = StaleTables(octx, origin); err != nil {
+			return rep, err
+		}
 	}
 	for _, r := range cfg.Replicas {
 		if r.File {
