@@ -803,10 +803,24 @@ func (m *Model) helpView(w, h int) string {
 	if cur := m.current(); cur != nil {
 		groups = append(groups, cur.Help()...)
 	}
-	groups = append(groups, screen.HelpGroup{Title: "DETAIL VIEW", Keys: []key.Binding{screen.DetailKey, keyDetailScroll, keyDetailClose}})
+	groups = append(groups, screen.HelpGroup{Title: "DETAIL VIEW", Keys: []key.Binding{keyDetailScroll, keyDetailClose}})
+	// A group whose keys are all off (read-only) is left out.
+	kept := groups[:0]
+	for _, g := range groups {
+		for _, b := range g.Keys {
+			if b.Enabled() {
+				kept = append(kept, g)
+				break
+			}
+		}
+	}
+	groups = kept
 	cols := max(min((w-1)/38, 3), 1)
 	colW := (w - 1) / cols
 	var rows []string
+	if m.env.ReadOnly {
+		rows = append(rows, t.Warn.Render(" read-only: actions that change a database are hidden"), "")
+	}
 	for start := 0; start < len(groups); start += cols {
 		end := min(start+cols, len(groups))
 		block := make([][]string, end-start)
@@ -828,12 +842,8 @@ func (m *Model) helpView(w, h int) string {
 		}
 		rows = append(rows, "")
 	}
-	notes := []string{screen.Asks + " = asks for confirmation first (y, or typing a name); enter alone never confirms"}
-	if m.env.ReadOnly {
-		notes = append(notes, "read-only: actions that change a database are hidden")
-	}
-	for _, note := range notes {
-		for _, l := range screen.Wrap(note, w-2) {
+	if !m.env.ReadOnly {
+		for _, l := range screen.Wrap(screen.Asks+" = asks for confirmation first (y, or typing a name); enter alone never confirms", w-2) {
 			rows = append(rows, t.Dim.Render(" "+l))
 		}
 	}
