@@ -22,3 +22,10 @@ func Unit(binary, configPath string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+//go:embed pgreplica@.service
+var templateUnit string
+
+// TemplateUnit is pgreplica@.service, the unit of one engine per set:
+// pgreplica@NAME runs /etc/pgreplica/NAME.yaml.
+func TemplateUnit() string { return templateUnit }

@@ -19,3 +19,19 @@ func TestUnitIsTheShippedOneWithItsExecStart(t *testing.T) {
 		}
 	}
 }
+
+// The template unit is hardened like the single one and runs NAME.yaml.
+func TestTemplateUnitIsHardenedLikeTheSingleOne(t *testing.T) {
+	u := TemplateUnit()
+	if !strings.Contains(u, "\nExecStart=/usr/local/bin/pgreplica --config /etc/pgreplica/%i.yaml run --daemon\n") {
+		t.Fatalf("ExecStart:\n%s", u)
+	}
+	for _, l := range strings.Split(unit, "\n") {
+		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, "ExecStart=") || strings.HasPrefix(l, "Description=") {
+			continue
+		}
+		if !strings.Contains(u, l+"\n") {
+			t.Errorf("pgreplica@.service lacks %q of pgreplica.service", l)
+		}
+	}
+}

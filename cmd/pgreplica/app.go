@@ -44,7 +44,8 @@ With no arguments in a terminal it opens the operator's TUI; every action of
 the TUI is also a subcommand below.
 
 Configuration comes from -c FILE, else ./pgreplica.yaml, else the one file
-in /etc/pgreplica/*.yaml; or, without a file, from --origin and --replica.`,
+in /etc/pgreplica/*.yaml (with several there, one per set, pass -c); or,
+without a file, from --origin and --replica.`,
 		Example: `  pgreplica demo                         # see it work on two throwaway clusters
   pgreplica -c shop.yaml install         # install capture on the origin, bookkeeping on replicas
   pgreplica --origin "dbname=shop" --replica "host=db2 dbname=shop" tables

@@ -20,6 +20,8 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.conflictsCommand(),
 		a.backupCommand(),
 		a.smokeCommand(),
+		a.whyCommand(),
+		a.alertsCommand(),
 		a.exportCommand(),
 		a.importCommand(),
 		a.ackCommand(),

@@ -168,20 +168,28 @@ func (a *app) retryCommand() *cobra.Command {
 	var replica string
 	var tables []string
 	cmd := &cobra.Command{
-		Use:   "retry --table T [--replica R]",
-		Short: "Release a held table: apply its held events now",
-		Long: `A table whose events a replica cannot apply (it lacks a column, a NOT NULL
+		Use:   "retry --table T [--replica R] | retry --replica R",
+		Short: "Release a held table, or make the daemon retry a stopped replica now",
+		Long: `With --replica R alone: asks the running daemon, through its control socket
+(control.socket), to retry the replica at once instead of waiting for the end
+of its backoff (up to 30 seconds for a stopped replica). Use it after fixing
+what stopped the replica (see pgreplica why).
+
+With --table T: a table whose events a replica cannot apply (it lacks a column, a NOT NULL
 column gets no value...) is held there: its events wait in pgreplica.held, in
 order, while the other tables keep replicating (tables and status show it as
 held, with the reason). Once you fixed the table on the replica, retry
 releases it: the held events are applied first, at the engine's next batch,
 then the table's new ones. If they still do not fit, the table is held again
 and nothing is lost. (pgreplica sync --table T copies it again instead.)`,
-		Example: "  pgreplica -c shop.yaml retry --table public.orders --replica reporting",
+		Example: "  pgreplica -c shop.yaml retry --replica reporting\n  pgreplica -c shop.yaml retry --table public.orders --replica reporting",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(tables) == 0 {
-				return &usageError{"--table is required"}
+				if replica == "" {
+					return &usageError{"--table T or --replica R is required"}
+				}
+				return a.retryNow(cmd.Context(), replica)
 			}
 			ts, err := parseTables(tables)
 			if err != nil {

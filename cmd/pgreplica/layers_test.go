@@ -14,7 +14,7 @@ func TestLayering(t *testing.T) {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		if p == "testing" || p == "pgreplica/core/pgtest" {
+		if p == "testing" || p == "pgreplica/core/pgtest" || p == "pgreplica/core/alert/alerttest" {
 			t.Errorf("the pgreplica binary links %s", p)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"pgreplica/core/config"
 	"pgreplica/core/control"
 	"pgreplica/core/logring"
+	"pgreplica/core/metrics"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
 	"pgreplica/tui/source"
@@ -47,9 +49,13 @@ min(10s, timeouts.dead_path) even when a server no longer answers (an
 unfinished batch is rolled back and applied at the next start). SIGHUP reloads the
 config file (and reopens --log-file, for logrotate); an invalid new config is
 logged and the running one kept. With control.socket set, the daemon serves
-its status and log there for 'pgreplica status' and the TUI. With
---serve-ssh HOST:PORT the same process serves the TUI over SSH, every session
-on this engine (see 'pgreplica serve --help' and serve.ssh in the config).
+its status and log there for 'pgreplica status' and the TUI (and takes
+'pgreplica retry'). With --serve-ssh HOST:PORT the same process serves the
+TUI over SSH, every session on this engine (see 'pgreplica serve --help' and
+serve.ssh in the config). With alerts: set it sends e-mail and webhook alerts
+(engine started/stopped, a replica stopped, unreachable, behind, new
+conflicts, and when each clears); with metrics.listen set it serves
+/metrics, /healthz and /readyz there (an address in use is an error).
 
 One engine applies a set to a replica at a time (an advisory lock on the
 replica). A second daemon on the same config waits as a standby and takes
@@ -166,13 +172,48 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 		return err
 	}
 
+	// The metrics address is taken before anything starts: one in use is
+	// an error at once, not a log line.
+	var ml net.Listener
+	if cfg.Metrics.Listen != "" {
+		if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+			return err
+		}
+	}
+	alerts := &alerting{log: log}
+	if err := alerts.start(cfg); err != nil {
+		if ml != nil {
+			ml.Close()
+		}
+		return err
+	}
+	defer alerts.stop()
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		engCtx, stop := context.WithCancel(ctx)
-		eng := replay.New(cfg, log, replay.Options{})
+		var eng *replay.Engine
+		var met *metrics.Metrics
+		var alertEvents func(replay.Event)
+		if alerts.alerter != nil {
+			alertEvents = alerts.alerter.OnEvent
+		}
+		eng = replay.New(cfg, log, replay.Options{OnEvent: onEvents(alertEvents, func(ev replay.Event) {
+			if met != nil {
+				met.OnEvent(ev)
+			}
+		})})
 		local.use(cfg.Name, eng)
+		met = metrics.New(cfg, eng, log)
+		if ml == nil && cfg.Metrics.Listen != "" {
+			if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+				log.Error("metrics endpoint", "err", err.Error())
+			}
+		}
+		waitWatch := watch(engCtx, cfg, eng, alerts.alerter, met, ml, log)
+		ml = nil // Serve closes it
 		// done closes when the engine and its control endpoint have both
 		// ended (the endpoint removes its socket file: it must be gone before
 		// a reloaded one creates it again).
@@ -192,7 +233,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 			defer wg.Done()
 			eng.Run(engCtx)
 		}()
-		go func() { wg.Wait(); close(done) }()
+		go func() { wg.Wait(); waitWatch(); close(done) }()
 		// Wait for the end, or for a SIGHUP with a valid config.
 		for reload := false; !reload; {
 			select {
@@ -218,6 +259,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 		}
 		stop()
 		<-done
+		alerts.reload(cfg)
 	}
 }
 

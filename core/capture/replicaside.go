@@ -86,57 +86,89 @@ SELECT format('%s (%s)', f.conrelid::regclass, f.conname)
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// ReplicaSide is what of a replica's own would act on applied changes
+// because its apply role cannot set session_replication_role: its user
+// triggers on tables ("table (trigger)") and its foreign keys with actions.
+// CanSkip is true (and the lists empty) when the role may skip them.
+type ReplicaSide struct {
+	CanSkip   bool
+	Triggers  []string
+	FKActions []string
+}
+
+// ReadReplicaSide reads ReplicaSide for tables on a replica connection.
+func ReadReplicaSide(ctx context.Context, conn *pgx.Conn, tables []pg.Table) (ReplicaSide, error) {
+	var rs ReplicaSide
+	var err error
+	if rs.CanSkip, err = canSkipReplicaTriggers(ctx, conn); err != nil || rs.CanSkip || len(tables) == 0 {
+		return rs, err
+	}
+	trigs, err := userTriggers(ctx, conn, tables)
+	if err != nil {
+		return rs, err
+	}
+	for _, t := range trigs {
+		rs.Triggers = append(rs.Triggers, t.table.String()+" ("+t.name+")")
+	}
+	rs.FKActions, err = foreignKeyActions(ctx, conn, tables)
+	return rs, err
+}
+
 // checkReplicaSide reports, for a replica whose apply role cannot set
 // session_replication_role, what of the replica's own will run on applied
 // changes; with disable, it disables the replica's user triggers on the
 // replicated tables (ALTER TABLE ... DISABLE TRIGGER, which needs the
 // table's owner), one line each.
 func checkReplicaSide(ctx context.Context, conn *pgx.Conn, name string, tables []pg.Table, disable bool, report Report) error {
-	if len(tables) == 0 {
-		return nil
-	}
-	ok, err := canSkipReplicaTriggers(ctx, conn)
+	rs, err := ReadReplicaSide(ctx, conn, tables)
 	if err != nil {
 		return fmt.Errorf("replica %s: %w", name, err)
 	}
-	if ok {
+	node := "replica " + name
+	switch {
+	case rs.CanSkip || len(tables) == 0:
+		return nil
+	case len(rs.Triggers) == 0 && len(rs.FKActions) == 0:
+		report(node + ": the apply role cannot set session_replication_role; no trigger or foreign-key action of the replica's own is affected")
+		return nil
+	}
+	if len(rs.FKActions) > 0 {
+		report(rs.FKProblem(node) + "; " + FKTry)
+	}
+	if len(rs.Triggers) == 0 {
+		return nil
+	}
+	if !disable {
+		report(rs.TriggersProblem(node) + "; " + TriggersTry)
 		return nil
 	}
 	trigs, err := userTriggers(ctx, conn, tables)
 	if err != nil {
-		return fmt.Errorf("replica %s: %w", name, err)
-	}
-	fks, err := foreignKeyActions(ctx, conn, tables)
-	if err != nil {
-		return fmt.Errorf("replica %s: %w", name, err)
-	}
-	if len(trigs) == 0 && len(fks) == 0 {
-		report(fmt.Sprintf("replica %s: the apply role cannot set session_replication_role; no trigger or foreign-key action of the replica's own is affected", name))
-		return nil
-	}
-	if len(fks) > 0 {
-		report(fmt.Sprintf("replica %s: the apply role cannot set session_replication_role: these foreign-key actions run on applied changes (and the origin's own events then find rows already gone): %s; drop them on the replica, or grant SET on session_replication_role (PostgreSQL 15+)",
-			name, strings.Join(fks, ", ")))
-	}
-	if len(trigs) == 0 {
-		return nil
-	}
-	list := make([]string, len(trigs))
-	for i, t := range trigs {
-		list[i] = t.table.String() + " (" + t.name + ")"
-	}
-	if !disable {
-		report(fmt.Sprintf("replica %s: the apply role cannot set session_replication_role: these triggers of the replica run on every applied change and may rewrite what the origin sent: %s; run pgreplica install --disable-replica-triggers to disable them (as the tables' owner), or grant SET on session_replication_role (PostgreSQL 15+)",
-			name, strings.Join(list, ", ")))
-		return nil
+		return fmt.Errorf("%s: %w", node, err)
 	}
 	for _, t := range trigs {
 		sql := "ALTER TABLE " + t.table.Ident() + " DISABLE TRIGGER " + pgx.Identifier{t.name}.Sanitize()
 		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("replica %s: disable trigger %s on %s: %w (it needs the table's owner)", name, t.name, t.table, err)
+			return fmt.Errorf("%s: disable trigger %s on %s: %w (it needs the table's owner)", node, t.name, t.table, err)
 		}
-		report(fmt.Sprintf("replica %s: disabled trigger %s on %s (undo: ALTER TABLE %s ENABLE TRIGGER %s)",
-			name, t.name, t.table, t.table, pg.Name(t.name)))
+		report(fmt.Sprintf("%s: disabled trigger %s on %s (undo: ALTER TABLE %s ENABLE TRIGGER %s)",
+			node, t.name, t.table, t.table, pg.Name(t.name)))
 	}
 	return nil
 }
+
+// TriggersProblem and FKProblem say, for node ("replica NAME"), what of
+// the replica's own acts on applied changes; TriggersTry and FKTry what to
+// do about it. install and check say the same.
+func (rs ReplicaSide) TriggersProblem(node string) string {
+	return node + ": the apply role cannot set session_replication_role: these triggers of the replica run on every applied change and may rewrite what the origin sent: " + strings.Join(rs.Triggers, ", ")
+}
+
+func (rs ReplicaSide) FKProblem(node string) string {
+	return node + ": the apply role cannot set session_replication_role: these foreign-key actions run on applied changes (and the origin's own events then find rows already gone): " + strings.Join(rs.FKActions, ", ")
+}
+
+const (
+	TriggersTry = "run pgreplica install --disable-replica-triggers to disable them (as the tables' owner), or grant SET on session_replication_role (PostgreSQL 15+)"
+	FKTry       = "drop them on the replica, or grant SET on session_replication_role (PostgreSQL 15+)"
+)

@@ -27,6 +27,8 @@ type Config struct {
 	Batch        Batch         `yaml:"batch"`         // limits of one replica transaction
 	Purge        Purge         `yaml:"purge"`         // removal of applied events from the origin's log
 	Control      Control       `yaml:"control"`       // the daemon's control endpoint
+	Alerts       Alerts        `yaml:"alerts"`        // e-mail and webhook alerts (alerts.go)
+	Metrics      Metrics       `yaml:"metrics"`       // Prometheus and health endpoint
 	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
 	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
 	DDL          DDL           `yaml:"ddl"`           // schema changes made with plain SQL on the origin
@@ -123,6 +125,7 @@ func Default() Config {
 		PollInterval: DefaultPollInterval,
 		Batch:        Batch{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes},
 		Purge:        Purge{Interval: DefaultPurgeInterval},
+		Alerts:       defaultAlerts(),
 		Timeouts:     Timeouts{Connect: DefaultConnect, DeadPath: DefaultDeadPath, OrphanGrace: DefaultOrphanGrace},
 		Serve:        defaultServe(),
 	}
@@ -276,6 +279,7 @@ func (c *Config) problems() []problem {
 	if len(c.Control.Socket) > maxSocketPath {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
+	c.alertProblems(add)
 	c.Serve.problems(add)
 	return ps
 }

@@ -37,6 +37,7 @@ func TestDefault(t *testing.T) {
 		PollInterval: 2 * time.Second,
 		Batch:        Batch{MaxEvents: 5000, MaxBytes: 16 << 20},
 		Purge:        Purge{Interval: time.Minute},
+		Alerts:       defaultAlerts(),
 		Timeouts:     Timeouts{Connect: 10 * time.Second, DeadPath: 30 * time.Second, OrphanGrace: 30 * time.Second},
 		Serve:        Serve{SSH: SSH{HostKey: "ssh_host_ed25519_key", IdleTimeout: 30 * time.Minute, MaxSessions: 10}},
 	}
@@ -98,6 +99,7 @@ control:
 		Batch:        Batch{MaxEvents: 100, MaxBytes: 1024},
 		Purge:        Purge{Interval: 90 * time.Second},
 		Control:      Control{Socket: "/run/pgreplica.sock"},
+		Alerts:       defaultAlerts(),
 		Timeouts:     Timeouts{Connect: 10 * time.Second, DeadPath: 30 * time.Second, OrphanGrace: 30 * time.Second},
 		Serve:        Default().Serve,
 		Path:         "pgreplica.yaml",
@@ -579,7 +581,7 @@ func TestFind(t *testing.T) {
 		{name: "cwd before etc", files: []string{"cwd/pgreplica.yaml", "etc/shop.yaml"}, want: "cwd/pgreplica.yaml"},
 		{name: "single etc file", files: []string{"etc/shop.yaml", "etc/notes.txt", "cwd/other.yaml"}, want: "etc/shop.yaml"},
 		{name: "several etc files", files: []string{"etc/shop.yaml", "etc/crm.yaml"},
-			wantErr: "several config files in ROOT/etc (ROOT/etc/crm.yaml, ROOT/etc/shop.yaml): choose one with -c FILE"},
+			wantErr: "several config files in ROOT/etc, one per replication set (ROOT/etc/crm.yaml, ROOT/etc/shop.yaml): choose one with -c FILE, e.g. -c ROOT/etc/crm.yaml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

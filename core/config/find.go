@@ -13,8 +13,9 @@ import (
 // Find returns the config file to use: explicit (from -c) when given, which
 // must exist; else ./pgreplica.yaml when it exists; else the only
 // /etc/pgreplica/*.yaml. It returns "" and no error when there is no config
-// file at all (the caller may build one with FromFlags), and an error when
-// /etc/pgreplica holds several.
+// file at all (the caller may build one with FromFlags), and an error that
+// lists them when /etc/pgreplica holds several (one per set: each runs as
+// its own pgreplica@NAME; commands pick one with -c).
 func Find(explicit string) (string, error) {
 	return find(explicit, ".", "/etc/pgreplica")
 }
@@ -55,7 +56,8 @@ func find(explicit, cwd, etcDir string) (string, error) {
 	case 1:
 		return found[0], nil
 	}
-	return "", fmt.Errorf("several config files in %s (%s): choose one with -c FILE", etcDir, strings.Join(found, ", "))
+	return "", fmt.Errorf("several config files in %s, one per replication set (%s): choose one with -c FILE, e.g. -c %s",
+		etcDir, strings.Join(found, ", "), found[0])
 }
 
 func isFile(path string) bool {

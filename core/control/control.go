@@ -70,6 +70,7 @@ func Serve(ctx context.Context, path string, src Source) error {
 		}
 		writeJSON(w, src.Log.Since(since, 1000))
 	})
+	addRetry(mux, src)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -49,7 +49,16 @@ func Gather(ctx context.Context, cfg *config.Config) Set {
 			defer wg.Done()
 			s.Replicas[i] = facts(ctx, pg.ReplicaRole(r.Name), r.DSN, func(ctx context.Context, c *pgx.Conn, f *Facts) error {
 				var err error
-				f.Has, err = capture.Present(ctx, c, tables)
+				if f.Has, err = capture.Present(ctx, c, tables); err != nil {
+					return err
+				}
+				var here []pg.Table
+				for _, t := range tables {
+					if f.Has[t] {
+						here = append(here, t)
+					}
+				}
+				f.Side, err = capture.ReadReplicaSide(ctx, c, here)
 				return err
 			})
 		}()

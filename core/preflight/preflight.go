@@ -116,8 +116,10 @@ type Facts struct {
 	Tables    []capture.TableInfo
 	TriggerOK int // tables the role may create triggers on
 	Capture   string
-	// Replica only: which of the origin's tables exist here.
-	Has map[pg.Table]bool
+	// Replica only: which of the origin's tables exist here, and what of
+	// its own acts on applied changes (when the role cannot skip it).
+	Has  map[pg.Table]bool
+	Side capture.ReplicaSide
 }
 
 // Set is every node's facts: the origin first.
@@ -357,6 +359,16 @@ var tablesOnReplica = Check{
 						Problem: fmt.Sprintf("%s lacks table %s: it cannot be picked", f.Node, t),
 						Try:     "pg_dump --schema-only --table '" + t.String() + "' <origin> | psql <replica>, then r to re-run the checks"})
 				}
+			}
+			// What of the replica's own acts on applied changes when its
+			// role cannot set session_replication_role.
+			if len(f.Side.Triggers) > 0 {
+				fs = append(fs, Finding{Node: f.Node, Severity: Warn, Table: strings.Join(f.Side.Triggers, ", "),
+					Problem: f.Side.TriggersProblem(f.Node), Try: capture.TriggersTry})
+			}
+			if len(f.Side.FKActions) > 0 {
+				fs = append(fs, Finding{Node: f.Node, Severity: Warn, Table: strings.Join(f.Side.FKActions, ", "),
+					Problem: f.Side.FKProblem(f.Node), Try: capture.FKTry})
 			}
 			if len(missing) > 0 {
 				return fmt.Sprintf("%d missing", len(missing))

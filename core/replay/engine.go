@@ -24,6 +24,15 @@ type ReplicaStatus struct {
 	AppliedEvents int64 // by this engine since it started
 	Conflicts     int   // found by this engine since it started
 	LastBatch     BatchApplied
+	// StateSince is when the worker entered State.
+	StateSince time.Time
+	// CaughtUpAt is the heartbeat: when the origin snapshot that the
+	// replica last fully applied was taken (everything committed on the
+	// origin before it is on the replica). It moves on every poll of an
+	// idle origin and stands still while the replica is stopped or
+	// unreachable, so now - CaughtUpAt is a lag that is right on an idle
+	// origin and never 0 while broken. Zero until the first catch-up.
+	CaughtUpAt time.Time
 	// NoProgressFor is how long the worker has neither applied a batch nor
 	// found itself caught up, when that is longer than noProgressAfter: a
 	// replica that applies nothing although it may have events pending.
@@ -76,6 +85,22 @@ func (e *Engine) Status() []ReplicaStatus {
 		out[i] = w.snapshot()
 	}
 	return out
+}
+
+// Retry makes the worker of replica name retry at once instead of waiting
+// for the end of its backoff. It reports false when there is no such
+// replica. It never blocks.
+func (e *Engine) Retry(name string) bool {
+	for _, w := range e.workers {
+		if w.replica.Name == name {
+			select {
+			case w.retry <- struct{}{}:
+			default: // a retry is already asked for
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // Started is when Run began (zero before).
@@ -196,6 +221,8 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 			case <-ctx.Done():
 				return
 			case <-time.After(backoff):
+			case <-w.retry:
+				w.log.Info("retrying now, as asked")
 			}
 			continue
 		}
@@ -203,6 +230,10 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 			w.log.Info("replica recovered", "after", lastErr, "down_for", time.Since(w.downSince).Round(time.Millisecond).String())
 		}
 		backoff, lastErr = 0, ""
+		select {
+		case <-w.retry: // asked while working: nothing to cut short
+		default:
+		}
 		w.setState(Streaming, nil)
 		if n > 0 {
 			// Busy: let a few more transactions commit before the next

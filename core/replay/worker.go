@@ -27,6 +27,7 @@ type worker struct {
 	grace   time.Duration // an earlier apply session idle this long is an orphan
 	log     *slog.Logger
 	emit    func(Event)
+	retry   chan struct{} // Engine.Retry: end the backoff now
 
 	originConn  *pgx.Conn
 	replicaConn *pgx.Conn
@@ -56,8 +57,8 @@ const idleWriteEvery = 10 * time.Second
 
 func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event), mode ApplyMode) *worker {
 	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch, mode: mode,
-		net: netOf(cfg), grace: cfg.Timeouts.OrphanGrace, log: log.With("replica", r.Name), emit: emit}
-	w.status = ReplicaStatus{Name: r.Name, State: Starting}
+		net: netOf(cfg), grace: cfg.Timeouts.OrphanGrace, log: log.With("replica", r.Name), emit: emit, retry: make(chan struct{}, 1)}
+	w.status = ReplicaStatus{Name: r.Name, State: Starting, StateSince: time.Now()}
 	w.progress.Store(time.Now().UnixNano())
 	w.noProgressAfter = max(5*time.Second, 2*min(cfg.PollInterval, cfg.Timeouts.OrphanGrace/3))
 	return w
@@ -186,6 +187,7 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 			return applied, nil
 		}
 		target, resuming := w.pos.Target, !w.pos.Target.IsZero()
+		taken := time.Now()
 		if !resuming {
 			sctx, cancel := w.within(ctx, 0)
 			target, err = currentSnapshot(sctx, w.originConn)
@@ -228,6 +230,7 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		}
 		w.publish(ctx, false)
 		if !resuming {
+			w.setStatus(func(s *ReplicaStatus) { s.CaughtUpAt = taken })
 			return applied, nil
 		}
 	}
@@ -458,6 +461,9 @@ func (w *worker) setState(s State, err error) {
 	w.mu.Lock()
 	from := w.status.State
 	w.status.State = s
+	if from != s {
+		w.status.StateSince = time.Now()
+	}
 	w.status.Err = ""
 	if err != nil {
 		w.status.Err = err.Error()

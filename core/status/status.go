@@ -75,6 +75,8 @@ type Replica struct {
 	Live          bool
 	LastBatch     replay.BatchApplied
 	AppliedByLive int64
+	StateSince    time.Time // when the engine's worker entered State
+	CaughtUpAt    time.Time // the engine's heartbeat (replay.ReplicaStatus.CaughtUpAt)
 	// NoProgressFor is how long the engine has applied nothing although
 	// events may be pending (a dead path, a stuck server); 0 when it
 	// progresses or nothing is pending.
@@ -130,6 +132,10 @@ func Merge(names []string, rep *replay.Report, live *Live) []Replica {
 		if isLive {
 			r.Live, r.State, r.Err = true, State(l.State), l.Err
 			r.LastBatch, r.LastApplied, r.AppliedByLive = l.LastBatch, l.LastApplied, l.AppliedEvents
+			r.StateSince, r.CaughtUpAt = l.StateSince, l.CaughtUpAt
+			if r.Position.Snapshot.IsZero() {
+				r.Position = l.Position
+			}
 			r.NoProgressFor, r.Holder = l.NoProgressFor, l.Holder
 		}
 		if s, ok := stored[n]; ok {

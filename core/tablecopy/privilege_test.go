@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"pgreplica/core/capture"
+	"pgreplica/core/preflight"
 	"pgreplica/core/tablecopy"
 )
 
@@ -93,6 +94,17 @@ func TestNonSuperuserApplyRoleOnARestoredReplica(t *testing.T) {
 	// have deleted the children. The operator follows install's advice and
 	// drops that foreign key there; payment's (no action) stays, and the
 	// copy has to respect it.
+	// check says the same as install.
+	rep := preflight.Run(e.ctx, e.cfg)
+	var said bool
+	for _, f := range rep.Findings {
+		if f.Severity == preflight.Warn && f.Problem == "replica replica: the apply role cannot set session_replication_role: these foreign-key actions run on applied changes (and the origin's own events then find rows already gone): rental (rental_customer_id_fkey)" {
+			said = true
+		}
+	}
+	if !said {
+		t.Fatalf("check does not name the replica's foreign-key action: %+v", rep.Findings)
+	}
 	exec(t, e.replica, `ALTER TABLE rental DROP CONSTRAINT rental_customer_id_fkey`)
 
 	// A load on the origin during the copy: updates (stamped by the

@@ -164,6 +164,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			s.srv.Close()
+			// Close only closes the listeners Serve has begun to track: one
+			// cancelled before that would leave Serve in Accept forever.
+			s.ln.Close()
 		case <-done:
 		}
 	}()
