@@ -34,6 +34,9 @@ type AppOptions struct {
 	Wizard screen.Screen
 	// StartEngine starts the engine in this process at once (the demo).
 	StartEngine bool
+	// EngineNote replaces, in the quit confirmation and on exit, the advice
+	// to run the daemon (the demo removes its databases on exit).
+	EngineNote string
 	// Who is the user of a session served over SSH (nil: this terminal).
 	Who *screen.Who
 	// Report reads replication status from the databases; nil queries
@@ -51,7 +54,10 @@ func NewApp(o AppOptions) *Model {
 	cfg := o.Config
 	deps := tables.Deps{
 		List: func(ctx context.Context) ([]capture.TableInfo, error) {
-			return capture.ListOrigin(ctx, cfg, "tui", cfg.Tables.Match)
+			// Every user table: those the config leaves out are shown
+			// as not replicated, with why.
+			t, _, err := replay.ListTables(ctx, cfg, "tui", capture.UserTables)
+			return t, err
 		},
 		Install: func(ctx context.Context, t pg.Table, report func(string)) error {
 			return capture.AddTables(ctx, cfg, []pg.Table{t}, report)
@@ -106,5 +112,6 @@ func NewApp(o AppOptions) *Model {
 		m.active = 1
 	}
 	m.startEngine = o.StartEngine
+	m.opt.EngineNote = o.EngineNote
 	return m
 }

@@ -3,6 +3,7 @@ package tui
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,6 +125,7 @@ func testConfig() *config.Config {
 		panic(err)
 	}
 	cfg.Replicas[0].Name, cfg.Replicas[1].Name = "replica-1", "replica-2"
+	cfg.Tables.Exclude = []string{"public.audit_*"}
 	return cfg
 }
 
@@ -173,6 +175,7 @@ func sampleTables() []capture.TableInfo {
 		{Table: tb("public", "Gift Cards"), Key: []string{"Code"}, Status: capture.Installed, Last: now.Add(-2 * time.Hour)},
 		{Table: tb("public", "sessions"), Key: []string{"id"}, Status: capture.Disabled, Pending: 1204, Last: now.Add(-3 * time.Minute)},
 		{Table: tb("sales", "order_audit"), Status: capture.NoKey},
+		{Table: tb("public", "audit_2025"), Key: []string{"id"}, Status: capture.Missing},
 	}
 }
 
@@ -237,7 +240,7 @@ func (f *fixture) load() {
 var sizes = []struct {
 	name string
 	w, h int
-}{{"80x24", 80, 24}, {"120x40", 120, 40}}
+}{{"80x24", 80, 24}, {"80x23", 80, 23}, {"120x40", 120, 40}}
 
 func TestScreensGolden(t *testing.T) {
 	for _, sz := range sizes {
@@ -255,12 +258,15 @@ func TestScreensGolden(t *testing.T) {
 
 func TestHelpOverlayGolden(t *testing.T) {
 	f := newFixture(false)
-	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 23})
 	f.load()
+	f.send(press("2"), press("?"))
+	golden(t, "help-monitor-80x23", f.root.Render())
+	f.send(press("esc"), tea.WindowSizeMsg{Width: 80, Height: 24})
 	f.send(press("1"), press("?"))
 	out := f.root.Render()
 	golden(t, "help-tables-80x24", out)
-	for _, want := range []string{"GLOBAL", "TABLES", "install capture…", "this help"} {
+	for _, want := range []string{"GLOBAL", "TABLES", "install capture (asks)", "this help"} {
 		if !strings.Contains(ansi.Strip(out), want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -292,26 +298,29 @@ func TestReadOnlyHidesActions(t *testing.T) {
 func TestTooSmall(t *testing.T) {
 	f := newFixture(false)
 	f.load()
-	f.send(tea.WindowSizeMsg{Width: 62, Height: 16})
+	f.send(tea.WindowSizeMsg{Width: 56, Height: 14})
 	out := f.root.Render()
-	golden(t, "too-small-62x16", out)
-	if !strings.Contains(out, "this window is 62x16") || len(strings.Split(out, "\n")) != 16 {
+	golden(t, "too-small-56x14", out)
+	if !strings.Contains(out, "this window is 56x14") || len(strings.Split(out, "\n")) != 14 {
 		t.Errorf("too-small screen:\n%s", out)
 	}
-	// Growing the window brings the screens back.
-	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
-	if strings.Contains(f.root.Render(), "needs 80x24") {
-		t.Error("still too small at 80x24")
+	// 80x23 (tmux in an 80x24 terminal) and a little below are screens,
+	// not the refusal.
+	for _, sz := range [][2]int{{80, 23}, {72, 20}, {80, 24}} {
+		f.send(tea.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+		if out := ansi.Strip(f.root.Render()); strings.Contains(out, "needs at least") || !strings.Contains(out, "1 Tables") {
+			t.Errorf("%dx%d is refused:\n%s", sz[0], sz[1], out)
+		}
 	}
 }
 
 func TestEveryFrameFitsTheWindow(t *testing.T) {
 	for _, mono := range []bool{false, true} {
-		for _, sz := range []struct{ w, h int }{{80, 24}, {100, 30}, {120, 40}, {200, 60}} {
+		for _, sz := range []struct{ w, h int }{{80, 24}, {80, 23}, {66, 18}, {100, 30}, {120, 40}, {200, 60}} {
 			f := newFixture(mono)
 			f.send(tea.WindowSizeMsg{Width: sz.w, Height: sz.h})
 			f.load()
-			for _, k := range []string{"1", "2", "3", "4", "?"} {
+			for _, k := range []string{"1", "2", "3", "4", "?", "enter"} {
 				f.send(press(k))
 				lines := strings.Split(f.root.Render(), "\n")
 				if len(lines) != sz.h {
@@ -322,8 +331,8 @@ func TestEveryFrameFitsTheWindow(t *testing.T) {
 						t.Errorf("%dx%d screen %s line %d is %d wide: %q", sz.w, sz.h, k, i, w, ansi.Strip(l))
 					}
 				}
-				if k == "?" {
-					f.send(press("?"))
+				if k == "?" || k == "enter" {
+					f.send(press("esc"))
 				}
 			}
 		}
@@ -491,12 +500,244 @@ func TestQuitStopsEngineFirst(t *testing.T) {
 	f.root.opt.Source = src
 	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
 	f.send(screen.StatusMsg{Snap: source.Snapshot{Kind: "engine", Running: true}})
-	_, cmd := f.root.Update(press("q"))
-	if cmd == nil {
-		t.Fatal("q returned no command")
+	// q asks first: the engine runs here, quitting stops replication.
+	f.send(press("q"))
+	out := ansi.Strip(f.root.Render())
+	if !strings.Contains(out, "Quit and stop replication?") || f.root.quitting {
+		t.Fatalf("q did not ask:\n%s", out)
 	}
+	golden(t, "quit-prompt-80x24", f.root.Render())
+	f.send(press("enter"))
+	if f.root.quitting || src.stopped || f.root.prompt != nil {
+		t.Fatal("enter alone confirmed quitting")
+	}
+	f.send(press("q"))
+	_, cmd := f.root.Update(press("y"))
+	if cmd == nil {
+		t.Fatal("y returned no command")
+	}
+	if msg := cmd(); msg != (quitConfirmedMsg{}) {
+		t.Fatalf("y: msg %T", msg)
+	}
+	_, cmd = f.root.Update(quitConfirmedMsg{})
 	if msg := cmd(); msg != (quitNowMsg{}) || !src.stopped {
 		t.Fatalf("quit: msg %T, engine stopped %v", msg, src.stopped)
+	}
+	if x := f.root.ExitText(); !strings.Contains(x, "replication stopped") || !strings.Contains(x, "run --daemon") {
+		t.Fatalf("exit text: %q", x)
+	}
+}
+
+func TestQuitWithoutEngineHereDoesNotAsk(t *testing.T) {
+	f := newFixture(false)
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	_, cmd := f.root.Update(press("q"))
+	if f.root.prompt != nil || cmd == nil {
+		t.Fatal("q asked although no engine runs here")
+	}
+}
+
+func TestEngineStopAsks(t *testing.T) {
+	src := &stopRecorder{}
+	f := newFixture(false)
+	f.root.opt.Source = src
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	f.load()
+	f.send(screen.StatusMsg{Snap: sampleSnapshot()}, press("2"), press("S"))
+	if out := ansi.Strip(f.root.Render()); !strings.Contains(out, "Stop replication?") {
+		t.Fatalf("S did not ask:\n%s", out)
+	}
+	f.send(press("enter"))
+	if src.stopped || f.root.prompt != nil {
+		t.Fatal("enter alone stopped the engine, or left the prompt open")
+	}
+	f.send(press("S"), press("y"))
+	if !src.stopped {
+		t.Fatal("y did not stop the engine")
+	}
+}
+
+func TestRateAfterCounterResetIsNoSpike(t *testing.T) {
+	f := newFixture(false)
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	at := now.Add(-time.Minute)
+	rep := func(sec int, applied int64, reachable bool) screen.ReportMsg {
+		r := sampleReport(at.Add(time.Duration(sec)*time.Second), applied, 0)
+		r.Replicas[0].Reachable = reachable
+		if !reachable {
+			r.Replicas[0].Position = replay.Position{}
+		}
+		return screen.ReportMsg{Report: r}
+	}
+	f.send(rep(0, 100_000, true), rep(2, 100_200, true))
+	if r, _ := f.mon.RateOf("replica-1"); r != 100 {
+		t.Fatalf("steady rate %v, want 100", r)
+	}
+	// Unreachable (the counter reads 0), then back: no 50,000/s spike.
+	f.send(rep(4, 0, false), rep(6, 100_400, true), rep(8, 100_600, true))
+	if r, _ := f.mon.RateOf("replica-1"); r != 100 {
+		t.Fatalf("rate after the outage %v, want 100", r)
+	}
+	// A counter that goes back (re-copy) is no negative or huge rate.
+	f.send(rep(10, 5, true))
+	if r, _ := f.mon.RateOf("replica-1"); r != 0 {
+		t.Fatalf("rate after a counter reset %v, want 0", r)
+	}
+	f.send(rep(12, 205, true))
+	if r, _ := f.mon.RateOf("replica-1"); r != 100 {
+		t.Fatalf("rate after the reset %v, want 100", r)
+	}
+}
+
+// stoppedFixture has replica-2 stopped by a duplicate key, with the whole
+// error (longer than any line).
+func stoppedFixture(h int) *fixture {
+	f := newFixture(false)
+	f.send(tea.WindowSizeMsg{Width: 80, Height: h})
+	f.load()
+	snap := sampleSnapshot()
+	snap.Replicas[1].State = replay.Stopped
+	snap.Replicas[1].Err = longError
+	rep := sampleReport(now, 8360, 65680)
+	rep.Replicas[1].LastAppliedAt = now.Add(-3*time.Minute - 12*time.Second)
+	f.send(screen.StatusMsg{Snap: snap}, screen.ReportMsg{Report: rep}, press("2"), press("j"))
+	return f
+}
+
+const longError = `apply event 4 to public.inventory: INSERT into public.inventory (event 4): ERROR: duplicate key value violates unique constraint "inventory_pkey" (SQLSTATE 23505): Key (sku)=(A-1001) already exists on the replica. Try: remove it there or resync the table (pgreplica -c shop.yaml sync public.inventory --replica replica-2)`
+
+func TestStoppedReplicaLongError(t *testing.T) {
+	for _, h := range []int{24, 23} {
+		f := stoppedFixture(h)
+		name := fmt.Sprintf("monitor-stopped-80x%d", h)
+		out := ansi.Strip(f.root.Render())
+		golden(t, name, f.root.Render())
+		head := strings.SplitN(out, "\n", 2)[0]
+		if strings.Contains(head, "max lag") || !strings.Contains(head, "replica-2 STOPPED") || !strings.Contains(head, "applied 3m12s ago") {
+			t.Errorf("header hides the stopped replica: %q", head)
+		}
+		// The banner wraps: the advice at the end is on screen.
+		if !strings.Contains(squash(out), "already exists on the replica") {
+			t.Errorf("the error banner is cut:\n%s", out)
+		}
+		f.send(press("enter"))
+		out = ansi.Strip(f.root.Render())
+		golden(t, name+"-detail", f.root.Render())
+		if !strings.Contains(squash(out), squash(longError)) {
+			t.Errorf("the detail view does not show the whole error:\n%s", out)
+		}
+		f.send(press("esc"))
+		if strings.Contains(ansi.Strip(f.root.Render()), "─ replica replica-2 ─") {
+			t.Error("esc did not close the detail view")
+		}
+	}
+}
+
+// squash joins wrapped lines: the text without the frame's line breaks
+// and padding.
+func squash(s string) string {
+	var words []string
+	for _, l := range strings.Split(s, "\n") {
+		words = append(words, strings.Fields(strings.Trim(l, "│ "))...)
+	}
+	return strings.Join(words, " ")
+}
+
+func TestTablesShowsWhatIsNotReplicated(t *testing.T) {
+	f := newFixture(false)
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	f.load()
+	f.send(press("1"), press("G"))
+	out := ansi.Strip(f.root.Render())
+	if !strings.Contains(selectedLine(f.root.Render()), "EXCLUDED   public.audit_2025") || !strings.Contains(out, "1 excluded") ||
+		!strings.Contains(squash(out), `Not replicated: tables.exclude "public.audit_*" drops it`) {
+		t.Errorf("the excluded table is not listed last with why:\n%s", out)
+	}
+	f.send(press("i"))
+	if f.root.Render(); f.tab.Capturing() {
+		t.Error("i on an excluded table opened a prompt")
+	}
+}
+
+func TestDetailViews(t *testing.T) {
+	cases := []struct{ tab, want string }{
+		{"1", "table public.invoices"},
+		{"3", "conflict 4 on replica-2"},
+		{"4", "log record 7"},
+	}
+	for _, c := range cases {
+		f := newFixture(false)
+		f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+		f.load()
+		f.send(press(c.tab), press("enter"))
+		out := ansi.Strip(f.root.Render())
+		if !strings.Contains(out, c.want) {
+			t.Errorf("tab %s enter: no %q\n%s", c.tab, c.want, out)
+		}
+		golden(t, "detail-"+strings.Fields(c.want)[0]+"-80x24", f.root.Render())
+	}
+}
+
+func TestLogWrapSearchAndHidden(t *testing.T) {
+	f := newFixture(false)
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	f.load()
+	long := logring.Record{Seq: 50, Time: now, Level: 0, Message: "batch applied",
+		Attrs: []logring.Attr{{Key: "replica", Value: "replica-1"}, {Key: "events", Value: "512"}, {Key: "first_event", Value: "1000"}, {Key: "last_event", Value: "1511"}, {Key: "ms", Value: "38"}, {Key: "tail_marker", Value: "zz-end"}}}
+	f.send(screen.LogMsg{Records: []logring.Record{long}}, press("4"))
+	if strings.Contains(ansi.Strip(f.root.Render()), "zz-end") {
+		t.Fatal("the long line is not cut without wrap (test premise)")
+	}
+	f.send(press("w"))
+	out := ansi.Strip(f.root.Render())
+	if !strings.Contains(out, "zz-end") || !strings.Contains(out, "wrap") {
+		t.Errorf("w does not wrap:\n%s", out)
+	}
+	f.send(press("w"), press("/"))
+	f.root = typeText(f.root, "zz-end").(*Model)
+	f.send(press("enter"))
+	if out := ansi.Strip(f.root.Render()); !strings.Contains(out, "zz-end") {
+		t.Errorf("the search match is not on screen:\n%s", out)
+	}
+	// Level ≥ ERROR hides the others and says how many.
+	f.send(press("esc"), press("L"), press("L"))
+	out = ansi.Strip(f.root.Render())
+	if !strings.Contains(out, "7 hidden") {
+		t.Errorf("the pane does not count what the level hides:\n%s", out)
+	}
+}
+
+func TestKeyLineFitsAndHelpHasEveryKey(t *testing.T) {
+	for _, h := range []int{24, 23} {
+		f := newFixture(false)
+		f.send(tea.WindowSizeMsg{Width: 80, Height: h})
+		f.load()
+		for _, tab := range []string{"1", "2", "3", "4"} {
+			f.send(press(tab))
+			lines := strings.Split(ansi.Strip(f.root.Render()), "\n")
+			last := lines[len(lines)-1]
+			if strings.Contains(last, "…") || !strings.Contains(last, "? ") {
+				t.Errorf("tab %s key line is cut or has no ?: %q", tab, last)
+			}
+			cur := f.root.current()
+			f.send(press("?"))
+			var all string
+			for range 10 { // scroll through the whole help
+				all += ansi.Strip(f.root.Render())
+				f.send(press("j"), press("j"), press("j"), press("j"), press("j"))
+			}
+			for _, g := range cur.Help() {
+				for _, b := range g.Keys {
+					if b.Enabled() && !strings.Contains(squash(all), b.Help().Desc) {
+						t.Errorf("tab %s help lacks %q", tab, b.Help().Desc)
+					}
+				}
+			}
+			if strings.Contains(all, "…") {
+				t.Errorf("tab %s help cuts text:\n%s", tab, all)
+			}
+			f.send(press("esc"))
+		}
 	}
 }
 
@@ -507,3 +748,44 @@ type stopRecorder struct {
 
 func (s *stopRecorder) Startable() bool { return true }
 func (s *stopRecorder) Stop()           { s.stopped = true }
+
+// TestDestructiveKeysAsk: every key that writes to a database or stops
+// replication opens a confirmation; enter alone does not confirm it.
+func TestDestructiveKeysAsk(t *testing.T) {
+	cases := []struct {
+		name  string
+		keys  []string // to reach the row, then the key
+		title string
+	}{
+		{"install capture", []string{"1", "g", "i"}, "Install capture on public.invoices?"},
+		{"remove capture", []string{"1", "s", "g", "d"}, `Remove capture from public."Gift Cards"?`},
+		{"stop the engine", []string{"2", "S"}, "Stop replication?"},
+		{"quit with the engine here", []string{"2", "q"}, "Quit and stop replication?"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			calls := 0
+			count := func(_ ctxT, _ pg.Table, _ func(string)) error { calls++; return nil }
+			src := &stopRecorder{}
+			f := newFixture(false)
+			f.tab = tables.New(f.env, tables.Deps{Install: count, Remove: count})
+			f.root.opt.Tabs[0].Screen = f.tab
+			f.root.opt.Source = src
+			f.send(tea.WindowSizeMsg{Width: 80, Height: 23})
+			f.load()
+			for _, k := range c.keys {
+				f.send(press(k))
+			}
+			if out := ansi.Strip(f.root.Render()); !strings.Contains(out, c.title) {
+				t.Fatalf("%v did not ask %q:\n%s", c.keys, c.title, out)
+			}
+			f.send(press("enter"))
+			if calls != 0 || src.stopped || f.root.quitting {
+				t.Fatalf("enter alone confirmed %s", c.name)
+			}
+			if out := ansi.Strip(f.root.Render()); strings.Contains(out, c.title) {
+				t.Fatalf("enter did not close the confirmation:\n%s", out)
+			}
+		})
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"pgreplica/core/config"
 	"pgreplica/core/replay"
+	"pgreplica/core/status"
 	"pgreplica/tui/layout"
 	"pgreplica/tui/screen"
 	"pgreplica/tui/source"
@@ -46,6 +47,9 @@ type Options struct {
 	Live bool
 	// Monitor is the index of the monitor tab (shown after the wizard).
 	Monitor int
+	// EngineNote, when set, replaces the advice to run the daemon when
+	// quitting stops the engine run here.
+	EngineNote string
 }
 
 // Model is the root model.
@@ -73,6 +77,14 @@ type Model struct {
 	inLogs    bool
 
 	startEngine bool
+
+	// detail is open: the current screen's selected item, whole.
+	detail    bool
+	detailPgr screen.Pager
+	helpPgr   screen.Pager
+	// prompt is the root's own confirmation (quit with the engine here,
+	// stop the engine).
+	prompt *screen.Prompt
 }
 
 // Global keys.
@@ -102,6 +114,7 @@ func (m *Model) ExitText() string { return m.exitText }
 type tickMsg time.Time
 type logTickMsg time.Time
 type quitNowMsg struct{}
+type quitConfirmedMsg struct{}
 
 func tick() tea.Cmd {
 	return tea.Tick(time.Second, func(t time.Time) tea.Msg { return tickMsg(t) })
@@ -212,7 +225,26 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case screen.EngineMsg:
+		if !msg.Start && m.opt.Source.Startable() && m.snap.Running && !msg.Confirmed {
+			m.prompt = &screen.Prompt{Level: 2, Title: "Stop replication?",
+				Body: []string{
+					"Stops the engine running in this process after the batch in flight: no replica receives changes until it is started again.",
+					"Changes keep being captured on the origin and nothing is lost. Way back: S starts it again.",
+				},
+				OnYes: func() tea.Msg { return screen.EngineMsg{Start: false, Confirmed: true} }}
+			return m, nil
+		}
 		return m, m.engine(msg.Start)
+	case screen.OpenDetailMsg:
+		if d, ok := m.current().(screen.Detailer); ok {
+			if _, _, ok := d.Detail(); ok {
+				m.detail, m.detailPgr = true, screen.Pager{}
+			}
+		}
+		return m, nil
+	case quitConfirmedMsg:
+		m.exitText = m.engineExitText()
+		return m, m.quit()
 	case screen.WizardDoneMsg:
 		m.wizard = false
 		m.active = m.opt.Monitor
@@ -246,9 +278,52 @@ func (m *Model) engine(start bool) tea.Cmd {
 		return tea.Batch(screen.Flash(screen.Good, "engine started in this process"), m.pollSnapshot())
 	}
 	env.Audit("engine stopped from the TUI")
-	return tea.Sequence(screen.Flash(screen.Info, "stopping the engine after the batch in flight…"),
-		func() tea.Msg { src.Stop(); return screen.FlashMsg{Text: "engine stopped", Level: screen.Info} },
-		m.pollSnapshot())
+	m.flash, m.flashLevel, m.flashUntil = "stopping the engine after the batch in flight…", screen.Info, m.now().Add(time.Minute)
+	poll := m.pollSnapshot()
+	return func() tea.Msg {
+		src.Stop()
+		return tea.BatchMsg{screen.Flash(screen.Info, "engine stopped · S starts it again"), poll}
+	}
+}
+
+// engineHere is true while the engine runs in this process: quitting
+// stops replication.
+func (m *Model) engineHere() bool { return m.opt.Source.Startable() && m.snap.Running }
+
+// askQuit quits, asking first when that stops replication.
+func (m *Model) askQuit() tea.Cmd {
+	if !m.engineHere() || m.quitting {
+		return m.quit()
+	}
+	m.prompt = &screen.Prompt{Level: 2, Title: "Quit and stop replication?",
+		Body: []string{
+			"The replay engine runs inside this TUI: quitting stops it, and no replica receives changes until an engine runs again (changes keep being captured on the origin; nothing is lost).",
+			m.engineAdvice(),
+		},
+		OnYes: func() tea.Msg { return quitConfirmedMsg{} }}
+	return nil
+}
+
+func (m *Model) daemonCommand() string {
+	c := "pgreplica run --daemon"
+	if cfg := m.env.Config; cfg != nil && cfg.Path != "" {
+		c = "pgreplica -c " + cfg.Path + " run --daemon"
+	}
+	return c + " (or the systemd unit scripts/pgreplica.service)"
+}
+
+func (m *Model) engineAdvice() string {
+	if m.opt.EngineNote != "" {
+		return m.opt.EngineNote
+	}
+	return "To keep replicating without a terminal, run the daemon: " + m.daemonCommand()
+}
+
+func (m *Model) engineExitText() string {
+	if m.opt.EngineNote != "" {
+		return "replication stopped: the engine ran in this TUI and quit with it."
+	}
+	return "replication stopped: the engine ran in this TUI and quit with it.\nTo replicate without a terminal run: " + m.daemonCommand()
 }
 
 // quit stops the engine run here (after the batch in flight), then quits.
@@ -258,7 +333,10 @@ func (m *Model) quit() tea.Cmd {
 	}
 	m.quitting = true
 	src := m.opt.Source
-	if src.Startable() && m.snap.Running {
+	if m.engineHere() {
+		if m.exitText == "" {
+			m.exitText = m.engineExitText()
+		}
 		m.flash, m.flashLevel, m.flashUntil = "stopping the engine after the batch in flight…", screen.Info, m.now().Add(time.Minute)
 	}
 	return func() tea.Msg { src.Stop(); return quitNowMsg{} }
@@ -266,23 +344,45 @@ func (m *Model) quit() tea.Cmd {
 
 func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	cur := m.current()
+	if m.prompt != nil {
+		if msg.String() == "ctrl+c" && m.quitting {
+			return m, tea.Quit
+		}
+		return m, screen.KeyToPrompt(&m.prompt, msg)
+	}
 	if msg.String() == "ctrl+c" {
 		if c, ok := cur.(interface{ Busy() bool }); ok && c.Busy() {
 			return m, m.send(cur, msg) // cancels the running step first
 		}
-		return m, m.quit()
+		return m, m.askQuit()
 	}
 	if m.lay.TooSmall {
 		if key.Matches(msg, keyQuit) {
-			return m, m.quit()
+			return m, m.askQuit()
 		}
 		return m, nil
 	}
 	if m.help {
-		if key.Matches(msg, keyHelp, keyEsc) {
+		switch {
+		case key.Matches(msg, keyHelp, keyEsc):
 			m.help = false
-		} else if key.Matches(msg, keyQuit) {
-			return m, m.quit()
+		case key.Matches(msg, keyQuit):
+			return m, m.askQuit()
+		default:
+			m.helpPgr.Key(msg)
+		}
+		return m, nil
+	}
+	if m.detail {
+		switch {
+		case key.Matches(msg, keyEsc, screen.DetailKey):
+			m.detail = false
+		case key.Matches(msg, keyHelp):
+			m.help, m.helpPgr = true, screen.Pager{}
+		case key.Matches(msg, keyQuit):
+			return m, m.askQuit()
+		default:
+			m.detailPgr.Key(msg)
 		}
 		return m, nil
 	}
@@ -291,9 +391,9 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	}
 	switch {
 	case key.Matches(msg, keyQuit):
-		return m, m.quit()
+		return m, m.askQuit()
 	case key.Matches(msg, keyHelp):
-		m.help = true
+		m.help, m.helpPgr = true, screen.Pager{}
 		return m, nil
 	}
 	if !m.wizard && len(m.opt.Tabs) > 0 {
@@ -381,16 +481,27 @@ func (m *Model) Render() string {
 	t := m.env.Theme
 	rule := t.Rule.Render(strings.Repeat(t.Glyphs.HRule, l.Width))
 	cur := m.current()
+	// The flash line wraps to as many lines as it needs (up to a third of
+	// the body), taken from the body.
+	flash := m.flashLines(l.Width)
+	bodyH := l.BodyHeight - (len(flash) - 1)
 	var body, helpLine string
 	switch {
 	case m.help:
-		body = m.helpView(l.BodyWidth, l.BodyHeight)
-		helpLine = " ? or esc close help · q quit"
+		body = m.helpView(l.BodyWidth, bodyH)
+		helpLine = " j/k ctrl+d/u scroll · ? or esc close help · q quit"
+	case m.detail && cur != nil:
+		body = m.detailView(cur, l.BodyWidth, bodyH)
+		helpLine = " esc close · j/k scroll · ctrl+d/u page · g/G top/bottom · ? help"
 	case cur != nil:
-		body = screen.Block(cur.View(l.BodyWidth, l.BodyHeight), l.BodyWidth, l.BodyHeight)
-		helpLine = " " + m.shortHelp(cur)
+		body = screen.Block(cur.View(l.BodyWidth, bodyH), l.BodyWidth, bodyH)
+		helpLine = m.shortHelp(cur, l.Width)
 	default:
-		body = screen.Block("", l.BodyWidth, l.BodyHeight)
+		body = screen.Block("", l.BodyWidth, bodyH)
+	}
+	if m.prompt != nil {
+		body = screen.Overlay(body, m.prompt.View(t, l.BodyWidth-4), l.BodyWidth, bodyH)
+		helpLine = " " + m.prompt.Footer()
 	}
 	lines := []string{
 		screen.Fit(m.header(), l.Width),
@@ -398,10 +509,33 @@ func (m *Model) Render() string {
 		rule,
 		body,
 		rule,
-		screen.Fit(m.flashLine(), l.Width),
-		screen.Fit(t.Dim.Render(helpLine), l.Width),
 	}
+	for _, f := range flash {
+		lines = append(lines, screen.Fit(f, l.Width))
+	}
+	lines = append(lines, screen.Fit(t.Dim.Render(helpLine), l.Width))
 	return strings.Join(lines, "\n")
+}
+
+// detailView is the current screen's selected item, whole: wrapped to
+// the width and scrollable.
+func (m *Model) detailView(cur screen.Screen, w, h int) string {
+	t := m.env.Theme
+	d, ok := cur.(screen.Detailer)
+	if !ok {
+		m.detail = false
+		return screen.Block(cur.View(w, h), w, h)
+	}
+	title, text, ok := d.Detail()
+	if !ok {
+		m.detail = false
+		return screen.Block(cur.View(w, h), w, h)
+	}
+	lines := []string{t.Rule.Render(screen.Rule(t.Glyphs.HRule, title, w))}
+	for _, l := range screen.WrapAll(text, w-2) {
+		lines = append(lines, " "+l)
+	}
+	return m.detailPgr.View(lines, w, h)
 }
 
 func (m *Model) header() string {
@@ -420,8 +554,8 @@ func (m *Model) header() string {
 	var tail []string
 	if !m.wizard {
 		tail = append(tail, m.engineState())
-		if lag, ok := m.maxLag(); ok {
-			tail = append(tail, "max lag "+screen.Dur(lag))
+		if w := m.worstText(); w != "" {
+			tail = append(tail, w)
 		}
 	}
 	clock := m.now().Format("15:04") + " "
@@ -436,8 +570,11 @@ func (m *Model) header() string {
 		return " " + strings.Join(append(parts, tail...), " · ")
 	}
 	left := build(set)
-	if ansi.StringWidth(left)+ansi.StringWidth(clock)+1 > m.lay.Width {
-		left = build(short)
+	for _, alt := range []string{short, ""} {
+		if ansi.StringWidth(left)+ansi.StringWidth(clock)+1 <= m.lay.Width {
+			break
+		}
+		left = build(alt)
 	}
 	if m.env.Who != nil {
 		// The session's user and address matter more than the lag (the
@@ -455,6 +592,13 @@ func (m *Model) header() string {
 		return left
 	}
 	return left + strings.Repeat(" ", gap) + clock
+}
+
+func (m *Model) uptime(started time.Time) string {
+	if started.IsZero() {
+		return ""
+	}
+	return " " + screen.Dur(m.now().Sub(started))
 }
 
 // whoText is the SSH session's user@host, marked when read-only.
@@ -478,9 +622,9 @@ func (m *Model) engineState() string {
 	case m.snapErr != nil:
 		return s.Kind + " " + t.Err.Render("UNREACHABLE")
 	case s.Kind == "daemon":
-		return "daemon " + t.OK.Render("RUNNING") + " " + screen.Dur(m.now().Sub(s.Started))
+		return "daemon " + t.OK.Render("RUNNING") + m.uptime(s.Started)
 	case s.Kind == "engine" && s.Running:
-		return "engine " + t.OK.Render("RUNNING") + " " + screen.Dur(m.now().Sub(s.Started))
+		return "engine " + t.OK.Render("RUNNING") + m.uptime(s.Started)
 	case s.Kind == "engine":
 		return "engine " + t.Warn.Render("STOPPED")
 	}
@@ -490,15 +634,47 @@ func (m *Model) engineState() string {
 	return "engine –"
 }
 
-func (m *Model) maxLag() (time.Duration, bool) {
-	if !m.haveRep || m.reportErr != nil || len(m.report.Replicas) == 0 {
-		return 0, false
+// replicas is core's status model of the replicas from what the root
+// polls (the same merge the monitor and `pgreplica status` use).
+func (m *Model) replicas() []status.Replica {
+	var names []string
+	if cfg := m.env.Config; cfg != nil {
+		for _, r := range cfg.Replicas {
+			names = append(names, r.Name)
+		}
+	}
+	var rep *replay.Report
+	if m.haveRep && m.reportErr == nil {
+		rep = &m.report
+	}
+	var live *status.Live
+	if m.snapErr == nil && m.snap.Running {
+		live = &status.Live{Running: true, Replicas: m.snap.Replicas}
+	}
+	return status.Merge(names, rep, live)
+}
+
+// worstText is the header's word on the replicas: the worst replica's
+// state and the age of its last apply when it is not healthy, else the
+// largest lag. It never says "max lag 0s" while a replica is down.
+func (m *Model) worstText() string {
+	t := m.env.Theme
+	if m.haveRep && m.reportErr != nil {
+		return "status " + t.Err.Render("UNKNOWN")
+	}
+	rs := m.replicas()
+	w, ok := status.Worst(rs)
+	if !ok || w.State == status.Unknown {
+		return ""
+	}
+	if w.State.Severity() >= status.Retrying.Severity() {
+		return w.Name + " " + t.StateStyle(w.State.Word()).Render(w.State.Word()) + " · applied " + screen.Ago(m.now(), w.LastApplied)
 	}
 	var lag time.Duration
-	for _, r := range m.report.Replicas {
+	for _, r := range rs {
 		lag = max(lag, r.Lag)
 	}
-	return lag, true
+	return "max lag " + screen.Dur(lag)
 }
 
 func (m *Model) tabs() string {
@@ -528,65 +704,130 @@ func (m *Model) tabs() string {
 	return left + strings.Repeat(" ", max(gap, 1)) + t.Dim.Render(right)
 }
 
-func (m *Model) flashLine() string {
+// flashLines is the status line, wrapped to as many lines as it needs
+// (at most a third of the body): an error is never cut.
+func (m *Model) flashLines(w int) []string {
 	t := m.env.Theme
 	if m.flash == "" || m.now().After(m.flashUntil) {
 		if m.quitting {
-			return " " + t.Dim.Render("quitting…")
+			return []string{" " + t.Dim.Render("quitting…")}
 		}
-		return ""
+		return []string{""}
 	}
 	g := t.Glyphs
+	mark, style := g.Dot+" ", t.Info
 	switch m.flashLevel {
 	case screen.Good:
-		return " " + t.OK.Render(g.Check+" "+m.flash)
+		mark, style = g.Check+" ", t.OK
 	case screen.Warning:
-		return " " + t.Warn.Render("! "+m.flash)
+		mark, style = "! ", t.Warn
 	case screen.Bad:
-		return " " + t.Err.Render(g.Cross+" "+m.flash)
+		mark, style = g.Cross+" ", t.Err
 	}
-	return " " + g.Dot + " " + m.flash
+	wrapped := screen.Wrap(m.flash, w-1-screen.Width(mark))
+	limit := max(m.lay.BodyHeight/3, 1)
+	if len(wrapped) > limit {
+		wrapped = wrapped[:limit]
+		wrapped[limit-1] = screen.Fit(wrapped[limit-1]+" …", w-1-screen.Width(mark)-1) + "…"
+	}
+	out := make([]string, len(wrapped))
+	for i, l := range wrapped {
+		if i == 0 {
+			l = mark + l
+		} else {
+			l = strings.Repeat(" ", screen.Width(mark)) + l
+		}
+		if m.flashLevel == screen.Info {
+			out[i] = " " + l
+		} else {
+			out[i] = " " + style.Render(l)
+		}
+	}
+	return out
 }
 
-func (m *Model) shortHelp(s screen.Screen) string {
+// shortHelp is the key line: the screen's keys, most important first, as
+// many as fit the width; the rest are in the ? help.
+func (m *Model) shortHelp(s screen.Screen, w int) string {
 	var parts []string
 	for _, b := range s.ShortHelp() {
 		if b.Enabled() {
 			h := b.Help()
-			parts = append(parts, h.Key+" "+h.Desc)
+			parts = append(parts, strings.TrimSpace(h.Key+" "+h.Desc))
 		}
 	}
-	parts = append(parts, "? help", "q quit")
-	return strings.Join(parts, " · ")
+	return m.fitKeys(parts, w)
 }
 
+// fitKeys joins parts that fit w, always ending with "? help" (or "? more"
+// when some did not fit) and "q quit" when there is room.
+func (m *Model) fitKeys(parts []string, w int) string {
+	const sep = " · "
+	line := ""
+	dropped := false
+	for _, p := range parts {
+		next := p
+		if line != "" {
+			next = line + sep + p
+		}
+		if screen.Width(" "+next+sep+"? more") > w {
+			dropped = true
+			break
+		}
+		line = next
+	}
+	tail := "? help"
+	if dropped {
+		tail = "? more"
+	}
+	if line == "" {
+		line = tail
+	} else {
+		line += sep + tail
+	}
+	if !dropped && screen.Width(" "+line+sep+"q quit") <= w {
+		line += sep + "q quit"
+	}
+	return " " + line
+}
+
+// helpView lists every key of the current screen in full, in as many
+// columns as fit, scrollable.
 func (m *Model) helpView(w, h int) string {
 	t := m.env.Theme
-	groups := []screen.HelpGroup{{Title: "GLOBAL", Keys: []key.Binding{keyScreen, keyNext, keyHelp, keyEsc, keyQuit, keyCtrlC}}}
+	global := []key.Binding{keyScreen, keyNext, keyPrev, keyHelp, keyEsc, keyQuit, keyCtrlC}
 	if m.wizard {
-		groups[0].Keys = []key.Binding{keyHelp, keyEsc, keyQuit, keyCtrlC}
+		global = []key.Binding{keyHelp, keyEsc, keyQuit, keyCtrlC}
 	}
+	groups := []screen.HelpGroup{{Title: "GLOBAL", Keys: global}}
 	if cur := m.current(); cur != nil {
 		groups = append(groups, cur.Help()...)
 	}
-	cols := 3
-	colW := (w - 2) / cols
+	groups = append(groups, screen.HelpGroup{Title: "DETAIL VIEW", Keys: []key.Binding{keyDetailScroll, keyDetailClose}})
+	// A group whose keys are all off (read-only) is left out.
+	kept := groups[:0]
+	for _, g := range groups {
+		for _, b := range g.Keys {
+			if b.Enabled() {
+				kept = append(kept, g)
+				break
+			}
+		}
+	}
+	groups = kept
+	cols := max(min((w-1)/38, 3), 1)
+	colW := (w - 1) / cols
 	var rows []string
+	if m.env.ReadOnly {
+		rows = append(rows, t.Warn.Render(" read-only: actions that change a database are hidden"), "")
+	}
 	for start := 0; start < len(groups); start += cols {
 		end := min(start+cols, len(groups))
 		block := make([][]string, end-start)
 		height := 0
 		for i, g := range groups[start:end] {
-			lines := []string{t.Title.Render(g.Title)}
-			for _, b := range g.Keys {
-				if !b.Enabled() {
-					continue
-				}
-				hk := b.Help()
-				lines = append(lines, screen.Fit(t.Key.Render(hk.Key), 10)+hk.Desc)
-			}
-			block[i] = lines
-			height = max(height, len(lines))
+			block[i] = helpColumn(t.Title.Render(g.Title), g.Keys, colW-1, t.Key.Render)
+			height = max(height, len(block[i]))
 		}
 		for y := range height {
 			row := " "
@@ -601,20 +842,58 @@ func (m *Model) helpView(w, h int) string {
 		}
 		rows = append(rows, "")
 	}
-	note := " … = asks for confirmation"
-	if m.env.ReadOnly {
-		note += " · read-only: actions that change a database are hidden"
+	if !m.env.ReadOnly {
+		for _, l := range screen.Wrap(screen.Asks+" = asks for confirmation first (y, or typing a name); enter alone never confirms", w-2) {
+			rows = append(rows, t.Dim.Render(" "+l))
+		}
 	}
-	rows = append(rows, t.Dim.Render(note))
 	if cfg := m.env.Config; cfg != nil && cfg.Path != "" {
 		rows = append(rows, t.Dim.Render(" pgreplica "+m.opt.Version+" · config "+cfg.Path))
 	}
-	return screen.Block(strings.Join(rows, "\n"), w, h)
+	return m.helpPgr.View(rows, w, h)
+}
+
+var (
+	keyDetailScroll = key.NewBinding(key.WithKeys("j", "k"), key.WithHelp("j/k g/G", "scroll the detail or help"))
+	keyDetailClose  = key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "close the detail view"))
+)
+
+// helpColumn is one group: each key with its whole description, wrapped
+// under itself when it is longer than the column.
+func helpColumn(title string, keys []key.Binding, w int, keyStyle func(...string) string) []string {
+	keyW := 0
+	for _, b := range keys {
+		if b.Enabled() {
+			keyW = max(keyW, screen.Width(b.Help().Key))
+		}
+	}
+	keyW = min(keyW+2, 12)
+	lines := []string{title}
+	for _, b := range keys {
+		if !b.Enabled() {
+			continue
+		}
+		hk := b.Help()
+		k := hk.Key
+		if screen.Width(k) >= keyW {
+			lines = append(lines, keyStyle(k))
+			k = ""
+		}
+		for i, d := range screen.Wrap(hk.Desc, max(w-keyW, 8)) {
+			if i == 0 {
+				lines = append(lines, screen.Fit(keyStyle(k), keyW)+d)
+			} else {
+				lines = append(lines, strings.Repeat(" ", keyW)+d)
+			}
+		}
+	}
+	return lines
 }
 
 func (m *Model) tooSmall() string {
 	l := m.lay
-	text := fmt.Sprintf(` pgreplica needs %dx%d; this window is %dx%d.
+	text := fmt.Sprintf(` pgreplica needs at least %dx%d (drawn for 80x24);
+ this window is %dx%d.
 
  Enlarge the window or zoom out; nothing is lost
  while this message is shown (replay keeps running).
@@ -622,6 +901,7 @@ func (m *Model) tooSmall() string {
  Without a full screen:
    pgreplica status --json
    pgreplica tables --json
+   pgreplica status --watch 2s
 
  q quit`, layout.MinWidth, layout.MinHeight, l.Width, l.Height)
 	return screen.Block(text, l.Width, l.Height)

@@ -46,6 +46,14 @@ copy it again with add-table --sync, or take it back with --no-sync.`,
 			if err != nil {
 				return err
 			}
+			typos, err := capture.UnmatchedIncludes(cmd.Context(), cfg, "install")
+			if err != nil {
+				return err
+			}
+			if len(typos) > 0 {
+				return withHint(fmt.Errorf("%s; nothing was installed", strings.Join(typos, "; ")),
+					"fix tables.include in "+cfg.Path+" (pgreplica tables lists what the patterns select)")
+			}
 			if disableTriggers {
 				if err := a.confirm("Disable the replicas' own triggers on the replicated tables where the apply role cannot skip them?"); err != nil {
 					return err
@@ -164,9 +172,17 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			if err != nil {
 				return err
 			}
-			tables, err := capture.ListOrigin(cmd.Context(), cfg, "", cfg.Tables.Match)
+			tables, skipped, err := replay.ListTables(cmd.Context(), cfg, "", cfg.Tables.Match)
 			if err != nil {
 				return err
+			}
+			for _, r := range skipped {
+				fmt.Fprintf(a.stderr, "warning: replica %s could not be read: its pending events are not counted\n", r)
+			}
+			if typos, err := capture.UnmatchedIncludes(cmd.Context(), cfg, "tables"); err == nil {
+				for _, s := range typos {
+					fmt.Fprintf(a.stderr, "warning: %s\n", s)
+				}
 			}
 			capture.SortByStatus(tables)
 			states, perReplica := tableStates(cmd.Context(), cfg, tables)
@@ -278,6 +294,9 @@ again as it is with --no-sync when you know the replicas have its rows.`,
 			if syncAfter && noSync {
 				return &usageError{"--sync and --no-sync exclude each other"}
 			}
+			if err := capture.CheckOriginTables(cmd.Context(), cfg, tables, true); err != nil {
+				return err
+			}
 			if syncAfter {
 				if err := cfg.RequireReplicas(); err != nil {
 					return err
@@ -308,6 +327,9 @@ from then on are not replicated; events already captured are still applied.`,
 			}
 			cfg, err := a.loadConfig()
 			if err != nil {
+				return err
+			}
+			if err := capture.CheckOriginTables(cmd.Context(), cfg, tables, false); err != nil {
 				return err
 			}
 			names := make([]string, len(tables))

@@ -93,6 +93,7 @@ func (a *app) runDemo(ctx context.Context, headless bool, duration time.Duration
 	m := tui.NewApp(tui.AppOptions{
 		Config: d.Config, Theme: theme.New(mono, ascii), Version: version, Ring: ring, Log: logger,
 		Source: source.NewEngine(d.Config, ring, logger), StartEngine: true,
+		EngineNote: "The demo's two clusters are removed when it ends.",
 	})
 	return runProgram(ctx, m, color, a.stdout)
 }

@@ -186,7 +186,7 @@ func TestDeadPathsAreNoticedAndHealed(t *testing.T) {
 			}
 		} else {
 			var st statusJSON
-			if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || len(st.Replicas) != 1 ||
+			if err := json.Unmarshal([]byte(out), &st); err != nil || code != statusCritical || len(st.Replicas) != 1 ||
 				st.Replicas[0].Pending != nil || st.Replicas[0].State != "unreachable" {
 				t.Fatalf("status with the replica's path dead: %d %v\n%s%s", code, err, out, errOut)
 			}
@@ -396,7 +396,7 @@ func TestDSNFromEnvironmentAndFile(t *testing.T) {
 	t.Setenv("PGREPLICA_ORIGIN", origin)
 	t.Setenv("PGREPLICA_REPLICA_R1", replica)
 	execSQL(t, origin, "INSERT INTO t VALUES (2)")
-	if out, errOut, code := cli(t, "", "--name", "shop", "status", "--json"); code != 0 || !strings.Contains(out, `"name": "r1"`) {
+	if out, errOut, code := cli(t, "", "--name", "shop", "status", "--json"); code != statusNoEngine || !strings.Contains(out, `"name": "r1"`) {
 		t.Fatalf("status from the environment: %d\n%s%s", code, out, errOut)
 	}
 
@@ -415,7 +415,7 @@ func TestStatusPendingUnknownForUnreachableReplica(t *testing.T) {
 	text := strings.Replace(string(mustRead(t, cfg)), "replicas:\n", "replicas:\n  - name: gone\n    dsn: \"host=127.0.0.1 port=1 dbname=x sslmode=disable\"\n", 1)
 	os.WriteFile(cfg, []byte(text), 0o600)
 	out, errOut, code := cli(t, "", "-c", cfg, "status", "--json")
-	if code != 0 {
+	if code != statusCritical { // a replica is unreachable
 		t.Fatalf("status: %d %s", code, errOut)
 	}
 	var raw struct {

@@ -224,7 +224,7 @@ func TestServeSSH(t *testing.T) {
 
 	// The full key installs, and the action is logged with its key.
 	a.Type("1")
-	a.WaitFor(t, 20*time.Second, "public.t2", "MISSING", "i install capture…")
+	a.WaitFor(t, 20*time.Second, "public.t2", "MISSING", "i install (asks)")
 	a.Type("i")
 	a.WaitFor(t, 5*time.Second, "Install capture on public.t2?")
 	a.Type("y")

@@ -14,6 +14,7 @@ import (
 	"github.com/charmbracelet/colorprofile"
 	"github.com/spf13/cobra"
 
+	"pgreplica/core/capture"
 	"pgreplica/core/config"
 	"pgreplica/core/control"
 	"pgreplica/core/logring"
@@ -66,10 +67,12 @@ Colour follows --color; auto honours NO_COLOR and TERM=dumb.`,
 	return cmd
 }
 
-// uiLogger sends every log record of this process to the ring (and never
-// to the terminal, which the TUI owns).
+// uiLogger sends the log records of this process at INFO and above to the
+// ring (and never to the terminal, which the TUI owns): batches are DEBUG,
+// summed once per replay.SummaryEvery at INFO, so the ring keeps minutes
+// of state changes and errors instead of seconds of batches.
 func uiLogger(ring *logring.Ring) *slog.Logger {
-	l := slog.New(ring.Handler(slog.LevelDebug))
+	l := slog.New(ring.Handler(slog.LevelInfo))
 	slog.SetDefault(l)
 	log.SetOutput(io.Discard)
 	return l
@@ -157,6 +160,10 @@ func (a *app) newWizard(cfg *config.Config, cfgErr error, th *theme.Theme, log *
 		ConfigPath: path,
 		Binary:     bin,
 		EngineLog:  log,
+		ReplicaRows: func(ctx context.Context, cfg *config.Config, tables []pg.Table) (map[string]map[pg.Table]int64, error) {
+			return capture.ReplicaRows(ctx, cfg, tables, "wizard")
+		},
+		CreateTables: tablecopy.CreateMissing,
 		Copy: func(ctx context.Context, cfg *config.Config, tables []pg.Table, progress func(wizard.CopyProgress)) error {
 			return tablecopy.Sync(ctx, cfg, tablecopy.Options{Tables: tables}, func(p tablecopy.Progress) {
 				progress(wizard.CopyProgress{Replica: p.Replica, Table: p.Table, Rows: p.Rows, TotalRows: p.TotalRows, Bytes: p.Bytes, Done: p.Done})

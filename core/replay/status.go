@@ -147,9 +147,7 @@ func replicaReport(outer context.Context, origin *pgx.Conn, set string, r config
 	var oldest *time.Time
 	err = origin.QueryRow(ctx, `
 SELECT count(*), min(at) FROM pgreplica.log
- WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
-   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
-   AND NOT ($2::pg_snapshot IS NOT NULL AND pg_visible_in_snapshot(txid, $2::pg_snapshot) AND id <= $3)`,
+ WHERE `+pendingWhere,
 		pos.Snapshot.String(), nullable(pos.Target), pos.LastID).Scan(&rr.Pending, &oldest)
 	if err != nil {
 		rr.Error = fmt.Sprintf("origin: count pending events for %s: %v", r.Name, err)

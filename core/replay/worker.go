@@ -44,6 +44,7 @@ type worker struct {
 	status    ReplicaStatus
 	published time.Time
 	written   time.Time // when the position was last stored on the replica
+	summary   applySummary
 
 	progress        atomic.Int64  // unix ns: a batch applied, or found caught up
 	noProgressAfter time.Duration // NoProgressFor is reported after this
@@ -417,8 +418,9 @@ func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conf
 		s.LastBatch = ev
 	})
 	if len(batch) > 0 {
-		w.log.Info("batch applied", "events", len(batch), "bytes", bytes, "ms", took.Milliseconds(),
+		w.log.Debug("batch applied", "events", len(batch), "bytes", bytes, "ms", took.Milliseconds(),
 			"last_event", batch[len(batch)-1].ID, "position", w.pos.Snapshot.String())
+		w.summary.add(w.log, time.Now(), len(batch), bytes, took, w.pos)
 	}
 	w.emit(ev)
 	for _, c := range conflicts {

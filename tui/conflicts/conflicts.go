@@ -59,7 +59,7 @@ type Model struct {
 // New makes the screen.
 func New(env *screen.Env, deps Deps) *Model {
 	m := &Model{env: env, deps: deps, filter: screen.Input{Prompt: "filter: "}}
-	m.keys.Detail = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "replica's row now"))
+	m.keys.Detail = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail + replica's row now"))
 	m.keys.Refresh = key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "refresh"))
 	return m
 }
@@ -141,12 +141,15 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 				c := rows[m.cursor]
 				m.rowID, m.rowLoaded, m.row, m.rowErr = ident(c), false, nil, nil
 				f := m.deps.Row
-				return m, func() tea.Msg {
+				return m, tea.Batch(screen.OpenDetail, func() tea.Msg {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()
 					r, err := f(ctx, c)
 					return rowMsg{id: ident(c), row: r, err: err}
-				}
+				})
+			}
+			if m.cursor < len(rows) {
+				return m, screen.OpenDetail
 			}
 		}
 	}
@@ -183,7 +186,12 @@ func (m *Model) View(w, h int) string {
 	}
 	lines = append(lines, screen.Fit(sum, w))
 	for _, err := range m.errs {
-		lines = append(lines, " "+t.Err.Render(g.Cross+" "+err.Error()))
+		for i, l := range screen.Wrap(g.Cross+" "+err.Error(), w-3) {
+			if i > 0 {
+				l = "  " + l
+			}
+			lines = append(lines, " "+t.Err.Render(l))
+		}
 	}
 	tableW := max(w-2-7-10-12-18-16, 12)
 	head := "   " + screen.Fit("#", 7) + screen.Fit("WHEN", 10) + screen.Fit("REPLICA", 12) + screen.Fit("TABLE", tableW) + screen.Fit("KIND", 18) + "KEY"
@@ -250,6 +258,46 @@ func opWord(op string) string {
 	return op
 }
 
+// Detail is the selected conflict, whole: every column as captured and
+// as the replica holds it now (read on enter).
+func (m *Model) Detail() (string, []string, bool) {
+	rows := m.visible()
+	if m.cursor >= len(rows) {
+		return "", nil, false
+	}
+	c := rows[m.cursor]
+	text := []string{
+		"replica   " + c.Replica,
+		"table     " + c.Table.String(),
+		"change    " + opWord(c.Op) + " " + keyText(c.Key),
+		"kind      " + c.Kind,
+		"event     #" + fmt.Sprint(c.EventID) + " · tx " + c.Txid,
+		"when      " + c.At.In(m.env.Now().Location()).Format("2006-01-02 15:04:05.000"),
+		"",
+		fmt.Sprintf("%s %s %s could not be applied on %s: %s. It was applied as a no-op; the replica may differ from the origin for this row until the table is copied again (pgreplica sync %s).",
+			opWord(c.Op), c.Table, keyText(c.Key), c.Replica, c.Kind, c.Table),
+	}
+	data := conflict.Flatten(c.Data)
+	if len(data) > 0 {
+		text = append(text, "", "COLUMNS (captured → replica now)")
+		for _, col := range slices.Sorted(mapsKeys(data)) {
+			now := "reading…"
+			switch {
+			case m.rowID != ident(c):
+				now = "not read"
+			case m.rowErr != nil:
+				now = "error: " + m.rowErr.Error()
+			case m.rowLoaded && m.row == nil:
+				now = "<no row>"
+			case m.rowLoaded:
+				now = m.row[col]
+			}
+			text = append(text, "  "+col+": "+data[col]+" → "+now)
+		}
+	}
+	return fmt.Sprintf("conflict %d on %s", c.ID, c.Replica), text, true
+}
+
 func (m *Model) detail(c Conflict, w int) []string {
 	t := m.env.Theme
 	g := t.Glyphs
@@ -289,7 +337,7 @@ func (m *Model) ShortHelp() []key.Binding {
 	if m.filtering {
 		return nil
 	}
-	return []key.Binding{screen.Up, m.keys.Detail, screen.Filter, m.keys.Refresh}
+	return []key.Binding{screen.ShortKey(m.keys.Detail, "detail"), screen.ShortKey(screen.Up, "move"), screen.Filter, m.keys.Refresh}
 }
 
 // Help is the overlay's part.

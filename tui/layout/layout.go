@@ -3,9 +3,12 @@
 package layout
 
 // Minimum terminal size; below it the TUI shows one "too small" screen.
+// The screens are drawn for 80x24 (and 80x23, what tmux leaves in an 80x24
+// terminal); down to the minimum they degrade (cut columns, fewer rows)
+// rather than refuse.
 const (
-	MinWidth  = 80
-	MinHeight = 24
+	MinWidth  = 60
+	MinHeight = 16
 	// WideWidth is from where a side-by-side detail pane is shown.
 	WideWidth = 120
 	// StepListWidth is the wizard's step list on the left.

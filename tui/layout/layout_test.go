@@ -11,9 +11,11 @@ func TestCompute(t *testing.T) {
 		detail   int
 	}{
 		{80, 24, false, 18, false, 0},
-		{79, 24, true, 0, false, 0},
-		{80, 23, true, 0, false, 0},
-		{62, 16, true, 0, false, 0},
+		{79, 24, false, 18, false, 0}, // a little narrow: degrade, not refuse
+		{80, 23, false, 17, false, 0}, // tmux in an 80x24 terminal
+		{60, 16, false, 10, false, 0},
+		{59, 24, true, 0, false, 0},
+		{80, 15, true, 0, false, 0},
 		{100, 30, false, 24, false, 0},
 		{119, 40, false, 34, false, 0},
 		{120, 40, false, 34, true, 48},

@@ -16,8 +16,10 @@ type Screen struct {
 
 // NewScreen makes the Log tab.
 func NewScreen(env *screen.Env) *Screen {
-	return &Screen{env: env, Pane: New(env.Theme),
+	s := &Screen{env: env, Pane: New(env.Theme),
 		pause: key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause"))}
+	s.Pane.SetCursor(true)
+	return s
 }
 
 // Init does nothing.
@@ -42,18 +44,23 @@ func (s *Screen) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 	return s, nil
 }
 
+// Detail is the selected log record, whole.
+func (s *Screen) Detail() (string, []string, bool) { return s.Pane.Detail() }
+
 // View renders the pane.
 func (s *Screen) View(w, h int) string { return s.Pane.View(w, h) }
 
 // ShortHelp is the footer.
 func (s *Screen) ShortHelp() []key.Binding {
 	k := s.Pane.Keys
-	return []key.Binding{k.Up, k.Follow, k.Level, k.Search, k.Next, s.pause, k.Times}
+	return []key.Binding{screen.ShortKey(k.Detail, "detail"), screen.ShortKey(k.Wrap, "wrap"), screen.ShortKey(k.Level, "level"), k.Search, screen.ShortKey(k.Next, "next"),
+		screen.ShortKey(k.Follow, "follow"), screen.ShortKey(k.Up, "move"), s.pause, k.Times}
 }
 
 // Help is the overlay's part.
 func (s *Screen) Help() []screen.HelpGroup {
+	k := s.Pane.Keys
 	g := s.Pane.HelpGroup()
-	g.Keys = append(g.Keys, s.pause)
+	g.Keys = append([]key.Binding{k.Up, k.Detail}, append(g.Keys, s.pause)...)
 	return []screen.HelpGroup{g}
 }

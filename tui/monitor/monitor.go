@@ -11,6 +11,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"pgreplica/core/config"
 	"pgreplica/core/replay"
 	"pgreplica/core/status"
 	"pgreplica/tui/layout"
@@ -53,14 +54,15 @@ type Model struct {
 }
 
 type keys struct {
-	Engine, Scope, Unscope, Pause key.Binding
+	Engine, Detail, Scope, Unscope, Pause key.Binding
 }
 
 // New makes the screen. startable says whether the engine runs here.
 func New(env *screen.Env, startable bool) *Model {
 	k := keys{
-		Engine:  key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "start/stop engine")),
-		Scope:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "log of this replica")),
+		Engine:  key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "start/stop engine "+screen.Asks)),
+		Detail:  key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "replica detail")),
+		Scope:   key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "log of this replica")),
 		Unscope: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "log of all replicas")),
 		Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause updates")),
 	}
@@ -101,7 +103,11 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 	return m, nil
 }
 
-// sample adds one point to each replica's sparklines.
+// sample adds one point to each replica's sparklines. The applied rate
+// is the difference of the applied-events counter between two reads of a
+// reachable replica: a read that could not reach it (the counter reads 0)
+// or a counter that went back (a re-copy, a reset) starts a new baseline
+// instead of a spike.
 func (m *Model) sample(r replay.Report) {
 	for _, rr := range r.Replicas {
 		s := m.hist[rr.Name]
@@ -109,14 +115,33 @@ func (m *Model) sample(r replay.Report) {
 			s = &series{}
 			m.hist[rr.Name] = s
 		}
+		if !rr.Reachable {
+			s.lastAt = time.Time{} // the next reachable read is a new baseline
+			s.rate = appendCapped(s.rate, 0)
+			continue
+		}
 		ev := rr.Position.AppliedEvents
-		if !s.lastAt.IsZero() && r.TakenAt.After(s.lastAt) {
+		switch {
+		case s.lastAt.IsZero() || !r.TakenAt.After(s.lastAt):
+		case ev < s.lastEvents:
+			s.rate = appendCapped(s.rate, 0)
+			s.lag = appendCapped(s.lag, rr.Lag.Seconds())
+		default:
 			rate := float64(ev-s.lastEvents) / r.TakenAt.Sub(s.lastAt).Seconds()
-			s.rate = appendCapped(s.rate, max(rate, 0))
+			s.rate = appendCapped(s.rate, rate)
 			s.lag = appendCapped(s.lag, rr.Lag.Seconds())
 		}
 		s.lastEvents, s.lastAt = ev, r.TakenAt
 	}
+}
+
+// RateOf is the latest applied rate sampled for a replica (tests).
+func (m *Model) RateOf(name string) (float64, bool) {
+	h := m.hist[name]
+	if h == nil || len(h.rate) == 0 {
+		return 0, false
+	}
+	return h.rate[len(h.rate)-1], true
 }
 
 func appendCapped(v []float64, x float64) []float64 {
@@ -141,6 +166,11 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 	case key.Matches(msg, m.keys.Engine):
 		start := !m.snap.Running
 		return m, func() tea.Msg { return screen.EngineMsg{Start: start} }
+	case key.Matches(msg, m.keys.Detail):
+		if m.cursor < len(rows) {
+			return m, screen.OpenDetail
+		}
+		return m, nil
 	case key.Matches(msg, m.keys.Scope):
 		if m.cursor < len(rows) {
 			m.Pane.SetScope(rows[m.cursor].Name)
@@ -264,11 +294,11 @@ func (m *Model) View(w, h int) string {
 			lines = append(lines, " standby: the replica is applied by "+r.Holder)
 		}
 		if r.Err != "" {
-			lines = append(lines, " "+t.Err.Render(g.Cross+" "+r.Err))
+			lines = append(lines, banner(t.Err.Render, g.Cross+" "+r.Name+": "+r.Err, w)...)
 		}
 	}
 	if m.repErr != nil {
-		lines = append(lines, " "+t.Err.Render(g.Cross+" "+m.repErr.Error()))
+		lines = append(lines, banner(t.Err.Render, g.Cross+" "+m.repErr.Error(), w)...)
 	}
 	if m.paused {
 		lines = append(lines, " "+t.Warn.Render("PAUSED")+" · p resumes updates")
@@ -276,9 +306,83 @@ func (m *Model) View(w, h int) string {
 	paneH := h - len(lines)
 	if paneH < 3 {
 		lines = lines[:max(h-3, 0)]
+		if len(lines) > 0 {
+			lines[len(lines)-1] = " " + t.Dim.Render("… enter shows the whole text")
+		}
 		paneH = h - len(lines)
 	}
 	return screen.Block(strings.Join(lines, "\n"), w, h-paneH) + "\n" + m.Pane.View(w, paneH)
+}
+
+// banner is an error wrapped to as many lines as it needs.
+func banner(style func(...string) string, text string, w int) []string {
+	var out []string
+	for i, l := range screen.Wrap(text, w-3) {
+		if i > 0 {
+			l = "  " + l
+		}
+		out = append(out, " "+style(l))
+	}
+	return out
+}
+
+// Detail is the selected replica, whole: state, error, numbers.
+func (m *Model) Detail() (string, []string, bool) {
+	rows := m.Rows()
+	if m.cursor >= len(rows) {
+		return "", nil, false
+	}
+	r := rows[m.cursor]
+	text := []string{"state       " + r.State.Word()}
+	if r.Err != "" {
+		text = append(text, "", "error", "  "+r.Err, "")
+	}
+	if r.Stored {
+		text = append(text,
+			"position    "+r.Position.Snapshot.String(),
+			"pending     "+screen.Count(r.Pending)+" events captured and not yet applied",
+			"lag         "+screen.Dur(r.Lag)+" (age of the oldest pending event)",
+			"conflicts   "+screen.Count(r.Conflicts))
+	} else {
+		text = append(text, "position    – (the replica's bookkeeping could not be read)")
+	}
+	last := "never"
+	if !r.LastApplied.IsZero() {
+		last = r.LastApplied.In(m.env.Now().Location()).Format("2006-01-02 15:04:05") + " (" + screen.Ago(m.env.Now(), r.LastApplied) + ")"
+	}
+	text = append(text, "last apply  "+last)
+	if b := r.LastBatch; b.Events > 0 {
+		text = append(text, fmt.Sprintf("last batch  %s events in %s", screen.Count(int64(b.Events)), b.Took.Round(time.Millisecond)))
+	}
+	for tb, st := range r.Tables {
+		text = append(text, "table       "+tb+" is "+string(st))
+	}
+	if dsn := m.dsnOf(r.Name); dsn != "" {
+		text = append(text, "dsn         "+dsn)
+	}
+	if r.State.Problem() {
+		text = append(text, "", "Try: pgreplica -c <config> check · the Log tab (4) shows this replica's records with l here")
+	}
+	return "replica " + r.Name, text, true
+}
+
+func (m *Model) dsnOf(name string) string {
+	if m.env.Config == nil {
+		return ""
+	}
+	for _, r := range m.env.Config.Replicas {
+		if r.Name == name {
+			return config.Describe(r.DSN)
+		}
+	}
+	return ""
+}
+
+func positionText(p replay.Position) string {
+	if p.Snapshot.IsZero() {
+		return "– (nothing applied yet)"
+	}
+	return p.Snapshot.String()
 }
 
 func lagText(r Row) string {
@@ -294,13 +398,18 @@ func (m *Model) ShortHelp() []key.Binding {
 		return nil
 	}
 	k := m.Pane.Keys
-	return []key.Binding{screen.Up, m.keys.Scope, k.Follow, k.Level, k.Search, m.keys.Pause, m.keys.Engine}
+	engine := screen.ShortKey(m.keys.Engine, "start engine")
+	if m.snap.Running {
+		engine = screen.ShortKey(m.keys.Engine, "stop "+screen.Asks)
+	}
+	return []key.Binding{screen.ShortKey(m.keys.Detail, "detail"), engine, screen.ShortKey(m.keys.Scope, "log of it"),
+		screen.ShortKey(k.Follow, "follow"), screen.ShortKey(k.Level, "level"), k.Search, screen.ShortKey(k.Wrap, "wrap"), screen.ShortKey(m.keys.Pause, "pause"), screen.ShortKey(screen.Up, "move")}
 }
 
 // Help is the overlay's part.
 func (m *Model) Help() []screen.HelpGroup {
 	return []screen.HelpGroup{
-		{Title: "MONITOR", Keys: []key.Binding{screen.Up, m.keys.Scope, m.keys.Unscope, m.keys.Pause, m.keys.Engine}},
+		{Title: "MONITOR", Keys: []key.Binding{screen.Up, m.keys.Detail, m.keys.Scope, m.keys.Unscope, m.keys.Pause, m.keys.Engine}},
 		m.Pane.HelpGroup(),
 	}
 }

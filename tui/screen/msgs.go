@@ -24,8 +24,8 @@ type LogMsg struct {
 }
 
 // EngineMsg asks the root to start (true) or stop (false) the engine in
-// this process.
-type EngineMsg struct{ Start bool }
+// this process. Stopping asks the operator first unless Confirmed.
+type EngineMsg struct{ Start, Confirmed bool }
 
 // WizardDoneMsg ends the wizard: the root shows the monitor, with the
 // engine started here when StartEngine is set.

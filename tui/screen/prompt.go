@@ -142,6 +142,28 @@ func (in *Input) View(focused bool) string {
 	return in.Prompt + v
 }
 
+// Tail renders the value (without the prompt) in at most w cells: a value
+// too long shows its end, where typing goes, after "…"; the focused input
+// has a block cursor.
+func (in *Input) Tail(w int, focused bool) string {
+	v := in.Value
+	if in.Mask {
+		v = strings.Repeat("*", len([]rune(v)))
+	}
+	cursor := ""
+	if focused {
+		cursor = "█"
+	}
+	r := []rune(v)
+	for len(r) > 0 && lipglossWidth(string(r))+lipglossWidth(cursor) > w {
+		r = r[1:]
+		if len(r) > 0 && lipglossWidth("…"+string(r))+lipglossWidth(cursor) <= w {
+			return "…" + string(r) + cursor
+		}
+	}
+	return string(r) + cursor
+}
+
 // Keys of help overlays and prompts, for reuse.
 var (
 	ConfirmYes = key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "confirm"))
@@ -162,3 +184,9 @@ func KeyToPrompt(p **Prompt, msg tea.KeyPressMsg) tea.Cmd {
 	}
 	return nil
 }
+
+// Asks is the mark of a key whose action asks for confirmation first (in
+// key lines and help). It is not "…", which marks cut text.
+const Asks = "(asks)"
+
+func lipglossWidth(s string) int { return Width(s) }

@@ -126,6 +126,13 @@ var (
 	Back     = key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))
 )
 
+// ShortKey is b with a shorter description, for a key line (the help keeps
+// the whole one).
+func ShortKey(b key.Binding, desc string) key.Binding {
+	b.SetHelp(b.Help().Key, desc)
+	return b
+}
+
 // MoveCursor applies the list movement keys to cursor in a list of n rows
 // shown page rows at a time; ok is false when msg is not a movement key.
 func MoveCursor(msg tea.KeyPressMsg, cursor, n, page int) (int, bool) {

@@ -48,8 +48,10 @@ func Block(s string, w, h int) string {
 	return strings.Join(out, "\n")
 }
 
-// Wrap breaks plain text into lines of at most w cells at spaces.
+// Wrap breaks plain text into lines of at most w cells at spaces; a word
+// longer than w (a DSN, a JSON key) is broken inside, so nothing is cut.
 func Wrap(s string, w int) []string {
+	w = max(w, 1)
 	var out []string
 	for _, para := range strings.Split(s, "\n") {
 		line := ""
@@ -60,13 +62,20 @@ func Wrap(s string, w int) []string {
 			case lipgloss.Width(line)+1+lipgloss.Width(word) <= w:
 				line += " " + word
 			default:
-				out = append(out, line)
+				out = append(out, hardWrap(line, w)...)
 				line = word
 			}
 		}
-		out = append(out, line)
+		out = append(out, hardWrap(line, w)...)
 	}
 	return out
+}
+
+func hardWrap(line string, w int) []string {
+	if lipgloss.Width(line) <= w {
+		return []string{line}
+	}
+	return strings.Split(ansi.Hardwrap(line, w, true), "\n")
 }
 
 // Overlay draws box (several lines) over base, centred.

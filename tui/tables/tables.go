@@ -37,8 +37,8 @@ type Keys struct {
 
 func newKeys(readOnly bool) Keys {
 	k := Keys{
-		Install: key.NewBinding(key.WithKeys("i"), key.WithHelp("i", "install capture…")),
-		Remove:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "remove capture…")),
+		Install: key.NewBinding(key.WithKeys("i"), key.WithHelp("i", "install capture "+screen.Asks)),
+		Remove:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "remove capture "+screen.Asks)),
 		Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
 		Sort:    key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "sort")),
 		Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause")),
@@ -48,6 +48,10 @@ func newKeys(readOnly bool) Keys {
 	k.Remove.SetEnabled(!readOnly)
 	return k
 }
+
+// Excluded is the status the screen gives a table of the origin that the
+// config does not replicate (tables.include/exclude); listed last, with why.
+const Excluded capture.Status = "excluded"
 
 // Sort orders.
 var sorts = []string{"status", "name", "pending"}
@@ -126,7 +130,7 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 		}
 		m.err = msg.Err
 		if msg.Err == nil {
-			m.tables, m.loaded, m.loadedAt = msg.Tables, true, msg.At
+			m.tables, m.loaded, m.loadedAt = m.markExcluded(msg.Tables), true, msg.At
 			m.keepCursor()
 		}
 		return m, nil
@@ -210,12 +214,34 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 		return m, tea.Batch(m.load(), screen.Flash(screen.Info, "updates resumed"))
 	case key.Matches(msg, m.keys.Refresh):
 		return m, m.load()
+	case key.Matches(msg, screen.DetailKey):
+		if _, ok := m.current(rows); ok {
+			return m, screen.OpenDetail
+		}
+		return m, nil
 	case key.Matches(msg, m.keys.Install):
 		return m, m.askInstall(rows)
 	case key.Matches(msg, m.keys.Remove):
 		return m, m.askRemove(rows)
 	}
 	return m, nil
+}
+
+// markExcluded gives the tables the config does not replicate the
+// status Excluded.
+func (m *Model) markExcluded(in []capture.TableInfo) []capture.TableInfo {
+	cfg := m.env.Config
+	if cfg == nil {
+		return in
+	}
+	out := make([]capture.TableInfo, len(in))
+	for i, t := range in {
+		if t.Status == capture.Missing && !cfg.Tables.Match(t.Table.Schema, t.Table.Name) {
+			t.Status = Excluded
+		}
+		out[i] = t
+	}
+	return out
 }
 
 func (m *Model) current(rows []capture.TableInfo) (capture.TableInfo, bool) {
@@ -234,6 +260,8 @@ func (m *Model) askInstall(rows []capture.TableInfo) tea.Cmd {
 		return screen.Flash(screen.Warning, t.Table.String()+" has no primary key: add one first, then press i")
 	case t.Status == capture.Installed:
 		return screen.Flash(screen.Info, t.Table.String()+" is already captured")
+	case t.Status == Excluded:
+		return screen.Flash(screen.Warning, t.Table.String()+" is not replicated by the config: name it in tables.include first")
 	}
 	m.prompt = &screen.Prompt{
 		Level: 2,
@@ -295,6 +323,7 @@ func (m *Model) visible() []capture.TableInfo {
 	switch sorts[m.sortBy] {
 	case "status":
 		capture.SortByStatus(out)
+		slices.SortStableFunc(out, func(a, b capture.TableInfo) int { return boolCmp(a.Status == Excluded, b.Status == Excluded) })
 	case "name":
 		slices.SortStableFunc(out, func(a, b capture.TableInfo) int { return strings.Compare(a.Table.String(), b.Table.String()) })
 	case "pending":
@@ -306,6 +335,16 @@ func (m *Model) visible() []capture.TableInfo {
 		})
 	}
 	return out
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // keepCursor puts the cursor back on the selected table after a reload.
@@ -342,6 +381,8 @@ func Word(s capture.Status) string {
 		return "STALE"
 	case capture.Removed:
 		return "RE-COPY"
+	case Excluded:
+		return "EXCLUDED"
 	}
 	return strings.ToUpper(string(s))
 }
@@ -351,13 +392,15 @@ func (m *Model) ShortHelp() []key.Binding {
 	if m.prompt != nil || m.filtering {
 		return nil
 	}
-	return []key.Binding{screen.Up, m.keys.Filter, m.keys.Sort, m.keys.Install, m.keys.Remove, m.keys.Pause, m.keys.Refresh}
+	k := m.keys
+	return []key.Binding{screen.ShortKey(screen.DetailKey, "detail"), screen.ShortKey(k.Install, "install "+screen.Asks), screen.ShortKey(k.Remove, "remove "+screen.Asks),
+		screen.ShortKey(screen.Up, "move"), k.Filter, k.Sort, k.Pause, k.Refresh}
 }
 
 // Help is the ? overlay's part.
 func (m *Model) Help() []screen.HelpGroup {
 	return []screen.HelpGroup{
-		{Title: "LISTS", Keys: []key.Binding{screen.Up, screen.Top, screen.HalfDown, m.keys.Filter, m.keys.Sort, m.keys.Pause, m.keys.Refresh}},
+		{Title: "LISTS", Keys: []key.Binding{screen.Up, screen.Top, screen.HalfDown, screen.DetailKey, m.keys.Filter, m.keys.Sort, m.keys.Pause, m.keys.Refresh}},
 		{Title: "TABLES", Keys: []key.Binding{m.keys.Install, m.keys.Remove}},
 	}
 }
@@ -380,13 +423,15 @@ func (m *Model) View(w, h int) string {
 	for _, r := range m.tables {
 		counts[r.Status]++
 	}
-	sum := fmt.Sprintf(" %d tables · %d OK · %d MISSING · %d NO PK · %d DISABLED", len(m.tables),
+	sum := fmt.Sprintf(" %d tables · %d OK · %d MISSING · %d NO PK · %d DISABLED", len(m.tables)-counts[Excluded],
 		counts[capture.Installed], counts[capture.Missing], counts[capture.NoKey], counts[capture.Disabled])
-	flt := "–"
-	if m.filter.Value != "" || m.filtering {
-		flt = m.filter.Value
+	if n := counts[Excluded]; n > 0 {
+		sum += fmt.Sprintf(" · %d excluded", n)
 	}
-	right := "sort: " + sorts[m.sortBy] + " · filter " + flt
+	right := "sort: " + sorts[m.sortBy]
+	if m.filter.Value != "" || m.filtering {
+		right += " · filter " + m.filter.Value
+	}
 	if m.paused {
 		right = t.Warn.Render("PAUSED") + " · " + right
 	}
@@ -396,8 +441,9 @@ func (m *Model) View(w, h int) string {
 	}
 	// Columns.
 	wide := w >= layout.WideWidth
-	nameW := max(w-2-10-14-9-12-14-4, 20)
-	head := "   " + screen.Fit("STATUS", 10) + " " + screen.Fit("TABLE", nameW) + " " + screen.Fit("KEY", 14) + screen.FitRight("PENDING", 9) + "  " + screen.Fit("STATE", 12) + screen.Fit("LAST EVENT", 12)
+	// 3 + status 11 + name + 1 + key 12 + pending 8 + 2 + state 12 + last 10
+	nameW := max(w-59, 12)
+	head := "   " + screen.Fit("STATUS", 10) + " " + screen.Fit("TABLE", nameW) + " " + screen.Fit("KEY", 12) + screen.FitRight("PENDING", 8) + "  " + screen.Fit("STATE", 12) + screen.Fit("LAST EVENT", 10)
 	lines = append(lines, t.Title.Render(screen.Fit(head, w)))
 	detail := m.detail(rows, w)
 	listH, _ := layout.Split(h-len(lines), len(detail)+1, 5)
@@ -421,7 +467,7 @@ func (m *Model) View(w, h int) string {
 		state := m.stateOf(r)
 		word := Word(r.Status)
 		line := " " + cur + t.StateStyle(word).Render(screen.Fit(word, 10)) + " " + screen.Fit(r.Table.String(), nameW) + " " +
-			screen.Fit(key, 14) + screen.FitRight(pend, 9) + "  " + screen.Fit(state, 12) + screen.Fit(last, 12)
+			screen.Fit(key, 12) + screen.FitRight(pend, 8) + "  " + screen.Fit(state, 12) + screen.Fit(last, 10)
 		if i == m.cursor {
 			line = t.Selected.Render(screen.Fit(stripANSI(line), w))
 		}
@@ -465,6 +511,50 @@ func (m *Model) stateOf(r capture.TableInfo) string {
 	return "–"
 }
 
+// Detail is the selected table, whole.
+func (m *Model) Detail() (string, []string, bool) {
+	r, ok := m.current(m.visible())
+	if !ok {
+		return "", nil, false
+	}
+	key := "– (none)"
+	if len(r.Key) > 0 {
+		key = strings.Join(r.Key, ", ")
+	}
+	text := []string{
+		"status      " + Word(r.Status),
+		"key         " + key,
+		"copy state  " + m.stateOf(r),
+	}
+	if r.Status == capture.Installed || r.Status == capture.Disabled || r.Pending > 0 {
+		text = append(text, "pending     "+screen.Count(r.Pending)+" events not yet applied by the slowest replica",
+			"last event  "+screen.Ago(m.env.Now(), r.Last))
+	}
+	for _, s := range m.states[r.Table.String()] {
+		i := strings.LastIndexByte(s, ':')
+		text = append(text, "replica     "+s[:i]+": "+s[i+1:])
+	}
+	text = append(text, "", m.explain(r))
+	return "table " + r.Table.String(), text, true
+}
+
+func (m *Model) explain(r capture.TableInfo) string {
+	key := strings.Join(r.Key, ", ")
+	switch r.Status {
+	case capture.Installed:
+		return fmt.Sprintf("Captured: every INSERT, UPDATE and DELETE is logged and replayed on each replica. Key: %s (primary key). %s events waiting for the slowest replica.", key, screen.Count(r.Pending))
+	case capture.Missing:
+		return fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. Press i to install it (then copy existing rows with pgreplica sync).", key)
+	case capture.NoKey:
+		return "No primary key (or unique NOT NULL index): UPDATE and DELETE could not be matched on the replica, so it cannot be captured. Add a primary key, or exclude the table in tables.exclude."
+	case capture.Disabled:
+		return "The capture trigger exists but is disabled (ALTER TABLE … DISABLE TRIGGER): changes are NOT being captured. Enable it with ALTER TABLE … ENABLE TRIGGER, or press i to reinstall."
+	case Excluded:
+		return m.whyExcluded(r)
+	}
+	return "Status " + Word(r.Status) + "."
+}
+
 func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 	t := m.env.Theme
 	r, ok := m.current(rows)
@@ -493,6 +583,8 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 		text = fmt.Sprintf("The capture trigger is missing: changes to this table are NOT being replicated. Key: %s. %s", key, fix)
 	case capture.NoKey:
 		text = "No primary key (or unique NOT NULL index): UPDATE and DELETE could not be matched on the replica, so it cannot be captured. Add a primary key, or exclude the table in tables.exclude."
+	case Excluded:
+		text = m.whyExcluded(r)
 	case capture.Disabled:
 		text = "The capture trigger exists but is disabled (ALTER TABLE … DISABLE TRIGGER): changes are NOT being captured. Enable it with ALTER TABLE … ENABLE TRIGGER, or press i to reinstall."
 		if m.env.ReadOnly {
@@ -507,6 +599,16 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 		out = append(out, " "+l)
 	}
 	return out
+}
+
+func (m *Model) whyExcluded(r capture.TableInfo) string {
+	why := "the config does not select it"
+	if cfg := m.env.Config; cfg != nil {
+		if w := cfg.Tables.Why(r.Table.Schema, r.Table.Name); w != "" {
+			why = w
+		}
+	}
+	return "Not replicated: " + why + ". To replicate it, name it in tables.include of the config, then pgreplica add-table " + r.Table.String() + " --sync."
 }
 
 func errorView(m *Model, w, h int) string {

@@ -18,21 +18,51 @@ import (
 type connectStep struct {
 	editing bool
 	field   int
-	inputs  [3]screen.Input
-	report  *CheckReport
-	cfgErr  error
-	wrote   string
+	// inputs are the set name, the origin DSN, then a name and a DSN for
+	// each replica (ctrl+n adds one, ctrl+x removes the focused one).
+	inputs []screen.Input
+	report *CheckReport
+	cfgErr error
+	wrote  string
 }
 
 func (c *connectStep) init(cfg *config.Config, cfgErr error) {
-	c.inputs = [3]screen.Input{{Prompt: "set name  "}, {Prompt: "origin    "}, {Prompt: "replica   "}}
-	c.inputs[0].Value = cfg.Name
-	c.inputs[1].Value = cfg.Origin.DSN
-	if len(cfg.Replicas) > 0 {
-		c.inputs[2].Value = cfg.Replicas[0].DSN
+	c.inputs = []screen.Input{{Prompt: "set name", Value: cfg.Name}, {Prompt: "origin", Value: cfg.Origin.DSN}}
+	for _, r := range cfg.Replicas {
+		c.addReplica(r.Name, r.DSN)
+	}
+	if len(cfg.Replicas) == 0 {
+		c.addReplica("", "")
 	}
 	c.cfgErr = cfgErr
 	c.editing = cfg.Origin.DSN == "" || len(cfg.Replicas) == 0
+	c.field = min(c.field, len(c.inputs)-1)
+}
+
+// addReplica adds the inputs of one more replica, named replica-N unless
+// a name is given.
+func (c *connectStep) addReplica(name, dsn string) {
+	n := (len(c.inputs)-2)/2 + 1
+	if name == "" {
+		name = fmt.Sprintf("replica-%d", n)
+	}
+	c.inputs = append(c.inputs, screen.Input{Prompt: fmt.Sprintf("replica %d name", n), Value: name},
+		screen.Input{Prompt: fmt.Sprintf("replica %d dsn", n), Value: dsn})
+}
+
+// removeReplica removes the replica whose input has focus (one stays).
+func (c *connectStep) removeReplica() bool {
+	if c.field < 2 || len(c.inputs) <= 4 {
+		return false
+	}
+	i := 2 + (c.field-2)/2*2
+	c.inputs = append(c.inputs[:i], c.inputs[i+2:]...)
+	for j := 2; j < len(c.inputs); j += 2 {
+		n := (j-2)/2 + 1
+		c.inputs[j].Prompt, c.inputs[j+1].Prompt = fmt.Sprintf("replica %d name", n), fmt.Sprintf("replica %d dsn", n)
+	}
+	c.field = min(i, len(c.inputs)-2)
+	return true
 }
 
 type checkResult struct {
@@ -92,6 +122,13 @@ func (m *Model) connectKey(msg tea.KeyPressMsg) tea.Cmd {
 			c.field = (c.field + 1) % len(c.inputs)
 		case "shift+tab", "up":
 			c.field = (c.field + len(c.inputs) - 1) % len(c.inputs)
+		case "ctrl+n":
+			c.addReplica("", "")
+			c.field = len(c.inputs) - 2
+		case "ctrl+x":
+			if !c.removeReplica() {
+				return screen.Flash(screen.Info, "move to the replica to remove (one must stay)")
+			}
 		case "esc":
 			if m.cfg.Origin.DSN != "" {
 				c.editing = false
@@ -133,16 +170,24 @@ func (m *Model) saveDSNs() tea.Cmd {
 	if name == "" {
 		name = config.DefaultName
 	}
-	origin, replica := strings.TrimSpace(c.inputs[1].Value), strings.TrimSpace(c.inputs[2].Value)
-	if origin == "" || replica == "" {
-		return screen.Flash(screen.Bad, "enter the origin and the replica DSN (libpq key=value or postgres:// URL)")
+	origin := strings.TrimSpace(c.inputs[1].Value)
+	if origin == "" {
+		c.field = 1
+		return screen.Flash(screen.Bad, "enter the origin DSN (libpq key=value or postgres:// URL)")
 	}
 	next := *m.cfg
 	next.Name, next.Origin.DSN = name, origin
-	if len(next.Replicas) > 0 {
-		next.Replicas = append([]config.Replica{{Name: next.Replicas[0].Name, DSN: replica}}, next.Replicas[1:]...)
-	} else {
-		next.Replicas = []config.Replica{{Name: "replica", DSN: replica}}
+	next.Replicas = nil
+	for i := 2; i+1 < len(c.inputs); i += 2 {
+		rname, dsn := strings.TrimSpace(c.inputs[i].Value), strings.TrimSpace(c.inputs[i+1].Value)
+		if dsn == "" {
+			c.field = i + 1
+			return screen.Flash(screen.Bad, "enter the DSN of "+c.inputs[i+1].Prompt+" (or ctrl+x removes that replica)")
+		}
+		if rname == "" {
+			rname = fmt.Sprintf("replica-%d", (i-2)/2+1)
+		}
+		next.Replicas = append(next.Replicas, config.Replica{Name: rname, DSN: dsn})
 	}
 	if err := next.Validate(); err != nil {
 		return screen.Flash(screen.Bad, strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -166,21 +211,37 @@ func (m *Model) connectView(w, h int) string {
 	c := &m.connect
 	var lines []string
 	if c.editing {
-		lines = append(lines, "Where are the databases? libpq key=value strings or postgres:// URLs;",
-			"passwords are best kept in ~/.pgpass (PG* variables work too).", "")
-		for i := range c.inputs {
-			lines = append(lines, c.inputs[i].View(i == c.field))
+		lines = append(lines, screen.Wrap("Where are the databases? libpq key=value strings or postgres:// URLs; passwords are best kept in ~/.pgpass (PG* variables work too). Name each replica: the name is shown everywhere.", w)...)
+		lines = append(lines, "")
+		labelW := 0
+		for _, in := range c.inputs {
+			labelW = max(labelW, screen.Width(in.Prompt))
 		}
-		lines = append(lines, "", t.Dim.Render("tab next field · enter on the last field saves and checks"))
+		for i := range c.inputs {
+			in := &c.inputs[i]
+			label := screen.Fit(in.Prompt, labelW+1)
+			if i == c.field {
+				lines = append(lines, t.Title.Render(g.Cursor+" "+label)+in.Tail(w-labelW-3, true))
+			} else {
+				lines = append(lines, "  "+label+in.Tail(w-labelW-3, false))
+			}
+		}
+		lines = append(lines, "")
+		lines = append(lines, screen.Wrap("tab/↓ next field · ctrl+n adds a replica · ctrl+x removes the focused one · enter on the last field saves and checks", w)...)
 		if c.cfgErr != nil && !strings.Contains(c.cfgErr.Error(), "no configuration") {
 			lines = append(lines, "", t.Err.Render(g.Cross+" config: "+c.cfgErr.Error()))
 		}
 		return strings.Join(lines, "\n")
 	}
-	lines = append(lines, screen.Fit("origin", 9)+config.Describe(m.cfg.Origin.DSN))
+	labelW := len("origin") + 2
 	for _, r := range m.cfg.Replicas {
-		lines = append(lines, screen.Fit("replica", 9)+config.Describe(r.DSN)+"  ("+r.Name+")")
+		labelW = max(labelW, len(r.Name)+2)
 	}
+	nodes := []string{screen.Fit("origin", labelW) + config.Describe(m.cfg.Origin.DSN)}
+	for _, r := range m.cfg.Replicas {
+		nodes = append(nodes, screen.Fit(r.Name, labelW)+config.Describe(r.DSN))
+	}
+	lines = append(lines, screen.WrapAll(nodes, w)...)
 	lines = append(lines, "")
 	if c.report == nil {
 		lines = append(lines, "Checking connections, versions and privileges… (nothing is changed)")
@@ -188,22 +249,53 @@ func (m *Model) connectView(w, h int) string {
 	}
 	r := c.report
 	cols := columns(r)
-	colW := max((w-6-18)/max(len(cols), 1), 10)
+	colW := max((w-6-18)/max(len(cols), 1), 8)
 	colW = min(colW, 16)
 	head := screen.Fit("", 6) + screen.Fit("CHECK", 18)
 	for _, col := range cols {
-		head += screen.Fit(col, colW)
+		head += screen.Fit(col, colW-1) + " "
 	}
 	lines = append(lines, t.Title.Render(head))
+	// When the whole table and the verdict do not fit, the OK rows fold
+	// into one line (the problems keep their rows).
+	fold := len(lines)+len(r.Results)+3 > h
+	var okNames []string
 	for _, f := range r.Results {
+		if fold && f.Severity == preflight.OK {
+			okNames = append(okNames, f.Check)
+			continue
+		}
 		level := f.Severity.Label()
 		line := t.StateStyle(level).Render(screen.Fit(level, 6)) + screen.Fit(f.Check, 18)
 		for _, v := range f.Values {
-			line += screen.Fit(v, colW)
+			line += screen.Fit(v, colW-1) + " "
 		}
 		lines = append(lines, line)
 	}
-	lines = append(lines, "")
+	if len(okNames) > 0 {
+		for i, l := range screen.Wrap(strings.Join(okNames, " · "), w-6) {
+			if i == 0 {
+				lines = append(lines, t.OK.Render(screen.Fit("OK", 6))+l)
+			} else {
+				lines = append(lines, "      "+l)
+			}
+		}
+	}
+	// The verdict first, then each problem with its fix (the body
+	// scrolls when they do not fit).
+	fails, warns := r.Blocking()
+	sum := fmt.Sprintf("checks took %.1fs · nothing was changed", r.Took.Seconds())
+	if fails > 0 {
+		sum = fmt.Sprintf("%s %d blocking, %d %s", g.Cross, fails, warns, plural(warns, "warning", "warnings")) + " · " + sum
+		for _, l := range screen.Wrap(sum, w) {
+			lines = append(lines, t.Err.Render(l))
+		}
+	} else {
+		lines = append(lines, screen.Wrap(g.Check+" ready · "+sum+" · enter continues", w)...)
+	}
+	if c.wrote != "" {
+		lines = append(lines, screen.Wrap(c.wrote, w)...)
+	}
 	for _, f := range r.Results {
 		if f.Severity == preflight.OK || f.Problem == "" {
 			continue
@@ -213,6 +305,7 @@ func (m *Model) connectView(w, h int) string {
 		if f.Severity == preflight.Fail {
 			st = t.Err
 		}
+		lines = append(lines, "")
 		for i, l := range screen.Wrap(f.Problem, w-len(level)-1) {
 			if i == 0 {
 				l = st.Render(level) + " " + l
@@ -228,17 +321,6 @@ func (m *Model) connectView(w, h int) string {
 				lines = append(lines, "     "+l)
 			}
 		}
-	}
-	fails, warns := r.Blocking()
-	sum := fmt.Sprintf("checks took %.1fs · nothing was changed", r.Took.Seconds())
-	if fails > 0 {
-		sum = t.Err.Render(fmt.Sprintf("%s %d blocking, %d %s", g.Cross, fails, warns, plural(warns, "warning", "warnings"))) + " · " + sum
-	} else {
-		sum = t.OK.Render(g.Check+" ready") + " · " + sum + " · enter continues"
-	}
-	lines = append(lines, sum)
-	if c.wrote != "" {
-		lines = append(lines, c.wrote)
 	}
 	return strings.Join(lines, "\n")
 }

@@ -33,14 +33,36 @@ func (m *Model) smokeKey(msg tea.KeyPressMsg) tea.Cmd {
 	case "esc":
 		return m.back()
 	case "r":
-		return m.startSmoke()
+		return m.askSmoke()
 	case "enter":
 		if m.states[stepSmoke] == done {
 			return m.next()
 		}
-		return m.startSmoke()
+		return m.askSmoke()
 	}
 	return nil
+}
+
+type runSmokeMsg struct{}
+
+// askSmoke confirms the smoke test: it writes to the origin and every
+// replica.
+func (m *Model) askSmoke() tea.Cmd {
+	m.prompt = &screen.Prompt{Level: 2, Title: "Run the smoke test?",
+		Body: []string{
+			"Creates the table public.pgreplica_smoke on the origin and on every replica (" + replicaNames(m) + "), captures it, INSERTs, UPDATEs and DELETEs one row on the origin and waits for each change on every replica. The table is dropped afterwards.",
+			"No other table is touched. Way back: if it is left behind, DROP TABLE public.pgreplica_smoke on each database.",
+		},
+		OnYes: func() tea.Msg { return runSmokeMsg{} }}
+	return nil
+}
+
+func replicaNames(m *Model) string {
+	var n []string
+	for _, r := range m.cfg.Replicas {
+		n = append(n, r.Name)
+	}
+	return strings.Join(n, ", ")
 }
 
 func (m *Model) startSmoke() tea.Cmd {
@@ -82,48 +104,51 @@ func (m *Model) smokeView(w, h int) string {
 	t := m.env.Theme
 	g := t.Glyphs
 	s := &m.smoke
-	lines := screen.Wrap("Creates a test table public.pgreplica_smoke on the origin and every replica, captures it, then INSERTs, UPDATEs and DELETEs a row on the origin and times each change until it is seen on every replica. The table is dropped afterwards.", w)
+	intro := "Creates a test table public.pgreplica_smoke on the origin and every replica, captures it, then INSERTs, UPDATEs and DELETEs a row on the origin and times each change until it is seen on every replica. The table is dropped afterwards."
+	if s.result != nil || m.job != nil || s.err != nil {
+		intro = "An INSERT, UPDATE and DELETE on public.pgreplica_smoke, timed until each is seen on every replica (the table is dropped afterwards)."
+	}
+	lines := screen.Wrap(intro, w)
 	lines = append(lines, "")
 	if s.result == nil && m.job == nil && s.err == nil {
-		lines = append(lines, "enter runs it (an engine runs in this process for the test unless a daemon replays the set).")
+		lines = append(lines, screen.Wrap("enter asks, then runs it (an engine runs in this process for the test unless a daemon replays the set).", w)...)
 		return strings.Join(lines, "\n")
 	}
-	lines = append(lines, t.Title.Render("  "+screen.Fit("CHANGE", 9)+screen.Fit("REPLICA", 16)+"ARRIVED"))
+	// The verdict first, then the changes one by one.
+	switch {
+	case s.err != nil:
+		for _, l := range screen.Wrap(g.Cross+" "+s.err.Error(), w) {
+			lines = append(lines, t.Err.Render(l))
+		}
+		lines = append(lines, "r runs it again (asks)")
+	case s.result != nil && s.result.OK():
+		var worst time.Duration
+		for _, st := range s.result.Steps {
+			worst = max(worst, st.Took)
+		}
+		for _, l := range screen.Wrap(g.Check+fmt.Sprintf(" smoke test passed: every change arrived on every replica (slowest %d ms) · enter continues", worst.Milliseconds()), w) {
+			lines = append(lines, t.OK.Render(l))
+		}
+	case s.result != nil:
+		lines = append(lines, t.Err.Render(g.Cross+" smoke test failed"))
+		lines = append(lines, screen.Wrap("Why: "+s.result.Diagnosis, w)...)
+		if s.result.Cleanup != "" {
+			lines = append(lines, screen.Wrap("Left behind: "+s.result.Cleanup, w)...)
+		}
+		lines = append(lines, screen.Wrap("Try: fix the cause above, then r to run it again.", w)...)
+	case m.job != nil && len(s.says) > 0:
+		lines = append(lines, t.Dim.Render(screen.Fit(s.says[len(s.says)-1]+"…", w)))
+	}
+	if s.result != nil && s.result.OK() && s.result.Cleanup != "" {
+		lines = append(lines, screen.Wrap("Note: "+s.result.Cleanup, w)...)
+	}
+	lines = append(lines, "", t.Title.Render("  "+screen.Fit("CHANGE", 9)+screen.Fit("REPLICA", 16)+"ARRIVED"))
 	for _, st := range s.steps {
 		if st.OK() {
 			lines = append(lines, t.OK.Render(g.Check)+" "+screen.Fit(st.Op, 9)+screen.Fit(st.Replica, 16)+fmt.Sprintf("%d ms", st.Took.Milliseconds()))
 		} else {
 			lines = append(lines, t.Err.Render(g.Cross)+" "+screen.Fit(st.Op, 9)+screen.Fit(st.Replica, 16)+t.Err.Render(st.Err))
 		}
-	}
-	if m.job != nil && len(s.says) > 0 {
-		lines = append(lines, "", t.Dim.Render(s.says[len(s.says)-1]+"…"))
-	}
-	lines = append(lines, "")
-	switch {
-	case s.err != nil:
-		for _, l := range screen.Wrap(g.Cross+" "+s.err.Error(), w) {
-			lines = append(lines, t.Err.Render(l))
-		}
-		lines = append(lines, "r runs it again")
-	case s.result != nil && s.result.OK():
-		var worst time.Duration
-		for _, st := range s.result.Steps {
-			worst = max(worst, st.Took)
-		}
-		lines = append(lines, t.OK.Render(g.Check+fmt.Sprintf(" smoke test passed: every change arrived on every replica (slowest %d ms)", worst.Milliseconds())), "", "enter continues")
-	case s.result != nil:
-		lines = append(lines, t.Err.Render(g.Cross+" smoke test failed"))
-		for _, l := range screen.Wrap("Why: "+s.result.Diagnosis, w) {
-			lines = append(lines, l)
-		}
-		if s.result.Cleanup != "" {
-			lines = append(lines, screen.Wrap("Left behind: "+s.result.Cleanup, w)...)
-		}
-		lines = append(lines, "Try: fix the cause above, then r to run it again.")
-	}
-	if s.result != nil && s.result.OK() && s.result.Cleanup != "" {
-		lines = append(lines, screen.Wrap("Note: "+s.result.Cleanup, w)...)
 	}
 	return strings.Join(lines, "\n")
 }

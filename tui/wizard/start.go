@@ -65,32 +65,40 @@ func (m *Model) startView(w, h int) string {
 	t := m.env.Theme
 	g := t.Glyphs
 	s := &m.start
-	lines := []string{
-		screen.Fit("config", 10) + m.absConfig(),
-		screen.Fit("capture", 10) + fmt.Sprintf("%d tables", len(m.pick.confirmed)),
-		screen.Fit("replicas", 10) + fmt.Sprint(len(m.cfg.Replicas)),
-		"",
-		"How should the replay engine run?",
+	var names []string
+	for _, r := range m.cfg.Replicas {
+		names = append(names, r.Name)
 	}
+	lines := screen.WrapAll([]string{
+		"config    " + m.absConfig(),
+		"capture   " + fmt.Sprintf("%d tables", len(m.pick.confirmed)),
+		"replicas  " + strings.Join(names, ", "),
+	}, w)
+	lines = append(lines, "", "How should the replay engine run?")
 	for i, c := range startChoices {
 		cur := "  "
 		if i == s.choice {
 			cur = g.Cursor + " "
 		}
-		line := cur + screen.Fit(c.name, 14) + c.desc
-		if i == s.choice {
-			line = t.Selected.Render(screen.Fit(line, w))
+		for j, l := range screen.Wrap(c.desc, w-16) {
+			line := strings.Repeat(" ", 16) + l
+			if j == 0 {
+				line = cur + screen.Fit(c.name, 14) + l
+			}
+			if i == s.choice {
+				line = t.Selected.Render(screen.Fit(line, w))
+			}
+			lines = append(lines, line)
 		}
-		lines = append(lines, line)
 	}
 	lines = append(lines, "")
 	if s.wrote != "" {
-		lines = append(lines, t.OK.Render(g.Check+" wrote "+s.wrote), "Install it as root (it runs as user pgreplica, who must be able to read the config):",
+		lines = append(lines, screen.WrapAll([]string{t.OK.Render(g.Check + " wrote " + s.wrote), "Install it as root (it runs as user pgreplica, who must be able to read the config):",
 			"  useradd --system --home /var/lib/pgreplica pgreplica",
-			"  cp "+s.wrote+" /etc/systemd/system/ && systemctl daemon-reload",
-			"  systemctl enable --now pgreplica", "Then `pgreplica tui` attaches to it when control.socket is set.")
+			"  cp " + s.wrote + " /etc/systemd/system/ && systemctl daemon-reload",
+			"  systemctl enable --now pgreplica", "Then `pgreplica tui` attaches to it when control.socket is set."}, w)...)
 	} else {
-		lines = append(lines, "unit preview (v shows it): ExecStart="+m.deps.Binary+" --config "+m.absConfig()+" run --daemon")
+		lines = append(lines, screen.Wrap("unit preview (v shows it): ExecStart="+m.deps.Binary+" --config "+m.absConfig()+" run --daemon", w)...)
 	}
 	return strings.Join(lines, "\n")
 }

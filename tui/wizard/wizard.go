@@ -45,6 +45,14 @@ type Deps struct {
 	EngineLog *slog.Logger
 	// SmokeTimeout bounds each smoke test change (default 10s).
 	SmokeTimeout time.Duration
+	// ReplicaRows estimates the rows each replica holds in tables (per
+	// replica name; a table the replica lacks is absent): what the copy
+	// replaces, for its confirmation. nil: the confirmation cannot count.
+	ReplicaRows func(ctx context.Context, cfg *config.Config, tables []pg.Table) (map[string]map[pg.Table]int64, error)
+	// CreateTables creates on each replica the tables it lacks, from the
+	// origin's definitions (the sync --schema path), reporting one line
+	// per thing done. nil: the wizard cannot create them.
+	CreateTables func(ctx context.Context, cfg *config.Config, tables []pg.Table, report func(string)) error
 }
 
 // The steps.
@@ -87,6 +95,10 @@ type Model struct {
 	sqlView  bool
 	sqlTop   int
 	lastW    int
+	// bodyTop scrolls a step body taller than the window (pgdn/pgup);
+	// overflow says whether the last frame was.
+	bodyTop  int
+	overflow bool
 
 	connect connectStep
 	backup  backupStep
@@ -101,7 +113,7 @@ type Model struct {
 }
 
 type keys struct {
-	Next, Back, Rerun, Edit, ViewSQL, Skip, Toggle, All, None, Filter, Up, Down key.Binding
+	Next, Back, Rerun, Edit, ViewSQL, Skip, Create, Toggle, All, None, Filter, Up, Down key.Binding
 }
 
 func newKeys() keys {
@@ -111,7 +123,8 @@ func newKeys() keys {
 		Rerun:   key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "re-run")),
 		Edit:    key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "edit DSNs")),
 		ViewSQL: key.NewBinding(key.WithKeys("v"), key.WithHelp("v", "view SQL / unit")),
-		Skip:    key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "skip…")),
+		Skip:    key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "skip "+screen.Asks)),
+		Create:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "create missing tables on the replicas "+screen.Asks)),
 		Toggle:  key.NewBinding(key.WithKeys("space"), key.WithHelp("space", "toggle")),
 		All:     key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "all")),
 		None:    key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "none")),
@@ -199,6 +212,12 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 		return m, screen.Flash(screen.Warning, "initial copy skipped")
 	case runInstallMsg:
 		return m, m.startInstall()
+	case runCopyMsg:
+		return m, m.startCopy()
+	case runSmokeMsg:
+		return m, m.startSmoke()
+	case runCreateMsg:
+		return m, m.startCreate()
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
@@ -235,6 +254,16 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 			m.sqlTop = 0
 		}
 		return m, nil
+	}
+	if m.overflow {
+		switch msg.String() {
+		case "pgdown", "ctrl+f":
+			m.bodyTop += 5
+			return m, nil
+		case "pgup", "ctrl+b":
+			m.bodyTop = max(m.bodyTop-5, 0)
+			return m, nil
+		}
 	}
 	switch m.cur {
 	case stepConnect:
@@ -275,6 +304,7 @@ func (m *Model) next() tea.Cmd {
 
 // enter prepares the current step.
 func (m *Model) enter() tea.Cmd {
+	m.bodyTop = 0
 	switch m.cur {
 	case stepBackup:
 		m.backup.prepare(m)
@@ -292,6 +322,10 @@ func (m *Model) event(ev any) {
 	switch m.cur {
 	case stepBackup:
 		m.backup.event(ev)
+	case stepPick:
+		if s, ok := ev.(string); ok {
+			m.pick.createLines = append(m.pick.createLines, s)
+		}
 	case stepInstall:
 		if s, ok := ev.(string); ok {
 			m.install.lines = append(m.install.lines, s)
@@ -309,6 +343,10 @@ func (m *Model) finished(res any, err error) tea.Cmd {
 		return m.checked(r)
 	case tablesResult:
 		return m.tablesLoaded(r, err)
+	case replicaRowsResult:
+		return m.askCopy(r, err)
+	case createdResult:
+		return m.tablesCreated(err)
 	}
 	switch m.cur {
 	case stepBackup:
@@ -357,7 +395,7 @@ func (m *Model) View(w, h int) string {
 		if m.job != nil {
 			title += "   " + t.Warn.Render(g.Spinner[m.spin%len(g.Spinner)]) + " " + screen.Clock(time.Since(m.jobStart))
 		}
-		panel = title + "\n\n" + m.stepView(pw, h-2)
+		panel = title + "\n\n" + m.scrolled(m.stepView(pw, h-2), pw, h-2)
 	}
 	pl := strings.Split(screen.Block(panel, pw, h), "\n")
 	ll := strings.Split(screen.Block(strings.Join(left, "\n"), layout.StepListWidth, h), "\n")
@@ -370,6 +408,27 @@ func (m *Model) View(w, h int) string {
 		return screen.Overlay(body, m.prompt.View(t, w-6), w, h)
 	}
 	return body
+}
+
+// scrolled fits a step body into h lines: a taller one shows from bodyTop
+// with a last line saying how to see the rest, so no hint is out of reach.
+func (m *Model) scrolled(body string, w, h int) string {
+	lines := strings.Split(body, "\n")
+	if len(lines) <= h || h < 3 {
+		m.overflow, m.bodyTop = false, 0
+		return body
+	}
+	m.overflow = true
+	page := h - 1
+	m.bodyTop = min(m.bodyTop, len(lines)-page)
+	end := m.bodyTop + page
+	out := append([]string(nil), lines[m.bodyTop:end]...)
+	more := fmt.Sprintf("lines %d-%d of %d · pgdn/pgup (ctrl+f/b) scroll", m.bodyTop+1, end, len(lines))
+	if end < len(lines) {
+		more = "↓ " + more
+	}
+	out = append(out, m.env.Theme.Dim.Render(screen.Fit(more, w)))
+	return strings.Join(out, "\n")
 }
 
 func (m *Model) stepView(w, h int) string {
@@ -421,7 +480,7 @@ func (m *Model) ShortHelp() []key.Binding {
 	switch m.cur {
 	case stepConnect:
 		if m.connect.editing {
-			return []key.Binding{withHelp(k.Next, "tab", "next field"), withHelp(k.Next, "enter", "save + check"), withHelp(k.Back, "esc", "cancel")}
+			return []key.Binding{withHelp(k.Next, "tab", "next field"), withHelp(k.Next, "enter", "save + check"), withHelp(k.Next, "ctrl+n", "add replica"), withHelp(k.Back, "esc", "cancel")}
 		}
 		return []key.Binding{m.nextHelp(), k.Rerun, k.Edit}
 	case stepBackup:
@@ -430,13 +489,17 @@ func (m *Model) ShortHelp() []key.Binding {
 		}
 		return []key.Binding{m.nextHelp(), withHelp(k.Edit, "e", "file name"), k.Skip, k.Back}
 	case stepPick:
-		return []key.Binding{k.Toggle, k.All, k.None, k.Filter, withHelp(k.Next, "enter", "confirm"), k.Back}
+		keys := []key.Binding{withHelp(k.Next, "enter", "confirm"), k.Toggle}
+		if m.pick.missing() > 0 && m.deps.CreateTables != nil {
+			keys = append(keys, withHelp(k.Create, "c", "create missing "+screen.Asks))
+		}
+		return append(keys, k.All, k.None, k.Filter, k.Back)
 	case stepInstall:
 		return []key.Binding{m.nextHelp(), k.ViewSQL, k.Back}
 	case stepCopy:
 		return []key.Binding{m.nextHelp(), k.Skip, k.Back}
 	case stepSmoke:
-		return []key.Binding{m.nextHelp(), k.Rerun, k.Back}
+		return []key.Binding{m.nextHelp(), withHelp(k.Rerun, "r", "run again "+screen.Asks), k.Back}
 	case stepStart:
 		return []key.Binding{k.Up, withHelp(k.Next, "enter", "run"), withHelp(k.ViewSQL, "v", "view unit"), k.Back}
 	}
@@ -447,7 +510,7 @@ func (m *Model) nextHelp() key.Binding {
 	if m.states[m.cur] == done {
 		return withHelp(m.keys.Next, "enter", "next")
 	}
-	return withHelp(m.keys.Next, "enter", "run…")
+	return withHelp(m.keys.Next, "enter", "run "+screen.Asks)
 }
 
 func withHelp(b key.Binding, k, desc string) key.Binding {
@@ -460,7 +523,14 @@ func (m *Model) Help() []screen.HelpGroup {
 	k := m.keys
 	return []screen.HelpGroup{
 		{Title: "WIZARD", Keys: []key.Binding{k.Next, k.Back, k.Rerun, k.Edit, k.ViewSQL, k.Skip}},
-		{Title: "PICK TABLES", Keys: []key.Binding{k.Up, k.Toggle, k.All, k.None, k.Filter}},
+		{Title: "PICK TABLES", Keys: []key.Binding{k.Up, k.Toggle, k.All, k.None, k.Filter, k.Create}},
+		{Title: "FORMS AND SCROLLING", Keys: []key.Binding{
+			key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab/↓", "next field (shift+tab/↑ back)")),
+			key.NewBinding(key.WithKeys("ctrl+n"), key.WithHelp("ctrl+n", "add a replica (step 1)")),
+			key.NewBinding(key.WithKeys("ctrl+x"), key.WithHelp("ctrl+x", "remove the focused replica")),
+			key.NewBinding(key.WithKeys("ctrl+u"), key.WithHelp("ctrl+u", "clear the field")),
+			key.NewBinding(key.WithKeys("pgdown"), key.WithHelp("pgdn/pgup", "scroll a step taller than the window (ctrl+f/b)")),
+		}},
 	}
 }
 

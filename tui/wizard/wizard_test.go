@@ -13,6 +13,9 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/capture"
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
 	"pgreplica/core/pgtest"
@@ -48,6 +51,11 @@ func press(s string) tea.KeyPressMsg {
 		return tea.KeyPressMsg{Code: tea.KeyTab}
 	case "space":
 		return tea.KeyPressMsg{Code: tea.KeySpace, Text: " "}
+	case "pgdown":
+		return tea.KeyPressMsg{Code: tea.KeyPgDown}
+	}
+	if k, ok := strings.CutPrefix(s, "ctrl+"); ok {
+		return tea.KeyPressMsg{Code: []rune(k)[0], Mod: tea.ModCtrl}
 	}
 	return tea.KeyPressMsg{Code: []rune(s)[0], Text: s}
 }
@@ -156,17 +164,15 @@ func TestChecksReportServerDownAndNoPrimaryKey(t *testing.T) {
 	}
 }
 
+// TestWizardFlowToSmokeTest starts from an empty replica database: the
+// pick step creates the tables there (after showing the plan and asking),
+// and every writing step asks first; enter alone confirms none.
 func TestWizardFlowToSmokeTest(t *testing.T) {
 	ctx := context.Background()
 	pair := shared.Get(t)
 	o, r := pair.DBs(t)
-	for _, c := range []struct {
-		cl  *pgtest.Cluster
-		dsn string
-	}{{pair.Origin, o}, {pair.Replica, r}} {
-		if err := c.cl.Exec(ctx, dbName(c.dsn), `CREATE TABLE items (id int PRIMARY KEY, name text); CREATE TABLE "Odd ""Name""" (k text PRIMARY KEY); CREATE TABLE nokey (a int)`); err != nil {
-			t.Fatal(err)
-		}
+	if err := pair.Origin.Exec(ctx, dbName(o), `CREATE TABLE items (id int PRIMARY KEY, name text); CREATE TABLE "Odd ""Name""" (k text PRIMARY KEY); CREATE TABLE nokey (a int)`); err != nil {
+		t.Fatal(err)
 	}
 	if err := pair.Origin.Exec(ctx, dbName(o), `INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 300) i; INSERT INTO "Odd ""Name""" VALUES ('a'), ('b')`); err != nil {
 		t.Fatal(err)
@@ -176,6 +182,10 @@ func TestWizardFlowToSmokeTest(t *testing.T) {
 	*cfg = config.Default()
 	env := newEnv(cfg)
 	m := New(env, cfg, Deps{ConfigPath: filepath.Join(dir, "pgreplica.yaml"), Binary: "/usr/local/bin/pgreplica", BackupDir: dir,
+		CreateTables: tablecopy.CreateMissing,
+		ReplicaRows: func(ctx context.Context, cfg *config.Config, tables []pg.Table) (map[string]map[pg.Table]int64, error) {
+			return capture.ReplicaRows(ctx, cfg, tables, "test")
+		},
 		Copy: func(ctx context.Context, cfg *config.Config, tables []pg.Table, progress func(CopyProgress)) error {
 			return tablecopy.Sync(ctx, cfg, tablecopy.Options{Tables: tables}, func(p tablecopy.Progress) {
 				progress(CopyProgress{Replica: p.Replica, Table: p.Table, Rows: p.Rows, TotalRows: p.TotalRows, Done: p.Done})
@@ -190,9 +200,19 @@ func TestWizardFlowToSmokeTest(t *testing.T) {
 	typeText(t, m, "flow")
 	send(t, m, "tab")
 	typeText(t, m, o)
+	// A long DSN scrolls to its end, where typing goes, in the focused
+	// field (marked).
+	if out := ansi.Strip(m.View(80, 17)); !strings.Contains(out, "▸ origin") || !strings.Contains(out, dbName(o)+" sslmode=disable█") {
+		t.Errorf("the focused DSN field does not show its end:\n%s", out)
+	}
+	send(t, m, "tab", "ctrl+u")
+	typeText(t, m, "reporting")
 	send(t, m, "tab")
 	typeText(t, m, r)
 	send(t, m, "enter")
+	if len(m.cfg.Replicas) != 1 || m.cfg.Replicas[0].Name != "reporting" {
+		t.Fatalf("replica not named by the operator: %+v", m.cfg.Replicas)
+	}
 	if m.states[stepConnect] != done {
 		t.Fatalf("checks did not pass:\n%s", view(m))
 	}
@@ -239,6 +259,33 @@ func TestWizardFlowToSmokeTest(t *testing.T) {
 	if !strings.Contains(view(m), "NO PK") {
 		t.Errorf("pick view:\n%s", view(m))
 	}
+	// The replica is empty: nothing can be picked until the tables exist
+	// there; enter says how to create them.
+	send(t, m, "enter")
+	if m.cur != stepPick || !strings.Contains(m.lastFlash, "c creates them") {
+		t.Fatalf("enter with every table missing on the replica: step %d, flash %q", m.cur+1, m.lastFlash)
+	}
+	golden(t, "pick-missing-80x17", ansi.Strip(m.View(80, 17)))
+	send(t, m, "c")
+	if m.prompt == nil || !strings.Contains(strings.Join(m.prompt.Body, " "), `CREATE TABLE public."Odd ""Name""", public.items`) {
+		t.Fatalf("c shows no plan: %+v", m.prompt)
+	}
+	send(t, m, "enter")
+	if m.prompt != nil || hasTable(t, pair.Replica, r, "items") {
+		t.Fatal("enter alone created the tables")
+	}
+	send(t, m, "c", "y")
+	if !hasTable(t, pair.Replica, r, "items") || !hasTable(t, pair.Replica, r, `Odd "Name"`) || hasTable(t, pair.Replica, r, "nokey") {
+		t.Fatalf("tables not created on the replica: %v\n%s", m.pick.createErr, view(m))
+	}
+	if got := len(m.pick.selected()); got != 2 {
+		t.Fatalf("created tables are not selected: %d selected\n%s", got, view(m))
+	}
+	// The replica holds rows of its own: the copy names them and wants
+	// the replica's name typed.
+	if err := pair.Replica.Exec(ctx, dbName(r), `INSERT INTO items VALUES (1001, 'stale'), (1002, 'stale'), (1003, 'stale')`); err != nil {
+		t.Fatal(err)
+	}
 	send(t, m, "enter")
 
 	// Install: enter alone does not confirm; y does.
@@ -253,11 +300,30 @@ func TestWizardFlowToSmokeTest(t *testing.T) {
 	if m.states[stepInstall] != done {
 		t.Fatalf("install: %v", m.install.err)
 	}
-	send(t, m, "enter", "enter") // copy
+	send(t, m, "enter", "enter") // to the copy; its confirmation
+	rname := m.cfg.Replicas[0].Name
+	if m.prompt == nil || m.prompt.Level != 3 || m.prompt.Expect != rname ||
+		!strings.Contains(strings.Join(m.prompt.Body, " "), "replica "+rname+": ~3 rows are DELETED") {
+		t.Fatalf("copy prompt: %+v", m.prompt)
+	}
+	send(t, m, "enter")
+	if m.states[stepCopy] == done || m.prompt == nil {
+		t.Fatal("enter alone confirmed the copy")
+	}
+	typeText(t, m, rname)
+	send(t, m, "enter")
 	if m.states[stepCopy] != done {
 		t.Fatalf("copy: %v\n%s", m.copy.err, view(m))
 	}
-	send(t, m, "enter", "enter") // smoke
+	send(t, m, "enter", "enter") // to the smoke test: it asks
+	if m.prompt == nil || !strings.Contains(m.prompt.Title, "smoke test") {
+		t.Fatal("the smoke test does not ask")
+	}
+	send(t, m, "enter")
+	if m.prompt != nil || m.states[stepSmoke] == done || len(m.smoke.steps) > 0 {
+		t.Fatal("enter alone ran the smoke test")
+	}
+	send(t, m, "enter", "y")
 	if m.states[stepSmoke] != done {
 		t.Fatalf("smoke:\n%s", view(m))
 	}
@@ -302,6 +368,20 @@ func TestSmokeTimeoutView(t *testing.T) {
 			t.Errorf("lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+func hasTable(t *testing.T, c *pgtest.Cluster, dsn, name string) bool {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var ok bool
+	if err := conn.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", pg.Table{Schema: "public", Name: name}.Ident()).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }
 
 func dbName(dsn string) string {
