@@ -72,6 +72,23 @@ func NewApp(o AppOptions) *Model {
 	}
 	tab := tables.New(env, deps)
 	mon := monitor.New(env, src.Startable())
+	mdeps := monitor.Deps{
+		Why: func(ctx context.Context, replica string) (replay.Diagnosis, error) {
+			return replay.Diagnose(ctx, cfg, replica, cfg.Batch.MaxEvents)
+		},
+		Skip: func(ctx context.Context, replica string, id int64, by string) error {
+			s, err := replay.ReadEvent(ctx, cfg, replica, id)
+			if err != nil {
+				return err
+			}
+			s.By, s.Reason = by, "skipped in the TUI"
+			return replay.Skip(ctx, cfg, s)
+		},
+	}
+	if r, ok := src.(source.Retrier); ok {
+		mdeps.Retry = r.Retry
+	}
+	mon.SetDeps(mdeps)
 	con := conflicts.New(env, conflicts.Deps{
 		Read: func(ctx context.Context) ([]conflicts.Conflict, []error) { return conflict.List(ctx, cfg, "", "tui") },
 		Row: func(ctx context.Context, c conflicts.Conflict) (map[string]string, error) {

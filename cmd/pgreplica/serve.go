@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -186,6 +187,19 @@ func (l *localEngine) Status(context.Context) (control.Status, error) {
 		return control.Status{}, errors.New("the engine is not started yet")
 	}
 	return control.Status{Set: l.set, PID: os.Getpid(), Started: l.eng.Started(), Replicas: l.eng.Status()}, nil
+}
+
+// Retry makes replica try again now, as the control endpoint does.
+func (l *localEngine) Retry(_ context.Context, replica string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.eng == nil {
+		return errors.New("the engine is not started yet")
+	}
+	if !l.eng.Retry(replica) {
+		return fmt.Errorf("no replica %s in the engine", replica)
+	}
+	return nil
 }
 
 // Logs waits up to 10s for a record newer than since, as the control

@@ -51,10 +51,13 @@ type Model struct {
 	hist   map[string]*series
 	cursor int
 	paused bool
+	deps   Deps
+	why    map[string]whyMsg // the last diagnosis of each replica
+	prompt *screen.Prompt
 }
 
 type keys struct {
-	Engine, Detail, Scope, Unscope, Pause key.Binding
+	Engine, Detail, Scope, Unscope, Pause, Skip, Retry key.Binding
 }
 
 // New makes the screen. startable says whether the engine runs here.
@@ -66,15 +69,16 @@ func New(env *screen.Env, startable bool) *Model {
 		Unscope: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "log of all replicas")),
 		Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause updates")),
 	}
+	k.Skip, k.Retry = actionKeys() // on with SetDeps
 	k.Engine.SetEnabled(startable && !env.ReadOnly)
-	return &Model{env: env, keys: k, Pane: logpane.New(env.Theme), hist: map[string]*series{}}
+	return &Model{env: env, keys: k, Pane: logpane.New(env.Theme), hist: map[string]*series{}, why: map[string]whyMsg{}}
 }
 
 // Init does nothing: data comes from the root's polling.
 func (m *Model) Init() tea.Cmd { return nil }
 
-// Capturing is true while the log search has the keyboard.
-func (m *Model) Capturing() bool { return m.Pane.Searching() }
+// Capturing is true while the log search or a prompt has the keyboard.
+func (m *Model) Capturing() bool { return m.Pane.Searching() || m.prompt != nil }
 
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
@@ -97,6 +101,8 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 		}
 	case screen.LogMsg:
 		m.Pane.Add(msg.Records)
+	case whyMsg:
+		return m, m.gotWhy(msg)
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
@@ -153,6 +159,9 @@ func appendCapped(v []float64, x float64) []float64 {
 }
 
 func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
+	if m.prompt != nil {
+		return m, screen.KeyToPrompt(&m.prompt, msg)
+	}
 	if m.Pane.Searching() {
 		_, cmd := m.Pane.Update(msg, false)
 		return m, cmd
@@ -168,7 +177,20 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 		return m, func() tea.Msg { return screen.EngineMsg{Start: start} }
 	case key.Matches(msg, m.keys.Detail):
 		if m.cursor < len(rows) {
+			if needsWhy(rows[m.cursor]) {
+				return m, tea.Batch(screen.OpenDetail, m.fetchWhy(rows[m.cursor].Name, false))
+			}
 			return m, screen.OpenDetail
+		}
+		return m, nil
+	case key.Matches(msg, m.keys.Skip):
+		if m.cursor < len(rows) {
+			return m, m.fetchWhy(rows[m.cursor].Name, true)
+		}
+		return m, nil
+	case key.Matches(msg, m.keys.Retry):
+		if m.cursor < len(rows) {
+			return m, m.retry(rows[m.cursor].Name)
 		}
 		return m, nil
 	case key.Matches(msg, m.keys.Scope):
@@ -311,7 +333,11 @@ func (m *Model) View(w, h int) string {
 		}
 		paneH = h - len(lines)
 	}
-	return screen.Block(strings.Join(lines, "\n"), w, h-paneH) + "\n" + m.Pane.View(w, paneH)
+	body := screen.Block(strings.Join(lines, "\n"), w, h-paneH) + "\n" + m.Pane.View(w, paneH)
+	if m.prompt != nil {
+		return screen.Overlay(body, m.prompt.View(t, w-4), w, h)
+	}
+	return body
 }
 
 // banner is an error wrapped to as many lines as it needs.
@@ -359,6 +385,11 @@ func (m *Model) Detail() (string, []string, bool) {
 	}
 	if dsn := m.dsnOf(r.Name); dsn != "" {
 		text = append(text, "dsn         "+dsn)
+	}
+	if w, ok := m.why[r.Name]; ok {
+		text = append(text, whyLines(w)...)
+	} else if needsWhy(r) && m.deps.Why != nil {
+		text = append(text, "", "why: looking for the event it refuses…")
 	}
 	if r.State.Problem() {
 		text = append(text, "", "Try: pgreplica -c <config> check · the Log tab (4) shows this replica's records with l here")
@@ -409,7 +440,7 @@ func (m *Model) ShortHelp() []key.Binding {
 // Help is the overlay's part.
 func (m *Model) Help() []screen.HelpGroup {
 	return []screen.HelpGroup{
-		{Title: "MONITOR", Keys: []key.Binding{screen.Up, m.keys.Detail, m.keys.Scope, m.keys.Unscope, m.keys.Pause, m.keys.Engine}},
+		{Title: "MONITOR", Keys: []key.Binding{screen.Up, m.keys.Detail, m.keys.Scope, m.keys.Unscope, m.keys.Pause, m.keys.Engine, m.keys.Skip, m.keys.Retry}},
 		m.Pane.HelpGroup(),
 	}
 }

@@ -5,9 +5,11 @@
 package screen
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"os/user"
+	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -70,17 +72,34 @@ func (e *Env) Audit(action string, args ...any) {
 		e.Log.Info(action, args...)
 		return
 	}
+	args = append(args, "user", localUser())
+	if ssh := os.Getenv("SSH_CONNECTION"); ssh != "" {
+		args = append(args, "ssh", ssh)
+	}
+	e.Log.Info(action, args...)
+}
+
+// Operator names who acts in this TUI, for what the databases record (a
+// skipped event): the SSH user and key, or the local user.
+func (e *Env) Operator() string {
+	if w := e.Who; w != nil {
+		return fmt.Sprintf("%s (ssh %s, key %s)", w.User, w.Remote, w.Key)
+	}
+	who := localUser() + " (tui)"
+	if ssh := os.Getenv("SSH_CONNECTION"); ssh != "" {
+		who += " from " + strings.Fields(ssh)[0]
+	}
+	return who
+}
+
+func localUser() string {
 	who := os.Getenv("USER")
 	if who == "" {
 		if u, err := user.Current(); err == nil {
 			who = u.Username
 		}
 	}
-	args = append(args, "user", who)
-	if ssh := os.Getenv("SSH_CONNECTION"); ssh != "" {
-		args = append(args, "ssh", ssh)
-	}
-	e.Log.Info(action, args...)
+	return who
 }
 
 // Level says how a flash line reads.
