@@ -116,3 +116,52 @@ func TestCLITablesShowsSequences(t *testing.T) {
 		t.Fatalf("tables --json: %v %s", err, out)
 	}
 }
+
+// A duplicate key stops the replica: why names the event and key, skip
+// moves past it (recorded in pgreplica.skipped) and the rest applies; once
+// the operator removed the replica's own row, reapply brings the replica
+// equal, as verify says.
+func TestCLIDuplicateKeyWhySkipReapply(t *testing.T) {
+	cfg, origin, replica := dbs(t, `CREATE TABLE orders (id int PRIMARY KEY, note text)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatalf("install: %s", errOut)
+	}
+	execSQL(t, replica, `INSERT INTO orders VALUES (7, 'made on the replica')`)
+	execSQL(t, origin, `INSERT INTO orders VALUES (7, 'from the origin')`)
+	execSQL(t, origin, `INSERT INTO orders VALUES (8, 'after it')`)
+	if _, _, code := cli(t, "", "-c", cfg, "replicate", "--once"); code != exitErr {
+		t.Fatalf("replicate over a duplicate key exited %d", code)
+	}
+	out, _, _ := cli(t, "", "-c", cfg, "why", "--replica", "r1", "--json")
+	var why struct {
+		Replicas []struct {
+			Failing *struct {
+				ID  int64           `json:"id"`
+				Key json.RawMessage `json:"key"`
+			} `json:"failing_event"`
+		} `json:"replicas"`
+	}
+	if err := json.Unmarshal([]byte(out), &why); err != nil || len(why.Replicas) != 1 || why.Replicas[0].Failing == nil || strings.Join(strings.Fields(string(why.Replicas[0].Failing.Key)), "") != `{"id":7}` {
+		t.Fatalf("why --json: %v\n%s", err, out)
+	}
+	id := why.Replicas[0].Failing.ID
+	if _, errOut, code := cli(t, "", "-c", cfg, "skip", "--replica", "r1", "--event", fmt.Sprint(id), "--reason", "replica row kept", "--yes"); code != 0 {
+		t.Fatalf("skip: %d %s", code, errOut)
+	}
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate", "--once"); code != 0 {
+		t.Fatalf("replicate after skip: %d %s", code, errOut)
+	}
+	if got := queryText(t, replica, `SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM orders`); got != "7:made on the replica,8:after it" {
+		t.Fatalf("replica after skip: %q", got)
+	}
+	if got := queryText(t, replica, `SELECT op::text || ' ' || reason FROM pgreplica.skipped WHERE event_id = `+fmt.Sprint(id)); got != "I replica row kept" {
+		t.Fatalf("pgreplica.skipped: %q", got)
+	}
+	execSQL(t, replica, `DELETE FROM orders WHERE id = 7`)
+	if out, errOut, code := cli(t, "", "-c", cfg, "reapply", "--replica", "r1", "--event", fmt.Sprint(id)); code != 0 {
+		t.Fatalf("reapply: %d %q %q", code, out, errOut)
+	}
+	if out, errOut, code := cli(t, "", "-c", cfg, "verify"); code != 0 {
+		t.Fatalf("verify after reapply: %d\n%s\n%s", code, out, errOut)
+	}
+}

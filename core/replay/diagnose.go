@@ -46,7 +46,8 @@ type FailingEvent struct {
 	Behind    int64  // pending events after it
 }
 
-var opWords = map[byte]string{'I': "INSERT", 'U': "UPDATE", 'D': "DELETE", 'T': "TRUNCATE"}
+// opWords names an event's operation for the operator.
+var opWords = map[byte]string{'I': "INSERT", 'U': "UPDATE", 'D': "DELETE", 'T': "TRUNCATE", 'E': "script (execute)", 'Q': "sequence sample"}
 
 // Diagnose reads the replica's position and what is pending for it on the
 // origin, then applies the pending events (at most limit) in order, in a

@@ -26,9 +26,12 @@ type Skipped struct {
 
 // Describe is the event in one line for the operator.
 func (s Skipped) Describe() string {
-	op := map[string]string{"I": "INSERT into", "U": "UPDATE of", "D": "DELETE from", "T": "TRUNCATE of", "E": "script (execute)", "Q": "sequence sample"}[s.Op]
+	op := ""
+	if s.Op != "" {
+		op = opWords[s.Op[0]]
+	}
 	what := fmt.Sprintf("event %d (txid %d): %s", s.EventID, s.Txid, op)
-	if s.Op != "E" {
+	if s.Op != "E" && s.Op != "Q" {
 		what += " " + s.Table.String()
 	}
 	if s.Key != "" {
