@@ -35,6 +35,7 @@ type applier struct {
 	meta    map[pg.Table]*tableMeta
 	mode    ApplyMode
 
+	noCopies     bool  // the last batch found no table being copied
 	fallbacks    int   // batches replayed event by event after the set-based apply failed
 	lastFallback error // why, for the log
 }
@@ -273,19 +274,142 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 // applyIn is applyBatch on a session: inside the caller's transaction
 // (a pgx.Tx), or beginning and committing its own (ownTx).
 //
+// The first statement moves the position from old to next, and fails the
+// transaction (errPositionMoved) unless the stored position is still old:
+// it takes the position's row lock, so a concurrent applier waits there,
+// before any event is applied, and then finds the position moved and
+// re-reads it instead of applying the same events again. The same
+// statement reads the tables being copied.
+//
 // Tables being copied by `pgreplica sync` get special care: while a table
 // is "copying" its events are held in pgreplica.held instead of applied;
 // once the copy has committed ("catchup" at the copy's snapshot) the held
 // events are applied first, and every event the copy already contains (its
 // transaction visible in the copy's snapshot) is skipped. So a copy never
 // blocks the stream and nothing is lost or applied twice.
+//
+// When the previous batch found no table being copied (the usual case), the
+// events' statements are sent in the same pipeline as BEGIN and the
+// position move, so a batch costs two round trips (that pipeline, and the
+// conflicts with COMMIT); should a copy have started meanwhile, that
+// transaction is rolled back and the batch applied again with the copy's
+// rules.
 func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, events []*event) ([]Conflict, error) {
 	_, own := tx.(ownTx)
 	count := len(events) // held events drained below were counted when held
-	states, err := a.lockAndReadStates(ctx, tx, own)
+	fast := a.fast(len(events))
+	optimistic := own && a.noCopies
+	b := &pgx.Batch{}
+	if own {
+		b.Queue("BEGIN")
+	}
+	queuePositionMove(b, a.set, old, next, count)
+	var queued []*event
+	if optimistic && len(events) > 0 {
+		if fast {
+			b.Queue("SAVEPOINT pgreplica_fast")
+		} else {
+			var err error
+			if queued, err = a.queueExact(ctx, b, events); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if optimistic && len(events) == 0 {
+		// Nothing to apply: no conflict can come, commit at once.
+		b.Queue("COMMIT")
+	}
+	br := tx.SendBatch(ctx, b)
+	if own {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+	}
+	states, err := readPositionMove(br)
 	if err != nil {
+		br.Close()
 		return nil, err
 	}
+	a.noCopies = len(states) == 0
+	if optimistic && len(states) > 0 {
+		// A copy started since the last batch: what was queued may apply
+		// events that must now be held. Undo it and apply again.
+		br.Close()
+		if _, err := a.conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return nil, fmt.Errorf("rollback: %w", err)
+		}
+		return a.applyIn(ctx, tx, old, next, events)
+	}
+	var conflicts []Conflict
+	switch {
+	case optimistic && len(events) == 0:
+		if err := br.Close(); err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
+		return nil, nil
+	case optimistic && fast:
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
+		if err := br.Close(); err != nil {
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
+		if conflicts, err = a.applySetBased(ctx, tx, events); err != nil {
+			return nil, err
+		}
+	case optimistic:
+		conflicts, err = a.readExact(br, queued)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("apply: %w", cerr)
+		}
+		if err != nil {
+			return nil, err
+		}
+	default:
+		if err := br.Close(); err != nil {
+			return nil, fmt.Errorf("move position: %w", err)
+		}
+		if conflicts, err = a.applyWithCopies(ctx, tx, states, events); err != nil {
+			return nil, err
+		}
+	}
+
+	b = &pgx.Batch{}
+	for _, c := range conflicts {
+		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
+		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
+			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, nullText([]byte(c.Data)), c.Kind)
+	}
+	if next.Target.IsZero() {
+		// The interval is complete: a table whose copy the position now
+		// covers can no longer meet an event from before its copy.
+		for t, st := range states {
+			if st.state == "catchup" && next.Snapshot.Covers(st.copied) {
+				b.Queue(`UPDATE pgreplica.table_state SET state = 'replicating', snapshot = NULL, updated_at = now()
+				          WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state = 'catchup'`,
+					a.set, t.Schema, t.Name)
+			}
+		}
+	}
+	if own {
+		b.Queue("COMMIT")
+	}
+	if b.Len() == 0 {
+		return conflicts, nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return conflicts, nil
+}
+
+// applyWithCopies applies events in a transaction whose position is moved,
+// while some tables are being copied (states): held events of the tables
+// whose copy committed first, events of tables still being copied held,
+// events a copy already has skipped.
+func (a *applier) applyWithCopies(ctx context.Context, tx session, states map[pg.Table]tableState, events []*event) ([]Conflict, error) {
 	var catchup []pg.Table
 	for t, st := range states {
 		if st.state == "catchup" {
@@ -299,8 +423,6 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		}
 		events = append(held, events...)
 	}
-
-	// Hold the events of tables being copied; skip what a copy already has.
 	hold := &pgx.Batch{}
 	var apply []*event
 	for _, e := range events {
@@ -321,72 +443,59 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 			return nil, fmt.Errorf("hold events of a table being copied: %w", err)
 		}
 	}
-	conflicts, err := a.applyEvents(ctx, tx, apply)
-	if err != nil {
-		return nil, err
+	if !a.fast(len(apply)) || len(apply) == 0 {
+		return a.applyExactIn(ctx, tx, apply)
 	}
-
-	b := &pgx.Batch{}
-	for _, c := range conflicts {
-		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
-		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
-			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, nullText([]byte(c.Data)), c.Kind)
+	// The savepoint is released by the commit.
+	if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_fast"); err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
 	}
-	if next.Target.IsZero() {
-		// The interval is complete: a table whose copy the position now
-		// covers can no longer meet an event from before its copy.
-		for _, t := range catchup {
-			if next.Snapshot.Covers(states[t].copied) {
-				b.Queue(`UPDATE pgreplica.table_state SET state = 'replicating', snapshot = NULL, updated_at = now()
-				          WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state = 'catchup'`,
-					a.set, t.Schema, t.Name)
-			}
-		}
-	}
-	queuePositionUpdate(b, a.set, old, next, count)
-	if own {
-		b.Queue("COMMIT")
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == positionMovedCode {
-			return nil, errPositionMoved
-		}
-		return nil, fmt.Errorf("record position: %w", err)
-	}
-	return conflicts, nil
+	return a.applySetBased(ctx, tx, apply)
 }
 
-// applyEvents applies events in tx: folded and set-based when the batch is
-// big enough, inside a savepoint; if that fails for any reason the
-// savepoint is rolled back and the events are replayed one by one, which
-// either succeeds or names the event that fails.
-func (a *applier) applyEvents(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
-	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && len(events) >= minFastBatch)
-	if fast && len(events) > 0 {
-		// The savepoint is released by the commit.
-		if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_fast"); err != nil {
-			return nil, fmt.Errorf("savepoint: %w", err)
-		}
-		conflicts, err := a.applyFast(ctx, tx, events)
-		if err == nil {
-			return conflicts, nil
-		}
-		if a.mode == ApplyFast {
-			return nil, fmt.Errorf("fast apply: %w", err)
-		}
-		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
-			return nil, fmt.Errorf("apply: %w", err)
-		}
-		a.fallbacks++
-		a.lastFallback = err
+// fast reports whether a batch of n events is applied set-based.
+func (a *applier) fast(n int) bool {
+	return n > 0 && (a.mode == ApplyFast || (a.mode == ApplyAuto && n >= minFastBatch))
+}
+
+// applySetBased applies events folded and set-based inside the savepoint
+// pgreplica_fast, which the caller has made; if that fails for any reason
+// the savepoint is rolled back and the events are replayed one by one,
+// which either succeeds or names the event that fails.
+func (a *applier) applySetBased(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
+	conflicts, err := a.applyFast(ctx, tx, events)
+	if err == nil {
+		return conflicts, nil
 	}
+	if a.mode == ApplyFast {
+		return nil, fmt.Errorf("fast apply: %w", err)
+	}
+	if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	a.fallbacks++
+	a.lastFallback = err
 	return a.applyExactIn(ctx, tx, events)
 }
 
 // applyExactIn applies events one statement each (pipelined), in order.
 func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
 	b := &pgx.Batch{}
+	queued, err := a.queueExact(ctx, b, events)
+	if err != nil || b.Len() == 0 {
+		return nil, err
+	}
+	br := tx.SendBatch(ctx, b)
+	conflicts, err := a.readExact(br, queued)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("apply: %w", cerr)
+	}
+	return conflicts, err
+}
+
+// queueExact adds one statement per event (one per group of tables
+// truncated together) to b and returns the event of each statement.
+func (a *applier) queueExact(ctx context.Context, b *pgx.Batch, events []*event) ([]*event, error) {
 	var queued []*event
 	for i := 0; i < len(events); i++ {
 		e := events[i]
@@ -412,15 +521,16 @@ func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event)
 		b.Queue(sql, args...)
 		queued = append(queued, e)
 	}
-	if b.Len() == 0 {
-		return nil, nil
-	}
+	return queued, nil
+}
+
+// readExact reads the results of the statements queueExact queued: an
+// update or delete that touched no row is a conflict.
+func (a *applier) readExact(br pgx.BatchResults, queued []*event) ([]Conflict, error) {
 	var conflicts []Conflict
-	br := tx.SendBatch(ctx, b)
 	for _, e := range queued {
 		tag, err := br.Exec()
 		if err != nil {
-			br.Close()
 			return nil, a.explain(e, err)
 		}
 		if tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
@@ -431,9 +541,6 @@ func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event)
 			conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
 				Op: string(e.Op), Key: string(e.Key), Data: string(e.Data), Kind: kind, At: time.Now()})
 		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
 	}
 	return conflicts, nil
 }
@@ -449,52 +556,6 @@ func nullText(b []byte) any {
 // applied from: another applier works on the same replica, or a verify or
 // sync moved it. The worker re-reads it and goes on from there.
 var errPositionMoved = errors.New("the replica's position changed under this applier (another pgreplica applying, or a verify); re-reading it")
-
-// lockAndReadStates locks the position row first (so that a concurrent
-// applier or verify waits here, before any row is touched) and reads the
-// tables of the set that are being copied or catching up.
-func (a *applier) lockAndReadStates(ctx context.Context, tx session, begin bool) (map[pg.Table]tableState, error) {
-	b := &pgx.Batch{}
-	if begin {
-		b.Queue("BEGIN")
-	}
-	b.Queue(`SELECT 1 FROM pgreplica.position WHERE set_name = $1 FOR UPDATE`, a.set)
-	b.Queue(`SELECT schema_name, table_name, state, coalesce(snapshot, '') FROM pgreplica.table_state
-	          WHERE set_name = $1 AND state IN ('copying', 'catchup')`, a.set)
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	if begin {
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("begin: %w", err)
-		}
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("lock position: %w", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("read table states: %w", err)
-	}
-	out := map[pg.Table]tableState{}
-	for rows.Next() {
-		var t pg.Table
-		var st tableState
-		var snap string
-		if err := rows.Scan(&t.Schema, &t.Name, &st.state, &snap); err != nil {
-			return nil, fmt.Errorf("read table states: %w", err)
-		}
-		if st.state == "catchup" {
-			if st.copied, err = ParseSnapshot(snap); err != nil {
-				return nil, fmt.Errorf("table state of %s: %w", t, err)
-			}
-		}
-		out[t] = st
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read table states: %w", err)
-	}
-	return out, nil
-}
 
 // takeHeld removes and returns the held events of tables, in the order
 // they were held.

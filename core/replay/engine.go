@@ -55,7 +55,9 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake()}
 	for _, r := range cfg.Replicas {
-		e.workers = append(e.workers, newWorker(cfg, r, log, emit, opt.Apply))
+		w := newWorker(cfg, r, log, emit, opt.Apply)
+		w.async = true
+		e.workers = append(e.workers, w)
 	}
 	return e
 }
