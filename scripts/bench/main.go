@@ -34,6 +34,10 @@ type Options struct {
 	TPCBTxns, Inserts       int
 	InsertTxnRows           int
 	LagSeconds, LagTPS      int
+	Durability              []string      // "off" (fsync = off, the harness's) and/or "on" (fsync = on, full_page_writes = on)
+	OldTxnMinutes           int           // length of each old-open-transaction run, in intervals
+	OldTxnInterval          time.Duration // one interval (a minute; 5s with --quick)
+	OldTxnTPS               int
 	QuietBusy               float64         // a sample waits until the CPUs are less busy than this (fraction)
 	QuietWait               time.Duration   // ... for at most this long
 	Scenarios               map[string]bool // overhead, apply, lag; nil: all
@@ -57,6 +61,17 @@ func (o *Options) defaults() {
 	set(&o.InsertTxnRows, 1000, 1000)
 	set(&o.LagSeconds, 30, 4)
 	set(&o.LagTPS, 200, 200)
+	set(&o.OldTxnMinutes, 2, 2)
+	set(&o.OldTxnTPS, 300, 300)
+	if o.OldTxnInterval == 0 {
+		o.OldTxnInterval = time.Minute
+		if o.Quick {
+			o.OldTxnInterval = 5 * time.Second
+		}
+	}
+	if len(o.Durability) == 0 {
+		o.Durability = []string{"off", "on"}
+	}
 	if o.QuietBusy == 0 {
 		o.QuietBusy = 0.25
 	}
@@ -72,7 +87,7 @@ func (o *Options) want(s string) bool { return o.Scenarios == nil || o.Scenarios
 
 func main() {
 	var o Options
-	var scen string
+	var scen, durability string
 	flag.BoolVar(&o.Quick, "quick", false, "a smoke test: scale 1, a few seconds per scenario, small backlogs, 1 run")
 	flag.BoolVar(&o.WithSlony, "with-slony", false, "also measure Slony-I (needs slonik and slon on PATH)")
 	flag.IntVar(&o.Runs, "runs", 0, "interleaved runs per figure (default 3; 1 with --quick)")
@@ -87,7 +102,10 @@ func main() {
 	flag.IntVar(&o.InsertTxnRows, "insert-txn-rows", 0, "rows per transaction in the insert backlog (default 1000)")
 	flag.IntVar(&o.LagSeconds, "lag-seconds", 0, "seconds of the steady-rate lag run (default 30)")
 	flag.DurationVar(&o.QuietWait, "quiet-wait", 0, "before each sample, wait up to this long for other processes to leave the CPUs (under 25% busy) (default 2m, 25m in all; 0s with --quick)")
-	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag (default all)")
+	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag,oldtxn (default all)")
+	flag.StringVar(&durability, "durability", "off,on", "overhead and apply with fsync = off (the test harness's setting) and/or on (PostgreSQL's default durability): off, on or off,on")
+	flag.IntVar(&o.OldTxnMinutes, "oldtxn-minutes", 0, "minutes of each old-open-transaction run (default 2; the issue's target is for 5)")
+	flag.IntVar(&o.OldTxnTPS, "oldtxn-tps", 0, "TPC-B rate during the old-open-transaction runs (default 300)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
@@ -96,12 +114,19 @@ func main() {
 	if scen != "" {
 		o.Scenarios = map[string]bool{}
 		for _, s := range splitComma(scen) {
-			if s != "overhead" && s != "apply" && s != "lag" {
-				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (overhead, apply, lag)\n", s)
+			if s != "overhead" && s != "apply" && s != "lag" && s != "oldtxn" {
+				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (overhead, apply, lag, oldtxn)\n", s)
 				os.Exit(2)
 			}
 			o.Scenarios[s] = true
 		}
+	}
+	for _, d := range splitComma(durability) {
+		if d != "off" && d != "on" {
+			fmt.Fprintf(os.Stderr, "bench: --durability: want off, on or off,on (got %q)\n", durability)
+			os.Exit(2)
+		}
+		o.Durability = append(o.Durability, d)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -162,17 +187,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 		if o.want("apply") {
-			for _, kind := range []string{kindTPCB, kindInserts} {
-				for _, r := range rotate(e.replicators(), run) {
-					e.logf("run %d/%d apply %s backlog: %s", run+1, o.Runs, kind, r)
-					s, err := e.apply(ctx, r, kind)
-					if err != nil {
-						return nil, fmt.Errorf("apply %s %s: %w", kind, r, err)
-					}
-					e.logf("  %d row changes in %.2fs: %.0f/s; CPU %.2f µs per row change", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds, 1e6*s.SysCPU/float64(s.Changes))
-					rep.addApply(kind, r, s)
-					e.note("apply "+kind, r, run, float64(s.Changes)/s.Seconds)
+			for _, d := range o.Durability {
+				if err := e.setDurability(ctx, d); err != nil {
+					return nil, err
 				}
+				for _, kind := range []string{kindTPCB, kindInserts} {
+					key := kind + durabilitySuffix(d)
+					for _, r := range rotate(e.replicators(), run) {
+						e.logf("run %d/%d apply %s backlog: %s", run+1, o.Runs, key, r)
+						s, err := e.apply(ctx, r, kind)
+						if err != nil {
+							return nil, fmt.Errorf("apply %s %s: %w", key, r, err)
+						}
+						e.logf("  %d row changes in %.2fs: %.0f/s; CPU %.2f µs per row change", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds, 1e6*s.SysCPU/float64(s.Changes))
+						rep.addApply(key, r, s)
+						e.note("apply "+key, r, run, float64(s.Changes)/s.Seconds)
+					}
+				}
+			}
+			if err := e.setDurability(ctx, "off"); err != nil {
+				return nil, err
 			}
 			e.logf("run %d/%d apply %s backlog: pgreplica", run+1, o.Runs, kindSmall)
 			s, err := e.apply(ctx, "pgreplica", kindSmall)
@@ -181,6 +215,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			rep.addApply(kindSmall, "pgreplica", s)
 			e.note("apply "+kindSmall, "pgreplica", run, float64(s.Changes)/s.Seconds)
+		}
+		// The old open transaction and the lag run at fsync = off.
+		if err := e.setDurability(ctx, "off"); err != nil {
+			return nil, err
+		}
+		if o.want("oldtxn") {
+			for _, open := range rotateBool(run) {
+				e.logf("run %d/%d old open transaction (%t): %d × %s at %d TPS", run+1, o.Runs, open, o.OldTxnMinutes, o.OldTxnInterval, o.OldTxnTPS)
+				s, err := e.oldTxn(ctx, open)
+				if err != nil {
+					return nil, fmt.Errorf("old open transaction: %w", err)
+				}
+				e.logf("  reading session CPU per interval: %v s", s.CPU)
+				rep.addOldTxn(open, s)
+			}
 		}
 		if o.want("lag") {
 			for _, r := range rotate(e.replicators(), run) {

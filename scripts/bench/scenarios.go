@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/pgtest"
 )
 
 // Overhead variants, in the order of the table.
@@ -23,11 +26,55 @@ const (
 )
 
 func (e *env) overheadVariants() []string {
-	v := []string{vNone, vCapture, vPgreplica, vNative}
+	base := []string{vNone, vCapture, vPgreplica, vNative}
 	if e.slony != nil {
-		v = append(v, vSlonyTriggers, vSlony)
+		base = append(base, vSlonyTriggers, vSlony)
+	}
+	var v []string
+	for _, d := range e.opt.Durability {
+		for _, b := range base {
+			v = append(v, b+durabilitySuffix(d))
+		}
 	}
 	return v
+}
+
+// fsyncOn marks the variants, backlogs and rows measured with fsync = on.
+const fsyncOn = " (fsync on)"
+
+func durabilitySuffix(d string) string {
+	if d == "on" {
+		return fsyncOn
+	}
+	return ""
+}
+
+// splitVariant returns a variant's base name and durability.
+func splitVariant(v string) (string, string) {
+	if b, ok := strings.CutSuffix(v, fsyncOn); ok {
+		return b, "on"
+	}
+	return v, "off"
+}
+
+// setDurability sets fsync and full_page_writes on both clusters: "off" is
+// the test harness's setting (CPU costs, not disks), "on" PostgreSQL's
+// default durability (synchronous_commit is on in both).
+func (e *env) setDurability(ctx context.Context, d string) error {
+	if e.durability == d {
+		return nil
+	}
+	for _, c := range []*pgtest.Cluster{e.origin, e.replica} {
+		for _, sql := range []string{"ALTER SYSTEM SET fsync = " + d, "ALTER SYSTEM SET full_page_writes = " + d, "SELECT pg_reload_conf()"} {
+			if err := c.Exec(ctx, "postgres", sql); err != nil {
+				return fmt.Errorf("durability %s on %s: %w", d, c.Name, err)
+			}
+		}
+	}
+	e.durability = d
+	// Let the servers' processes take the new settings.
+	time.Sleep(500 * time.Millisecond)
+	return nil
 }
 
 func (e *env) replicators() []string {
@@ -63,6 +110,10 @@ type overheadSample struct {
 // overhead is one timed pgbench run of a variant.
 func (e *env) overhead(ctx context.Context, variant string) (overheadSample, error) {
 	var s overheadSample
+	variant, durability := splitVariant(variant)
+	if err := e.setDurability(ctx, durability); err != nil {
+		return s, err
+	}
 	if err := e.reset(ctx); err != nil {
 		return s, err
 	}
