@@ -297,86 +297,76 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, events []*event) ([]Conflict, error) {
 	_, own := tx.(ownTx)
 	count := len(events) // held events drained below were counted when held
-	fast := a.fast(len(events))
 	optimistic := own && a.noCopies
-	b := &pgx.Batch{}
+	p := &pipeline{}
+	var prefixErr error // BEGIN, the position move or the savepoint failed
 	if own {
-		b.Queue("BEGIN")
-	}
-	queuePositionMove(b, a.set, old, next, count)
-	var queued []*event
-	if optimistic && len(events) > 0 {
-		if fast {
-			b.Queue("SAVEPOINT pgreplica_fast")
-		} else {
-			var err error
-			if queued, err = a.queueExact(ctx, b, events); err != nil {
-				return nil, err
+		p.queue(func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				prefixErr = fmt.Errorf("begin: %w", err)
 			}
+			return prefixErr
+		}, "BEGIN")
+	}
+	var states map[pg.Table]tableState
+	queuePositionMove(p, a.set, old, next, count, func(st map[pg.Table]tableState, err error) error {
+		states, prefixErr = st, err
+		if err == nil && optimistic && len(st) > 0 {
+			prefixErr = errCopyStarted
 		}
-	}
-	if optimistic && len(events) == 0 {
-		// Nothing to apply: no conflict can come, commit at once.
-		b.Queue("COMMIT")
-	}
-	br := tx.SendBatch(ctx, b)
-	if own {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return nil, fmt.Errorf("begin: %w", err)
-		}
-	}
-	states, err := readPositionMove(br)
-	if err != nil {
-		br.Close()
-		return nil, err
-	}
-	a.noCopies = len(states) == 0
-	if optimistic && len(states) > 0 {
-		// A copy started since the last batch: what was queued may apply
-		// events that must now be held. Undo it and apply again.
-		br.Close()
-		if _, err := a.conn.Exec(ctx, "ROLLBACK"); err != nil {
-			return nil, fmt.Errorf("rollback: %w", err)
-		}
-		return a.applyIn(ctx, tx, old, next, events)
-	}
+		return prefixErr
+	})
 	var conflicts []Conflict
 	switch {
 	case optimistic && len(events) == 0:
-		if err := br.Close(); err != nil {
-			return nil, fmt.Errorf("commit: %w", err)
+		// Nothing to apply: no conflict can come, commit at once.
+		p.queue(func(br pgx.BatchResults) error { _, err := br.Exec(); return err }, "COMMIT")
+		if err := p.run(ctx, tx); err != nil {
+			if prefixErr != nil && !errors.Is(prefixErr, errCopyStarted) {
+				return nil, prefixErr
+			}
+			if prefixErr == nil {
+				return nil, fmt.Errorf("commit: %w", err)
+			}
+			// A copy started: the position move committed nonetheless
+			// (nothing was applied); the next batch takes the copy's path.
+			a.noCopies = false
+			return nil, nil
 		}
 		return nil, nil
-	case optimistic && fast:
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return nil, fmt.Errorf("savepoint: %w", err)
-		}
-		if err := br.Close(); err != nil {
-			return nil, fmt.Errorf("savepoint: %w", err)
-		}
-		if conflicts, err = a.applySetBased(ctx, tx, events); err != nil {
-			return nil, err
-		}
 	case optimistic:
-		conflicts, err = a.readExact(br, queued)
-		if cerr := br.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("apply: %w", cerr)
+		var err error
+		conflicts, err = a.applyPipelined(ctx, tx, p, events, &prefixErr)
+		if errors.Is(prefixErr, errCopyStarted) {
+			// A copy started since the last batch: what was queued may
+			// apply events that must now be held. Undo it, apply again.
+			if _, err := a.conn.Exec(ctx, "ROLLBACK"); err != nil {
+				return nil, fmt.Errorf("rollback: %w", err)
+			}
+			a.noCopies = false
+			return a.applyIn(ctx, tx, old, next, events)
+		}
+		if prefixErr != nil {
+			return nil, prefixErr
 		}
 		if err != nil {
 			return nil, err
 		}
 	default:
-		if err := br.Close(); err != nil {
+		if err := p.run(ctx, tx); err != nil {
+			if prefixErr != nil {
+				return nil, prefixErr
+			}
 			return nil, fmt.Errorf("move position: %w", err)
 		}
+		var err error
 		if conflicts, err = a.applyWithCopies(ctx, tx, states, events); err != nil {
 			return nil, err
 		}
 	}
+	a.noCopies = len(states) == 0
 
-	b = &pgx.Batch{}
+	b := &pgx.Batch{}
 	for _, c := range conflicts {
 		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
 		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
@@ -451,6 +441,52 @@ func (a *applier) applyWithCopies(ctx context.Context, tx session, states map[pg
 		return nil, fmt.Errorf("savepoint: %w", err)
 	}
 	return a.applySetBased(ctx, tx, apply)
+}
+
+// errCopyStarted means a table is being copied although the previous batch
+// found none: the batch is applied again with the copy's rules.
+var errCopyStarted = errors.New("a table copy started")
+
+// applyPipelined applies events with their statements queued after what p
+// holds (BEGIN and the position move), in one pipeline up to the first COPY:
+// folded and set-based inside a savepoint when the batch is big enough, or
+// one statement per event. If the set-based apply fails, the savepoint is
+// rolled back and the events are replayed one by one, which either
+// succeeds or names the event that fails. prefixErr is set by the readers
+// of p's own statements; no fallback is tried when it is.
+func (a *applier) applyPipelined(ctx context.Context, tx session, p *pipeline, events []*event, prefixErr *error) ([]Conflict, error) {
+	if a.fast(len(events)) {
+		ops, err := a.planFast(ctx, events)
+		if err == nil {
+			p.queue(func(br pgx.BatchResults) error {
+				if _, err := br.Exec(); err != nil {
+					*prefixErr = fmt.Errorf("savepoint: %w", err)
+				}
+				return *prefixErr
+			}, "SAVEPOINT pgreplica_fast")
+			conflicts, err := a.execOps(ctx, tx, p, ops)
+			if err == nil || *prefixErr != nil {
+				return conflicts, err
+			}
+			if a.mode == ApplyFast {
+				return nil, fmt.Errorf("fast apply: %w", err)
+			}
+			if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
+				return nil, fmt.Errorf("apply: %w", err)
+			}
+			a.fallbacks++
+			a.lastFallback = err
+			return a.applyExactIn(ctx, tx, events)
+		}
+		if a.mode == ApplyFast {
+			return nil, fmt.Errorf("fast apply: %w", err)
+		}
+		// Planning failed (a column the replica lacks): nothing was sent;
+		// the exact path names the event.
+		a.fallbacks++
+		a.lastFallback = err
+	}
+	return a.execOps(ctx, tx, p, []op{{exact: events}})
 }
 
 // fast reports whether a batch of n events is applied set-based.

@@ -78,9 +78,9 @@ const positionMovedCode = "RP001"
 // lock, a verify) it raises positionMovedCode, which fails the transaction
 // before any event is applied, so that nothing is committed (even with a
 // COMMIT pipelined after it) and the loser re-reads the position instead of
-// applying the same events again. Read its result with readPositionMove.
-func queuePositionMove(b *pgx.Batch, set string, old, next Position, events int) {
-	b.Queue(`WITH moved AS (
+// applying the same events again. read gets its result (readPositionMove).
+func queuePositionMove(p *pipeline, set string, old, next Position, events int, read func(map[pg.Table]tableState, error) error) {
+	p.queue(func(br pgx.BatchResults) error { return read(readPositionMove(br)) }, `WITH moved AS (
 	           UPDATE pgreplica.position
 	              SET snapshot = $2, target = $3, last_id = $4,
 	                  applied_events = applied_events + $5, applied_at = now()
