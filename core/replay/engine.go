@@ -90,7 +90,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		listen(ctx, e.cfg.Origin.DSN, e.cfg.Name, e.cfg.PollInterval, e.wake, e.log)
+		listen(ctx, e.cfg.Origin.DSN, e.cfg.Name, e.cfg.PollInterval, len(e.workers), e.wake, e.log)
 	}()
 	if e.cfg.Purge.Interval > 0 {
 		wg.Add(1)
@@ -158,15 +158,33 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 		backoff, lastErr = 0, ""
 		w.setState(Streaming, nil)
 		if n > 0 {
-			// Busy: let a few more transactions commit before the next
-			// catch-up, so that a high rate of small transactions is applied
-			// in fewer, larger batches (each costs round trips on both
-			// servers). Adds at most minCatchUpEvery to the lag.
+			// Busy: let more transactions commit before the next catch-up,
+			// so that a high rate of small transactions is applied in fewer,
+			// larger batches (each costs round trips and statements on both
+			// servers). No notification is awaited (nor, while every worker
+			// is busy, even received).
+			e.wake.SetBusy(w, true)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Until(started.Add(minCatchUpEvery))):
 			}
+			continue
+		}
+		e.wake.SetBusy(w, false)
+		select {
+		case <-e.wake.Listening():
+		default:
+			// Notifications were off: look once more when they are on again
+			// (what committed before that sent none), or after a short
+			// while if the listener cannot connect (the poll covers it).
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.wake.Listening():
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -177,9 +195,12 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 	}
 }
 
-// minCatchUpEvery is the shortest time between two catch-ups that apply
-// something.
-const minCatchUpEvery = 2 * time.Millisecond
+// minCatchUpEvery is the shortest time between the starts of two
+// catch-ups while busy: it adds at most that much to the lag (measured:
+// 2 ms costs the machine 6–12 % more CPU per origin transaction than 5 ms
+// at full TPC-B speed; 10 ms, or a pause growing with the catch-up's
+// duration, puts lag p99 at 200 TPS above 15 ms on a busy machine).
+const minCatchUpEvery = 5 * time.Millisecond
 
 // nextBackoff doubles from 500ms up to 30s for faults and up to 2m for
 // errors that need the operator.

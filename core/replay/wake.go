@@ -12,13 +12,73 @@ import (
 // Wake wakes any number of waiters at once: each waiter takes the current
 // channel with C and waits on it; Notify closes it and makes a new one.
 // Nothing is buffered and nobody blocks (litestream's Notify shape).
+//
+// It also tells the listener whether notifications are wanted: a worker
+// that keeps finding events (busy) does not wait for them, so while every
+// worker is busy the listener UNLISTENs, and the origin does not signal it
+// at every commit; a worker that finds nothing (idle) asks for them again
+// and, once the listener is listening, looks once more before it waits.
 type Wake struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu        sync.Mutex
+	ch        chan struct{}
+	busy      map[any]bool
+	changed   chan struct{} // closed when wanted may have changed
+	listening bool
+	listened  chan struct{} // closed when listening becomes true
 }
 
 // NewWake makes a Wake.
-func NewWake() *Wake { return &Wake{ch: make(chan struct{})} }
+func NewWake() *Wake {
+	return &Wake{ch: make(chan struct{}), busy: map[any]bool{}, changed: make(chan struct{}), listened: make(chan struct{})}
+}
+
+// SetBusy records whether worker w is busy (needs no notifications).
+func (w *Wake) SetBusy(worker any, busy bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.busy[worker] == busy {
+		return
+	}
+	w.busy[worker] = busy
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// wanted reports whether some worker waits for notifications (or none has
+// said anything yet), and the channel closed at the next change.
+func (w *Wake) wanted(workers int) (bool, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, b := range w.busy {
+		if b {
+			n++
+		}
+	}
+	return n < workers, w.changed
+}
+
+// setListening records the listener's state.
+func (w *Wake) setListening(on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on == w.listening {
+		return
+	}
+	w.listening = on
+	if on {
+		close(w.listened)
+	} else {
+		w.listened = make(chan struct{})
+	}
+}
+
+// Listening returns a channel that is closed once the listener listens.
+func (w *Wake) Listening() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.listened
+}
 
 // C is closed at the next Notify.
 func (w *Wake) C() <-chan struct{} {
@@ -39,10 +99,11 @@ func (w *Wake) Notify() {
 // notification. It pings the origin every keepalive so that a dead
 // connection is noticed, reconnects with backoff, and wakes everyone after
 // a reconnect (notifications may have been lost meanwhile).
-func listen(ctx context.Context, dsn, set string, keepalive time.Duration, wake *Wake, log *slog.Logger) {
+func listen(ctx context.Context, dsn, set string, keepalive time.Duration, workers int, wake *Wake, log *slog.Logger) {
 	var backoff time.Duration
 	for ctx.Err() == nil {
-		err := listenOnce(ctx, dsn, set, keepalive, wake, func() { backoff = 0 })
+		err := listenOnce(ctx, dsn, set, keepalive, workers, wake, func() { backoff = 0 })
+		wake.setListening(false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -56,28 +117,50 @@ func listen(ctx context.Context, dsn, set string, keepalive time.Duration, wake 
 	}
 }
 
-func listenOnce(ctx context.Context, dsn, set string, keepalive time.Duration, wake *Wake, connected func()) error {
+func listenOnce(ctx context.Context, dsn, set string, keepalive time.Duration, workers int, wake *Wake, connected func()) error {
 	conn, err := pg.ConnectAs(ctx, "origin", dsn, "pgreplica listen "+set)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN pgreplica"); err != nil {
-		return err
-	}
 	connected()
-	wake.Notify()
+	listening := false
 	for {
+		want, changed := wake.wanted(workers)
+		if want != listening {
+			cmd := "UNLISTEN pgreplica"
+			if want {
+				cmd = "LISTEN pgreplica"
+			}
+			if _, err := conn.Exec(ctx, cmd); err != nil {
+				return err
+			}
+			listening = want
+			wake.setListening(listening)
+			if listening {
+				// Notifications may have been missed meanwhile.
+				wake.Notify()
+			}
+		}
 		wctx, cancel := context.WithTimeout(ctx, keepalive)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
 		_, err := conn.WaitForNotification(wctx)
+		timedOut := wctx.Err() != nil
 		cancel()
 		switch {
 		case err == nil:
 			wake.Notify()
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case wctx.Err() != nil:
-			// Keepalive: a dead connection fails here.
+		case timedOut:
+			// Keepalive or a change of what is wanted: a dead connection
+			// fails here.
 			if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
 				return err
 			}

@@ -102,7 +102,7 @@ func TestQuick(t *testing.T) {
 		pos("footprint log bytes per event", f.LogBytesPerEvent)
 		pos("footprint peak RSS (tenth backlog)", f.SmallPeakRSSKB)
 	}
-	if o := rep.OldTxn; o == nil || len(o.With) != 2 || len(o.Without) != 2 {
+	if o := rep.OldTxn[""]; o == nil || len(o.With) != 2 || len(o.Without) != 2 {
 		t.Errorf("old open transaction: want 2 intervals with and without, got %+v", o)
 	} else {
 		for i := range o.With {

@@ -316,11 +316,16 @@ type daemon struct {
 }
 
 func (e *env) startDaemon(ctx context.Context) (*daemon, error) {
+	return e.startDaemonBin(ctx, e.pgreplica)
+}
+
+// startDaemonBin starts `run` of the pgreplica binary bin.
+func (e *env) startDaemonBin(ctx context.Context, bin string) (*daemon, error) {
 	f, err := os.OpenFile(filepath.Join(e.work, "pgreplica-run.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.pgreplica, "-c", e.config, "run", "--log-level", "warn")
+	cmd := exec.Command(bin, "-c", e.config, "run", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

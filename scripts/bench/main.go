@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -24,10 +25,11 @@ type Options struct {
 	Quick      bool
 	WithSlony  bool
 	Runs       int
-	Out        string // JSON file; "" writes none
-	Pgreplica  string // pgreplica binary; built from this module when empty
-	ProfileDir string // profile the engine in-process on both backlogs instead of the scenarios
-	Keep       bool   // keep the work directory (logs)
+	Out        string       // JSON file; "" writes none
+	Pgreplica  string       // pgreplica binary; built from this module when empty
+	Compare    []compareBin // other pgreplica binaries measured beside it (overhead, oldtxn)
+	ProfileDir string       // profile the engine in-process on both backlogs instead of the scenarios
+	Keep       bool         // keep the work directory (logs)
 	Log        io.Writer
 
 	Scale, Clients, Seconds int
@@ -104,6 +106,14 @@ func main() {
 	flag.DurationVar(&o.QuietWait, "quiet-wait", 0, "before each sample, wait up to this long for other processes to leave the CPUs (under 25% busy) (default 2m, 25m in all; 0s with --quick)")
 	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag,oldtxn (default all)")
 	flag.StringVar(&durability, "durability", "off,on", "overhead and apply with fsync = off (the test harness's setting) and/or on (PostgreSQL's default durability): off, on or off,on")
+	flag.Func("compare", "NAME=BINARY: also measure this pgreplica binary in the overhead and old-open-transaction scenarios, interleaved with the others (repeatable)", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return fmt.Errorf("want NAME=BINARY (got %q)", v)
+		}
+		o.Compare = append(o.Compare, compareBin{name, path})
+		return nil
+	})
 	flag.IntVar(&o.OldTxnMinutes, "oldtxn-minutes", 0, "minutes of each old-open-transaction run (default 2; the issue's target is for 5)")
 	flag.IntVar(&o.OldTxnTPS, "oldtxn-tps", 0, "TPC-B rate during the old-open-transaction runs (default 300)")
 	flag.Parse()
@@ -221,18 +231,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		if o.want("oldtxn") {
+			bins := append([]compareBin{{"", e.pgreplica}}, o.Compare...)
 			for _, open := range rotateBool(run) {
-				e.logf("run %d/%d old open transaction (%t): %d × %s at %d TPS", run+1, o.Runs, open, o.OldTxnMinutes, o.OldTxnInterval, o.OldTxnTPS)
-				s, err := e.oldTxn(ctx, open)
-				if err != nil {
-					return nil, fmt.Errorf("old open transaction: %w", err)
+				for _, bin := range bins {
+					e.logf("run %d/%d old open transaction (%t) %s: %d × %s at %d TPS", run+1, o.Runs, open, bin.name, o.OldTxnMinutes, o.OldTxnInterval, o.OldTxnTPS)
+					s, err := e.oldTxn(ctx, open, bin.path)
+					if err != nil {
+						return nil, fmt.Errorf("old open transaction: %w", err)
+					}
+					e.logf("  reading session CPU per interval: %v s", s.CPU)
+					rep.addOldTxn(bin.name, open, s)
 				}
-				e.logf("  reading session CPU per interval: %v s", s.CPU)
-				rep.addOldTxn(open, s)
 			}
 		}
 		if o.want("lag") {
-			for _, r := range rotate(e.replicators(), run) {
+			for _, r := range rotate(e.lagReplicators(), run) {
 				e.logf("run %d/%d lag at %d TPS: %s", run+1, o.Runs, o.LagTPS, r)
 				s, err := e.lag(ctx, r)
 				if err != nil {
@@ -254,6 +267,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	return rep, nil
 }
+
+// compareBin is another pgreplica binary measured beside the main one.
+type compareBin struct{ name, path string }
 
 func cpus() int { return runtime.NumCPU() }
 

@@ -33,7 +33,7 @@ func rotateBool(k int) []bool {
 	return []bool{true, false}
 }
 
-func (e *env) oldTxn(ctx context.Context, open bool) (oldTxnSample, error) {
+func (e *env) oldTxn(ctx context.Context, open bool, bin string) (oldTxnSample, error) {
 	var s oldTxnSample
 	if err := e.reset(ctx); err != nil {
 		return s, err
@@ -44,7 +44,7 @@ func (e *env) oldTxn(ctx context.Context, open bool) (oldTxnSample, error) {
 	if err := e.pgreplicaCatchUp(ctx); err != nil {
 		return s, err
 	}
-	if _, err := e.startDaemon(ctx); err != nil {
+	if _, err := e.startDaemonBin(ctx, bin); err != nil {
 		return s, err
 	}
 	defer e.stopDaemon()

@@ -130,7 +130,7 @@ type Report struct {
 	Apply     map[string]map[string]*ApplyResult `json:"apply"` // backlog -> replicator
 	Lag       map[string]*LagResult              `json:"lag"`
 	Footprint *Footprint                         `json:"footprint,omitempty"`
-	OldTxn    *OldTxnResult                      `json:"old_open_transaction,omitempty"`
+	OldTxn    map[string]*OldTxnResult           `json:"old_open_transaction,omitempty"` // by compared binary ("": the main one)
 	Targets   []Target                           `json:"targets"`
 	Samples   []Sample                           `json:"samples"`
 }
@@ -225,13 +225,16 @@ func (r *Report) addApply(kind, rep string, s applySample) {
 	}
 }
 
-func (r *Report) addOldTxn(open bool, s oldTxnSample) {
+func (r *Report) addOldTxn(bin string, open bool, s oldTxnSample) {
 	if r.OldTxn == nil {
-		r.OldTxn = &OldTxnResult{}
+		r.OldTxn = map[string]*OldTxnResult{}
 	}
-	list := &r.OldTxn.Without
+	if r.OldTxn[bin] == nil {
+		r.OldTxn[bin] = &OldTxnResult{}
+	}
+	list := &r.OldTxn[bin].Without
 	if open {
-		list = &r.OldTxn.With
+		list = &r.OldTxn[bin].With
 	}
 	for i, v := range s.CPU {
 		if i >= len(*list) {
@@ -284,7 +287,7 @@ func (r *Report) finish(d time.Duration) {
 			row.OriginCPURat = round3(n.OriginCPUms.Median / row.OriginCPUms.Median)
 		}
 	}
-	if o := r.OldTxn; o != nil {
+	for _, o := range r.OldTxn {
 		var with, without float64
 		for i := range o.Without {
 			o.Without[i].finish()
@@ -378,7 +381,7 @@ func (r *Report) targets() []Target {
 			fmt.Sprintf("%.0f vs %.0f row changes/s (%.2f×)", p.ChangesPerSec.Median, n.ChangesPerSec.Median, p.RatioToNative),
 			p.RatioToNative >= 1.0})
 	}
-	if o := r.OldTxn; o != nil && o.Ratio > 0 {
+	if o := r.OldTxn[""]; o != nil && o.Ratio > 0 {
 		t = append(t, Target{"reading CPU with a writing transaction open ≤ 1.5 × without",
 			fmt.Sprintf("%.2f× over %d min", o.Ratio, len(o.With)), o.Ratio <= 1.5})
 		t = append(t, Target{"… and flat over time (last minute ≤ 1.5 × the first)",
@@ -518,7 +521,14 @@ func (r *Report) Markdown() string {
 	if len(r.Lag) > 0 {
 		fmt.Fprintf(&b, "### Lag — commit on the origin to arrival on the replica, pgbench TPC-B at %d TPS for %d s\n\n", m.LagTPS, m.LagSeconds)
 		b.WriteString("| replicator | p50 ms | p95 ms | p99 ms | max ms | probes (lost) |\n|---|---:|---:|---:|---:|---:|\n")
-		for _, rep := range []string{"pgreplica", "native", "slony"} {
+		reps := []string{"pgreplica", "native", "slony"}
+		for rep := range r.Lag {
+			if strings.HasPrefix(rep, "pgreplica [") {
+				reps = append(reps, rep)
+			}
+		}
+		sort.Strings(reps[3:])
+		for _, rep := range reps {
 			l := r.Lag[rep]
 			if l == nil {
 				continue
@@ -528,9 +538,20 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
-	if o := r.OldTxn; o != nil {
-		fmt.Fprintf(&b, "### Old open transaction — CPU seconds of pgreplica's reading session on the origin, pgbench TPC-B at %d TPS\n\n", m.OldTxnTPS)
-		b.WriteString("| minute | no open transaction | a writing transaction open since the start | ratio |\n|---:|---:|---:|---:|\n")
+	names := make([]string, 0, len(r.OldTxn))
+	for n := range r.OldTxn {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		o := r.OldTxn[name]
+		of := ""
+		if name != "" {
+			of = " [" + name + "]"
+		}
+		fmt.Fprintf(&b, "### Old open transaction%s — CPU seconds of pgreplica's reading session on the origin per %s, pgbench TPC-B at %d TPS\n\n",
+			of, time.Duration(m.OldTxnInterval*float64(time.Second)), m.OldTxnTPS)
+		b.WriteString("| interval | no open transaction | a writing transaction open since the start | ratio |\n|---:|---:|---:|---:|\n")
 		for i := 0; i < len(o.Without) || i < len(o.With); i++ {
 			var wo, w Stat
 			if i < len(o.Without) {

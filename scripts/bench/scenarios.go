@@ -34,9 +34,25 @@ func (e *env) overheadVariants() []string {
 	for _, d := range e.opt.Durability {
 		for _, b := range base {
 			v = append(v, b+durabilitySuffix(d))
+			if b == vPgreplica {
+				for _, c := range e.opt.Compare {
+					v = append(v, b+" ["+c.name+"]"+durabilitySuffix(d))
+				}
+			}
 		}
 	}
 	return v
+}
+
+// compareBinary returns a variant's name without its "[name]" of a
+// compared binary, and that binary (the main one when there is none).
+func (e *env) compareBinary(v string) (string, string) {
+	for _, c := range e.opt.Compare {
+		if b, ok := strings.CutSuffix(v, " ["+c.name+"]"); ok {
+			return b, c.path
+		}
+	}
+	return v, e.pgreplica
 }
 
 // fsyncOn marks the variants, backlogs and rows measured with fsync = on.
@@ -77,6 +93,16 @@ func (e *env) setDurability(ctx context.Context, d string) error {
 	return nil
 }
 
+// lagReplicators are the replicators of the lag run: with every compared
+// pgreplica binary.
+func (e *env) lagReplicators() []string {
+	r := e.replicators()
+	for _, c := range e.opt.Compare {
+		r = append(r, "pgreplica ["+c.name+"]")
+	}
+	return r
+}
+
 func (e *env) replicators() []string {
 	r := []string{"pgreplica", "native"}
 	if e.slony != nil {
@@ -111,6 +137,7 @@ type overheadSample struct {
 func (e *env) overhead(ctx context.Context, variant string) (overheadSample, error) {
 	var s overheadSample
 	variant, durability := splitVariant(variant)
+	variant, bin := e.compareBinary(variant)
 	if err := e.setDurability(ctx, durability); err != nil {
 		return s, err
 	}
@@ -128,7 +155,7 @@ func (e *env) overhead(ctx context.Context, variant string) (overheadSample, err
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
 			return s, err
 		}
-		if _, err := e.startDaemon(ctx); err != nil {
+		if _, err := e.startDaemonBin(ctx, bin); err != nil {
 			return s, err
 		}
 		after = e.stopDaemon
@@ -348,6 +375,7 @@ func (e *env) lag(ctx context.Context, r string) (lagSample, error) {
 	if err := e.reset(ctx); err != nil {
 		return s, err
 	}
+	r, bin := e.compareBinary(r)
 	switch r {
 	case "pgreplica":
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
@@ -356,7 +384,7 @@ func (e *env) lag(ctx context.Context, r string) (lagSample, error) {
 		if err := e.pgreplicaCatchUp(ctx); err != nil {
 			return s, err
 		}
-		if _, err := e.startDaemon(ctx); err != nil {
+		if _, err := e.startDaemonBin(ctx, bin); err != nil {
 			return s, err
 		}
 		defer e.stopDaemon()
