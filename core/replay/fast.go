@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tidwall/gjson"
@@ -427,6 +428,8 @@ func (a *applier) execOps(ctx context.Context, tx session, p *pipeline, ops []op
 	if err := p.run(ctx, tx); err != nil {
 		return nil, err
 	}
+	// Set-based steps run deletes before updates: report in event order.
+	slices.SortStableFunc(conflicts, func(x, y Conflict) int { return cmpInt(x.EventID, y.EventID) })
 	return conflicts, nil
 }
 
@@ -546,7 +549,7 @@ func readSet(br pgx.BatchResults, st *setStmt) ([]Conflict, error) {
 		if st.op == 'D' {
 			kind = DeleteNoRow
 		}
-		c := Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table, Op: string(st.op), Key: n.key.json(), Kind: kind}
+		c := Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table, Op: string(st.op), Key: n.key.json(), Kind: kind, At: time.Now()}
 		if st.op == 'U' {
 			c.Data = n.data.json()
 		}
