@@ -14,15 +14,21 @@
 #   -h, --help       this text
 # Other options are passed to the Go program (scripts/bench): --scale N,
 # --seconds N, --tpcb-txns N, --inserts N, --insert-txn-rows N,
-# --lag-seconds N, --scenarios overhead,apply,lag, --out FILE, --keep.
+# --lag-seconds N, --durability off,on, --oldtxn-minutes N (default 2; 5
+# for the figure), --oldtxn-tps N,
+# --scenarios overhead,apply,lag,oldtxn, --out FILE, --keep.
 #
 # Scenarios (docs/performance.md): 1. origin overhead (pgbench TPC-B, scale
 # 10, 4 clients, 30 s; TPS with no replication, pgreplica capture alone,
-# capture + applier, native logical replication, Slony-I); 2. apply rate
-# (200,000 TPC-B transactions and 1,000,000 inserted rows built with the
-# applier stopped, then timed to catch up); 3. lag at a steady 200 TPS
-# (p50/p95/p99); 4. pgreplica's peak RSS, CPU and event log size.
-# A full run takes about 45 minutes (an hour with Slony-I).
+# capture + applier, native logical replication, Slony-I), with fsync = off
+# and again with fsync = on (--durability); 2. apply rate (200,000 TPC-B
+# transactions and 1,000,000 inserted rows built with the applier stopped,
+# then timed to catch up), with fsync = off and on; 3. lag at a steady 200
+# TPS (p50/p95/p99); 4. pgreplica's peak RSS, CPU and event log size;
+# 5. an old open writing transaction: CPU of pgreplica's reading session on
+# the origin per minute at 300 TPS, with and without a session that holds
+# a writing transaction open for the whole run.
+# A full run takes about 100 minutes (--durability off: about 50).
 # Prints a markdown table; writes bench-results/bench.json.
 set -euo pipefail
 

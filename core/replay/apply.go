@@ -41,6 +41,7 @@ type applier struct {
 	replica string
 	meta    map[pg.Table]*tableMeta
 	mode    ApplyMode
+
 	// inOrder: the session could not set session_replication_role, so the
 	// replica's foreign keys (and their actions) act on applied changes.
 	// Set-based apply orders a batch by table, which can break them (a
@@ -53,6 +54,7 @@ type applier struct {
 	skip     map[int64]bool // events the operator skipped (pgreplica.skipped)
 	skipRead time.Time      // when skip was read
 
+	noCopies     bool  // the last batch found no table being copied
 	fallbacks    int   // batches replayed event by event after the set-based apply failed
 	lastFallback error // why, for the log
 }
@@ -316,19 +318,140 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 // applyIn is applyBatch on a session: inside the caller's transaction
 // (a pgx.Tx), or beginning and committing its own (ownTx).
 //
+// The first statement moves the position from old to next, and fails the
+// transaction (errPositionMoved) unless the stored position is still old:
+// it takes the position's row lock, so a concurrent applier waits there,
+// before any event is applied, and then finds the position moved and
+// re-reads it instead of applying the same events again. The same
+// statement reads the tables being copied.
+//
 // Tables being copied by `pgreplica sync` get special care: while a table
 // is "copying" its events are held in pgreplica.held instead of applied;
 // once the copy has committed ("catchup" at the copy's snapshot) the held
 // events are applied first, and every event the copy already contains (its
 // transaction visible in the copy's snapshot) is skipped. So a copy never
 // blocks the stream and nothing is lost or applied twice.
+//
+// When the previous batch found no table being copied (the usual case), the
+// events' statements are sent in the same pipeline as BEGIN and the
+// position move, so a batch costs two round trips (that pipeline, and the
+// conflicts with COMMIT); should a copy have started meanwhile, that
+// transaction is rolled back and the batch applied again with the copy's
+// rules.
 func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, events []*event) ([]Conflict, error) {
 	_, own := tx.(ownTx)
 	count := len(events) // held events drained below were counted when held
-	states, err := a.lockAndReadStates(ctx, tx, own)
+	if err := a.checkOrder(ctx, tx); err != nil {
+		return nil, err
+	}
+	skipped, err := a.skippedEvents(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
+	// Scripts, sequence samples and skipped events take the careful path.
+	optimistic := own && a.noCopies && !needsCare(events, skipped)
+	p := &pipeline{}
+	var prefixErr error // BEGIN, the position move or the savepoint failed
+	if own {
+		p.queue(func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				prefixErr = fmt.Errorf("begin: %w", err)
+			}
+			return prefixErr
+		}, "BEGIN")
+	}
+	var states map[pg.Table]tableState
+	queuePositionMove(p, a.set, old, next, count, func(st map[pg.Table]tableState, err error) error {
+		states, prefixErr = st, err
+		if err == nil && optimistic && len(st) > 0 {
+			prefixErr = errCopyStarted
+		}
+		return prefixErr
+	})
+	var conflicts []Conflict
+	switch {
+	case optimistic && len(events) == 0:
+		// Nothing to apply: no conflict can come, commit at once.
+		p.queue(func(br pgx.BatchResults) error { _, err := br.Exec(); return err }, "COMMIT")
+		if err := p.run(ctx, tx); err != nil {
+			if prefixErr != nil && !errors.Is(prefixErr, errCopyStarted) {
+				return nil, prefixErr
+			}
+			if prefixErr == nil {
+				return nil, fmt.Errorf("commit: %w", err)
+			}
+			// A copy started: the position move committed nonetheless
+			// (nothing was applied); the next batch takes the copy's path.
+			a.noCopies = false
+			return nil, nil
+		}
+		return nil, nil
+	case optimistic:
+		var err error
+		conflicts, err = a.applyPipelined(ctx, tx, p, events, &prefixErr)
+		if errors.Is(prefixErr, errCopyStarted) {
+			// A copy started since the last batch: what was queued may
+			// apply events that must now be held. Undo it, apply again.
+			if _, err := a.conn.Exec(ctx, "ROLLBACK"); err != nil {
+				return nil, fmt.Errorf("rollback: %w", err)
+			}
+			a.noCopies = false
+			return a.applyIn(ctx, tx, old, next, events)
+		}
+		if prefixErr != nil {
+			return nil, prefixErr
+		}
+		if err != nil {
+			return nil, err
+		}
+	default:
+		if err := p.run(ctx, tx); err != nil {
+			if prefixErr != nil {
+				return nil, prefixErr
+			}
+			return nil, fmt.Errorf("move position: %w", err)
+		}
+		var err error
+		if conflicts, err = a.applyWithCopies(ctx, tx, states, skipped, events); err != nil {
+			return nil, err
+		}
+	}
+	a.noCopies = len(states) == 0
+
+	b := &pgx.Batch{}
+	for _, c := range conflicts {
+		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
+		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
+			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, nullText([]byte(c.Data)), c.Kind)
+	}
+	if next.Target.IsZero() {
+		// The interval is complete: a table whose copy the position now
+		// covers can no longer meet an event from before its copy.
+		for t, st := range states {
+			if st.state == "catchup" && next.Snapshot.Covers(st.copied) {
+				b.Queue(`UPDATE pgreplica.table_state SET state = 'replicating', snapshot = NULL, updated_at = now()
+				          WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state = 'catchup'`,
+					a.set, t.Schema, t.Name)
+			}
+		}
+	}
+	if own {
+		b.Queue("COMMIT")
+	}
+	if b.Len() == 0 {
+		return conflicts, nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return conflicts, nil
+}
+
+// applyWithCopies applies events in a transaction whose position is moved,
+// while some tables are being copied (states): held events of the tables
+// whose copy committed first, events of tables still being copied held,
+// events a copy already has skipped.
+func (a *applier) applyWithCopies(ctx context.Context, tx session, states map[pg.Table]tableState, skipped map[int64]bool, events []*event) ([]Conflict, error) {
 	var catchup []pg.Table
 	for t, st := range states {
 		if st.state == "catchup" {
@@ -342,12 +465,6 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		}
 		events = append(held, events...)
 	}
-
-	skipped, err := a.skippedEvents(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
-	// Hold the events of tables being copied; skip what a copy already has.
 	hold := &pgx.Batch{}
 	var apply []*event
 	for _, e := range events {
@@ -370,83 +487,122 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 			return nil, fmt.Errorf("hold events of a table being copied: %w", err)
 		}
 	}
-	conflicts, err := a.applyEvents(ctx, tx, apply)
-	if err != nil {
-		return nil, err
-	}
-
-	b := &pgx.Batch{}
-	for _, c := range conflicts {
-		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
-		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
-			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, nullText([]byte(c.Data)), c.Kind)
-	}
-	if next.Target.IsZero() {
-		// The interval is complete: a table whose copy the position now
-		// covers can no longer meet an event from before its copy.
-		for _, t := range catchup {
-			if next.Snapshot.Covers(states[t].copied) {
-				b.Queue(`UPDATE pgreplica.table_state SET state = 'replicating', snapshot = NULL, updated_at = now()
-				          WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state = 'catchup'`,
-					a.set, t.Schema, t.Name)
-			}
-		}
-	}
-	queuePositionUpdate(b, a.set, old, next, count)
-	if own {
-		b.Queue("COMMIT")
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == positionMovedCode {
-			return nil, errPositionMoved
-		}
-		return nil, fmt.Errorf("record position: %w", err)
-	}
-	return conflicts, nil
+	return a.applyWithScripts(ctx, tx, apply, a.applyRows)
 }
 
-// applyEvents applies events in tx: folded and set-based when the batch is
-// big enough, inside a savepoint; if that fails for any reason the
-// savepoint is rolled back and the events are replayed one by one, which
-// either succeeds or names the event that fails.
-func (a *applier) applyEvents(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
-	return a.applyWithScripts(ctx, tx, events, a.applyRows)
-}
-
-// applyRows is applyEvents for events without scripts.
+// applyRows applies events without scripts or sequence samples in tx: one
+// statement each, or folded and set-based inside a savepoint.
 func (a *applier) applyRows(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
-	if len(events) == 0 {
-		return nil, nil
+	if !a.fast(len(events)) {
+		return a.applyExactIn(ctx, tx, events)
 	}
-	if err := a.checkOrder(ctx, tx); err != nil {
-		return nil, err
+	// The savepoint is released by the commit.
+	if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_fast"); err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
 	}
-	fast := a.mode == ApplyFast || (a.mode == ApplyAuto && !a.inOrder && len(events) >= minFastBatch)
-	if fast && len(events) > 0 {
-		// The savepoint is released by the commit.
-		if _, err := tx.Exec(ctx, "SAVEPOINT pgreplica_fast"); err != nil {
-			return nil, fmt.Errorf("savepoint: %w", err)
+	return a.applySetBased(ctx, tx, events)
+}
+
+// needsCare reports whether a batch holds a script, a sequence sample or
+// a skipped event: then it is not pipelined with BEGIN (see applyIn).
+func needsCare(events []*event, skipped map[int64]bool) bool {
+	for _, e := range events {
+		if e.Op == 'E' || e.Op == 'Q' || skipped[e.ID] {
+			return true
 		}
-		conflicts, err := a.applyFast(ctx, tx, events)
+	}
+	return false
+}
+
+// errCopyStarted means a table is being copied although the previous batch
+// found none: the batch is applied again with the copy's rules.
+var errCopyStarted = errors.New("a table copy started")
+
+// applyPipelined applies events with their statements queued after what p
+// holds (BEGIN and the position move), in one pipeline up to the first COPY:
+// folded and set-based inside a savepoint when the batch is big enough, or
+// one statement per event. If the set-based apply fails, the savepoint is
+// rolled back and the events are replayed one by one, which either
+// succeeds or names the event that fails. prefixErr is set by the readers
+// of p's own statements; no fallback is tried when it is.
+func (a *applier) applyPipelined(ctx context.Context, tx session, p *pipeline, events []*event, prefixErr *error) ([]Conflict, error) {
+	if a.fast(len(events)) {
+		ops, err := a.planFast(ctx, events)
 		if err == nil {
-			return conflicts, nil
+			p.queue(func(br pgx.BatchResults) error {
+				if _, err := br.Exec(); err != nil {
+					*prefixErr = fmt.Errorf("savepoint: %w", err)
+				}
+				return *prefixErr
+			}, "SAVEPOINT pgreplica_fast")
+			conflicts, err := a.execOps(ctx, tx, p, ops)
+			if err == nil || *prefixErr != nil {
+				return conflicts, err
+			}
+			if a.mode == ApplyFast {
+				return nil, fmt.Errorf("fast apply: %w", err)
+			}
+			if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
+				return nil, fmt.Errorf("apply: %w", err)
+			}
+			a.fallbacks++
+			a.lastFallback = err
+			return a.applyExactIn(ctx, tx, events)
 		}
 		if a.mode == ApplyFast {
 			return nil, fmt.Errorf("fast apply: %w", err)
 		}
-		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
-			return nil, fmt.Errorf("apply: %w", err)
-		}
+		// Planning failed (a column the replica lacks): nothing was sent;
+		// the exact path names the event.
 		a.fallbacks++
 		a.lastFallback = err
 	}
+	return a.execOps(ctx, tx, p, []op{{exact: events}})
+}
+
+// fast reports whether a batch of n events is applied set-based.
+func (a *applier) fast(n int) bool {
+	return n > 0 && (a.mode == ApplyFast || (a.mode == ApplyAuto && !a.inOrder && n >= minFastBatch))
+}
+
+// applySetBased applies events folded and set-based inside the savepoint
+// pgreplica_fast, which the caller has made; if that fails for any reason
+// the savepoint is rolled back and the events are replayed one by one,
+// which either succeeds or names the event that fails.
+func (a *applier) applySetBased(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
+	conflicts, err := a.applyFast(ctx, tx, events)
+	if err == nil {
+		return conflicts, nil
+	}
+	if a.mode == ApplyFast {
+		return nil, fmt.Errorf("fast apply: %w", err)
+	}
+	if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	a.fallbacks++
+	a.lastFallback = err
 	return a.applyExactIn(ctx, tx, events)
 }
 
 // applyExactIn applies events one statement each (pipelined), in order.
 func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
 	b := &pgx.Batch{}
+	queued, err := a.queueExact(ctx, b, events)
+	if err != nil || b.Len() == 0 {
+		return nil, err
+	}
+	br := tx.SendBatch(ctx, b)
+	conflicts, err := a.readExact(br, queued)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("apply: %w", cerr)
+	}
+	return conflicts, err
+}
+
+// queueExact adds one statement per event (one per group of tables
+// truncated together) to b and returns the event of each statement.
+func (a *applier) queueExact(ctx context.Context, b *pgx.Batch, events []*event) ([]*event, error) {
 	var queued []*event
 	for i := 0; i < len(events); i++ {
 		e := events[i]
@@ -477,15 +633,16 @@ func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event)
 		b.Queue(sql, args...)
 		queued = append(queued, e)
 	}
-	if b.Len() == 0 {
-		return nil, nil
-	}
+	return queued, nil
+}
+
+// readExact reads the results of the statements queueExact queued: an
+// update or delete that touched no row is a conflict.
+func (a *applier) readExact(br pgx.BatchResults, queued []*event) ([]Conflict, error) {
 	var conflicts []Conflict
-	br := tx.SendBatch(ctx, b)
 	for _, e := range queued {
 		tag, err := br.Exec()
 		if err != nil {
-			br.Close()
 			return nil, a.explain(e, err)
 		}
 		if tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
@@ -496,9 +653,6 @@ func (a *applier) applyExactIn(ctx context.Context, tx session, events []*event)
 			conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
 				Op: string(e.Op), Key: string(e.Key), Data: string(e.Data), Kind: kind, At: time.Now()})
 		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
 	}
 	return conflicts, nil
 }
@@ -514,52 +668,6 @@ func nullText(b []byte) any {
 // applied from: another applier works on the same replica, or a verify or
 // sync moved it. The worker re-reads it and goes on from there.
 var errPositionMoved = errors.New("the replica's position changed under this applier (another pgreplica applying, or a verify); re-reading it")
-
-// lockAndReadStates locks the position row first (so that a concurrent
-// applier or verify waits here, before any row is touched) and reads the
-// tables of the set that are being copied or catching up.
-func (a *applier) lockAndReadStates(ctx context.Context, tx session, begin bool) (map[pg.Table]tableState, error) {
-	b := &pgx.Batch{}
-	if begin {
-		b.Queue("BEGIN")
-	}
-	b.Queue(`SELECT 1 FROM pgreplica.position WHERE set_name = $1 FOR UPDATE`, a.set)
-	b.Queue(`SELECT schema_name, table_name, state, coalesce(snapshot, '') FROM pgreplica.table_state
-	          WHERE set_name = $1 AND state IN ('copying', 'catchup', 'held')`, a.set)
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	if begin {
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("begin: %w", err)
-		}
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("lock position: %w", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("read table states: %w", err)
-	}
-	out := map[pg.Table]tableState{}
-	for rows.Next() {
-		var t pg.Table
-		var st tableState
-		var snap string
-		if err := rows.Scan(&t.Schema, &t.Name, &st.state, &snap); err != nil {
-			return nil, fmt.Errorf("read table states: %w", err)
-		}
-		if st.state == "catchup" {
-			if st.copied, err = ParseSnapshot(snap); err != nil {
-				return nil, fmt.Errorf("table state of %s: %w", t, err)
-			}
-		}
-		out[t] = st
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read table states: %w", err)
-	}
-	return out, nil
-}
 
 // takeHeld removes and returns the held events of tables, in the order
 // they were held.

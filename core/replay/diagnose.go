@@ -78,7 +78,7 @@ func Diagnose(ctx context.Context, cfg *config.Config, replica string, limit int
 	d.Position = pos
 	target := pos.Target
 	if target.IsZero() {
-		if target, err = currentSnapshot(ctx, origin); err != nil {
+		if target, err = CurrentSnapshot(ctx, origin); err != nil {
 			return d, err
 		}
 	}

@@ -73,7 +73,9 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake(), net: netOf(cfg)}
 	for _, r := range cfg.Connected() { // file replicas are fed by bundles
-		e.workers = append(e.workers, newWorker(cfg, r, log, emit, opt.Apply))
+		w := newWorker(cfg, r, log, emit, opt.Apply)
+		w.async = true
+		e.workers = append(e.workers, w)
 	}
 	return e
 }
@@ -122,7 +124,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		listen(ctx, e.cfg.Origin.DSN, e.cfg.Name, e.net, min(e.cfg.PollInterval, e.net.DeadPath/3), e.wake, e.log)
+		listen(ctx, e.cfg.Origin.DSN, e.cfg.Name, e.net, min(e.cfg.PollInterval, e.net.DeadPath/3), len(e.workers), e.wake, e.log)
 	}()
 	if e.cfg.Purge.Interval > 0 {
 		wg.Add(1)
@@ -236,15 +238,33 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 		}
 		w.setState(Streaming, nil)
 		if n > 0 {
-			// Busy: let a few more transactions commit before the next
-			// catch-up, so that a high rate of small transactions is applied
-			// in fewer, larger batches (each costs round trips on both
-			// servers). Adds at most minCatchUpEvery to the lag.
+			// Busy: let more transactions commit before the next catch-up,
+			// so that a high rate of small transactions is applied in fewer,
+			// larger batches (each costs round trips and statements on both
+			// servers). No notification is awaited (nor, while every worker
+			// is busy, even received).
+			e.wake.SetBusy(w, true)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Until(started.Add(minCatchUpEvery))):
 			}
+			continue
+		}
+		e.wake.SetBusy(w, false)
+		select {
+		case <-e.wake.Listening():
+		default:
+			// Notifications were off: look once more when they are on again
+			// (what committed before that sent none), or after a short
+			// while if the listener cannot connect (the poll covers it).
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.wake.Listening():
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -255,9 +275,12 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 	}
 }
 
-// minCatchUpEvery is the shortest time between two catch-ups that apply
-// something.
-const minCatchUpEvery = 2 * time.Millisecond
+// minCatchUpEvery is the shortest time between the starts of two
+// catch-ups while busy: it adds at most that much to the lag (measured:
+// 2 ms costs the machine 6–12 % more CPU per origin transaction than 5 ms
+// at full TPC-B speed; 10 ms, or a pause growing with the catch-up's
+// duration, puts lag p99 at 200 TPS above 15 ms on a busy machine).
+const minCatchUpEvery = 5 * time.Millisecond
 
 // standbyPoll is how often a standby tries to take over.
 const standbyPoll = time.Second

@@ -46,7 +46,11 @@ func ReadChanges(ctx context.Context, q Querier, from, to Snapshot, afterID int6
 // CurrentSnapshot takes the origin's current snapshot, the end of the next
 // interval.
 func CurrentSnapshot(ctx context.Context, conn *pgx.Conn) (Snapshot, error) {
-	return currentSnapshot(ctx, conn)
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&s); err != nil {
+		return Snapshot{}, fmt.Errorf("origin: take snapshot: %w", err)
+	}
+	return ParseSnapshot(s)
 }
 
 // PrepareApplySession sets up a replica session to apply changes as the

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"pgreplica/core/pg"
 )
 
 // Position is how far a replica has applied a replication set. All origin
@@ -67,20 +70,72 @@ func nullable(s Snapshot) any {
 // stored position is not the one the applier started from.
 const positionMovedCode = "RP001"
 
-// queuePositionUpdate adds the position update to a batch. It succeeds only
-// if the stored position is still old: otherwise (a second applier on the
-// same replica, a verify) it raises positionMovedCode, which fails the
-// transaction, so that nothing is committed (even with a COMMIT pipelined
-// after it).
-func queuePositionUpdate(b *pgx.Batch, set string, old, next Position, events int) {
-	b.Queue(`WITH moved AS (
+// queuePositionMove adds to a batch the statement that moves the position
+// from old to next and reads the tables being copied. It must be the first
+// statement of the transaction: it takes the position's row lock, and it
+// succeeds only if the stored position is still old. Otherwise (a second
+// applier on the same replica that committed while this one waited for the
+// lock, a verify) it raises positionMovedCode, which fails the transaction
+// before any event is applied, so that nothing is committed (even with a
+// COMMIT pipelined after it) and the loser re-reads the position instead of
+// applying the same events again. read gets its result (readPositionMove).
+func queuePositionMove(p *pipeline, set string, old, next Position, events int, read func(map[pg.Table]tableState, error) error) {
+	p.queue(func(br pgx.BatchResults) error { return read(readPositionMove(br)) }, `WITH moved AS (
 	           UPDATE pgreplica.position
 	              SET snapshot = $2, target = $3, last_id = $4,
 	                  applied_events = applied_events + $5, applied_at = now()
 	            WHERE set_name = $1 AND snapshot = $6
 	              AND target IS NOT DISTINCT FROM $7 AND coalesce(last_id, 0) = $8
 	           RETURNING 1)
-	         SELECT CASE WHEN EXISTS (SELECT FROM moved) THEN true ELSE pgreplica.position_moved() END`,
+	         SELECT CASE WHEN EXISTS (SELECT FROM moved) THEN true ELSE pgreplica.position_moved() END,
+	                s.schema_name, s.table_name, s.state, coalesce(s.snapshot, '')
+	           FROM (VALUES (1)) AS one (x)
+	           LEFT JOIN pgreplica.table_state s ON s.set_name = $1 AND s.state IN ('copying', 'catchup', 'held')`,
 		set, next.Snapshot.String(), nullable(next.Target), next.LastID, events,
 		old.Snapshot.String(), nullable(old.Target), old.LastID)
+}
+
+// readPositionMove reads the result of queuePositionMove: the tables of the
+// set being copied or catching up, or errPositionMoved.
+func readPositionMove(br pgx.BatchResults) (map[pg.Table]tableState, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, positionError(err)
+	}
+	defer rows.Close()
+	var out map[pg.Table]tableState
+	for rows.Next() {
+		var ok bool
+		var schema, name, state *string
+		var snap *string
+		if err := rows.Scan(&ok, &schema, &name, &state, &snap); err != nil {
+			return nil, positionError(err)
+		}
+		if schema == nil {
+			continue
+		}
+		t := pg.Table{Schema: *schema, Name: *name}
+		st := tableState{state: *state}
+		if st.state == "catchup" {
+			if st.copied, err = ParseSnapshot(*snap); err != nil {
+				return nil, fmt.Errorf("table state of %s: %w", t, err)
+			}
+		}
+		if out == nil {
+			out = map[pg.Table]tableState{}
+		}
+		out[t] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, positionError(err)
+	}
+	return out, nil
+}
+
+func positionError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == positionMovedCode {
+		return errPositionMoved
+	}
+	return fmt.Errorf("move position: %w", err)
 }

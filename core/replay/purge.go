@@ -178,5 +178,19 @@ func readReplicaPosition(ctx context.Context, cfg *config.Config, r config.Repli
 		return Position{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	return ReadPosition(ctx, conn, cfg.Name)
+	pos, err := ReadPosition(ctx, conn, cfg.Name)
+	if err != nil {
+		return Position{}, err
+	}
+	// The engine commits asynchronously: what it committed last may not be
+	// on the replica's disk yet, and a crash would lose it. Purge only
+	// below a position the replica has flushed.
+	var lsn string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
+		return Position{}, fmt.Errorf("read WAL insert location: %w", err)
+	}
+	if err := waitFlushed(ctx, conn, lsn); err != nil {
+		return Position{}, err
+	}
+	return pos, nil
 }

@@ -3,6 +3,8 @@ package replay
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,32 +40,97 @@ func (e *event) size() int {
 	return len(e.Key) + len(e.Data) + len(e.Table.Schema) + len(e.Table.Name) + 48
 }
 
-// readSQL selects the events of the interval (from, to]: those whose
-// transaction is visible in snapshot $2 and was not in $1, after event $3,
-// in log id order. The txid range lets the index on txid narrow the scan.
-const readSQL = `
-SELECT id, txid::text::int8, at, schema_name, table_name, op::text, key::text, data::text
-  FROM pgreplica.log
- WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND txid < pg_snapshot_xmax($2::pg_snapshot)
+// The interval (from, to] is the events whose transaction is visible in
+// snapshot to and was not in from. Not visible in from means: at or above
+// from's xmax, or in from's in-progress list. So, as PgQ does, the read is
+// the txid range [from.xmax, to.xmax) plus, by exact txid, those of from's
+// in-progress transactions that have committed since: the index on txid
+// serves both, and a transaction left open for hours costs one index probe
+// per read, not a rescan of everything logged since it began.
+const intervalWhere = `
+ WHERE (txid >= $2::xid8 AND txid < pg_snapshot_xmax(%[1]s)
+        OR txid = ANY (ARRAY(SELECT x FROM unnest($3::text::xid8[]) AS x WHERE pg_visible_in_snapshot(x, %[1]s))))
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
-   AND pg_visible_in_snapshot(txid, $2::pg_snapshot)
-   AND id > $3
+   AND pg_visible_in_snapshot(txid, %[1]s)
+   AND id > $4`
+
+const eventColumns = `id, txid::text::int8, at, schema_name, table_name, op::text, key::text, data::text`
+
+// readSQL selects the events of the interval (from, to], to = $5, after
+// event $4, in log id order.
+var readSQL = `SELECT ` + eventColumns + ` FROM pgreplica.log` + fmt.Sprintf(intervalWhere, `$5::pg_snapshot`) + `
  ORDER BY id`
+
+// readCurrentSQL is readSQL up to the origin's current snapshot, taken by
+// the same statement (so one round trip reads a batch): its first row, id
+// 0 and op 'S', carries the snapshot in table_name. pg_current_snapshot()
+// is the statement's own snapshot, so the scan sees every event of the
+// transactions visible in it.
+var readCurrentSQL = `SELECT * FROM (
+SELECT 0::int8 AS id, 0::int8, now(), '', pg_current_snapshot()::text, 'S', NULL, NULL
+ UNION ALL
+SELECT ` + eventColumns + ` FROM pgreplica.log` + fmt.Sprintf(intervalWhere, `pg_current_snapshot()`) + `
+) AS i ORDER BY id`
+
+// intervalArgs are the arguments $1-$4 of the interval read.
+func intervalArgs(from Snapshot, afterID int64) []any {
+	var xip strings.Builder
+	xip.WriteByte('{')
+	for i, x := range from.Xip {
+		if i > 0 {
+			xip.WriteByte(',')
+		}
+		xip.WriteString(strconv.FormatUint(x, 10))
+	}
+	xip.WriteByte('}')
+	return []any{from.String(), strconv.FormatUint(from.Xmax, 10), xip.String(), afterID}
+}
+
+type querier interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}
 
 // readInterval streams the events of (from, to] after afterID to fn, one at
 // a time, in id order. fn may stop the stream by returning an error.
-func readInterval(ctx context.Context, conn *pgx.Conn, from, to Snapshot, afterID int64, fn func(*event) error) error {
-	return readIntervalTx(ctx, conn, from, to, afterID, fn)
-}
-
-// readIntervalTx is readInterval on any connection or transaction.
-func readIntervalTx(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, from, to Snapshot, afterID int64, fn func(*event) error) error {
-	rows, err := q.Query(ctx, readSQL, from.String(), to.String(), afterID)
+func readInterval(ctx context.Context, q querier, from, to Snapshot, afterID int64, fn func(*event) error) error {
+	rows, err := q.Query(ctx, readSQL, append(intervalArgs(from, afterID), to.String())...)
 	if err != nil {
 		return fmt.Errorf("read events: %w", err)
 	}
+	return scanEvents(rows, fn)
+}
+
+// readIntervalTx is readInterval on any connection or transaction.
+func readIntervalTx(ctx context.Context, q querier, from, to Snapshot, afterID int64, fn func(*event) error) error {
+	return readInterval(ctx, q, from, to, afterID, fn)
+}
+
+// readCurrent takes the origin's current snapshot and streams the events
+// of (from, that snapshot] after afterID, in one statement: first calls
+// target with the snapshot, then fn with each event in id order.
+func readCurrent(ctx context.Context, q querier, from Snapshot, afterID int64, target func(Snapshot) error, fn func(*event) error) error {
+	rows, err := q.Query(ctx, readCurrentSQL, intervalArgs(from, afterID)...)
+	if err != nil {
+		return fmt.Errorf("read events: %w", err)
+	}
+	first := true
+	return scanEvents(rows, func(e *event) error {
+		if first {
+			first = false
+			if e.ID != 0 || e.Op != 'S' {
+				return fmt.Errorf("read events: the first row is not the snapshot (event %d)", e.ID)
+			}
+			snap, err := ParseSnapshot(e.Table.Name)
+			if err != nil {
+				return fmt.Errorf("read events: %w", err)
+			}
+			return target(snap)
+		}
+		return fn(e)
+	})
+}
+
+func scanEvents(rows pgx.Rows, fn func(*event) error) error {
 	defer rows.Close()
 	for rows.Next() {
 		var e event
@@ -82,13 +149,4 @@ func readIntervalTx(ctx context.Context, q interface {
 		return fmt.Errorf("read events: %w", err)
 	}
 	return nil
-}
-
-// currentSnapshot takes the origin's current snapshot.
-func currentSnapshot(ctx context.Context, conn *pgx.Conn) (Snapshot, error) {
-	var s Snapshot
-	if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&s); err != nil {
-		return Snapshot{}, fmt.Errorf("take origin snapshot: %w", err)
-	}
-	return s, nil
 }

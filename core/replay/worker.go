@@ -25,6 +25,7 @@ type worker struct {
 	mode    ApplyMode
 	net     pg.Net        // connection bounds; DeadPath bounds every wait on a server
 	grace   time.Duration // an earlier apply session idle this long is an orphan
+	async   bool          // apply with synchronous_commit = off (the engine; not Aligned)
 	log     *slog.Logger
 	emit    func(Event)
 	retry   chan struct{} // Engine.Retry: end the backoff now
@@ -49,6 +50,14 @@ type worker struct {
 	progress        atomic.Int64  // unix ns: a batch applied, or found caught up
 	noProgressAfter time.Duration // NoProgressFor is reported after this
 	downSince       time.Time     // first error of the current run of errors
+	unflushed       walMark       // async: the newest position committed, not yet known flushed
+}
+
+// walMark is a position and the replica's WAL insert location read after
+// its commit: once the replica's WAL is flushed up to lsn, so is the commit.
+type walMark struct {
+	snap Snapshot
+	lsn  string // pg_lsn text
 }
 
 // idleWriteEvery is how often an idle worker stores its position although
@@ -101,8 +110,11 @@ func (w *worker) connectIn(ctx context.Context) error {
 			return err
 		}
 		// An interval is read in id order: a big backlog is sorted before
-		// its first event streams, in memory rather than on disk.
-		if _, err := c.Exec(ctx, "SET work_mem = '64MB'"); err != nil {
+		// its first event streams, in memory rather than on disk. The read
+		// runs hundreds of times a second while streaming: planned once
+		// (the generic plan scans the txid index for any interval), not
+		// at each execution, which cost more than the scan itself.
+		if _, err := c.Exec(ctx, "SET work_mem = '64MB'; SET plan_cache_mode = force_generic_plan"); err != nil {
 			closeSoon(c)
 			return fmt.Errorf("origin: %w", err)
 		}
@@ -121,7 +133,19 @@ func (w *worker) connectIn(ctx context.Context) error {
 			closeSoon(c)
 			return fmt.Errorf("replica %s: %w", w.replica.Name, err)
 		}
+		if w.async {
+			// The position commits with the events it covers, so a commit
+			// lost in a replica crash loses both together and the batch is
+			// read again (as native logical replication's apply worker
+			// does). The origin is told only positions the replica has
+			// flushed (publish), so it never purges what a crash lost.
+			if _, err := c.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+				c.Close(ctx)
+				return fmt.Errorf("replica %s: %w", w.replica.Name, err)
+			}
+		}
 		w.replicaConn = c
+		w.unflushed = walMark{} // a crash may have lost what it named
 		w.apply = newApplier(c, w.set, w.replica.Name, w.mode)
 		w.havePos, w.locked = false, false
 	}
@@ -186,18 +210,12 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		if stopping.Err() != nil {
 			return applied, nil
 		}
-		target, resuming := w.pos.Target, !w.pos.Target.IsZero()
+		// Resuming a half-applied interval, or (zero) the interval up to
+		// the origin's current snapshot, which the read takes (a moment
+		// after taken: the heartbeat errs towards more lag, never less).
+		resuming := !w.pos.Target.IsZero()
 		taken := time.Now()
-		if !resuming {
-			sctx, cancel := w.within(ctx, 0)
-			target, err = currentSnapshot(sctx, w.originConn)
-			err = deadPath(ctx, sctx, err, "origin", w.net.DeadPath)
-			cancel()
-			if err != nil {
-				return applied, err
-			}
-		}
-		n, err := w.applyInterval(ctx, stopping, target)
+		n, err := w.applyInterval(ctx, stopping, w.pos.Target)
 		applied += n
 		if errors.Is(err, errPositionMoved) || IsStop(err) && w.positionMoved(ctx) {
 			// Someone else moved the position (a verify, a replicate --once,
@@ -238,19 +256,18 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 
 // chunk is a bounded run of an interval's events; final marks the last.
 type chunk struct {
+	target Snapshot // the end of the interval
 	events []*event
 	bytes  int
 	final  bool
 }
 
 // applyInterval applies the events of (pos.Snapshot, target] in batches of
-// bounded size, each in its own replica transaction. A reader goroutine
+// bounded size, each in its own replica transaction; a zero target is the
+// origin's current snapshot, taken by the read itself. A reader goroutine
 // reads and parses the next batch from the origin while the current one is
 // applied; it is at most one batch ahead, so memory stays bounded.
 func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (int, error) {
-	if w.pos.Target.IsZero() && w.pos.Snapshot.Covers(target) {
-		return 0, w.idle(ctx, w.pos)
-	}
 	if !w.pos.Target.IsZero() {
 		w.setState(Catchup, nil)
 	}
@@ -276,21 +293,30 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 				return false
 			}
 		}
-		var cur chunk
-		err := readInterval(readCtx, w.originConn, from, target, lastID, func(e *event) error {
+		cur := chunk{target: target}
+		each := func(e *event) error {
 			if len(cur.events) >= limits.MaxEvents || int64(cur.bytes+e.size()) > limits.MaxBytes && len(cur.events) > 0 {
 				// Full, and e follows: not the last batch of the interval.
 				if !send(cur) {
 					return readCtx.Err()
 				}
-				cur = chunk{}
+				cur = chunk{target: cur.target}
 			}
 			watch.kick()
 			e.parse()
 			cur.events = append(cur.events, e)
 			cur.bytes += e.size()
 			return nil
-		})
+		}
+		var err error
+		if target.IsZero() {
+			err = readCurrent(readCtx, w.originConn, from, lastID, func(s Snapshot) error {
+				cur.target = s
+				return nil
+			}, each)
+		} else {
+			err = readInterval(readCtx, w.originConn, from, target, lastID, each)
+		}
 		if err == nil {
 			cur.final = true
 			if !send(cur) {
@@ -315,7 +341,14 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 		if !c.final && w.status.State == Streaming {
 			w.setState(Catchup, nil)
 		}
-		if err := w.flush(ctx, target, c); err != nil {
+		if c.final && len(c.events) == 0 && w.pos.Target.IsZero() && w.pos.Snapshot.Covers(c.target) {
+			// Nothing new since the position.
+			if err := w.idle(ctx, w.pos); err != nil {
+				return stop(err)
+			}
+			continue
+		}
+		if err := w.flush(ctx, c.target, c); err != nil {
 			return stop(err)
 		}
 		applied += len(c.events)
@@ -432,16 +465,32 @@ func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conf
 
 // publish copies the position to the origin's pgreplica.replica, which
 // the purge and the tables view read. At most once a second unless forced.
+// With asynchronous commit only a position the replica has flushed is
+// copied: the one committed before the previous publish, once the replica's
+// WAL is flushed past it (the WAL writer flushes within a few hundred
+// milliseconds), or when forced the current one after waiting for the flush.
 func (w *worker) publish(ctx context.Context, force bool) {
 	if w.originConn == nil || w.pos.Snapshot.IsZero() || (!force && time.Since(w.published) < time.Second) {
 		return // nothing to publish yet (a standby has read no position)
 	}
 	ctx, cancel := w.within(ctx, 0)
 	defer cancel()
+	snap := w.pos.Snapshot
+	if w.async {
+		var ok bool
+		var err error
+		if snap, ok, err = w.flushedPosition(ctx, force); err != nil {
+			w.log.Warn("could not read the replica's WAL flush location", "err", err)
+			return
+		}
+		if !ok {
+			return
+		}
+	}
 	_, err := w.originConn.Exec(ctx, `INSERT INTO pgreplica.replica (name, snapshot, updated_at)
 	                                   VALUES ($1, $2::pg_snapshot, now())
 	                                   ON CONFLICT (name) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated_at = now()`,
-		w.replica.Name, w.pos.Snapshot.String())
+		w.replica.Name, snap.String())
 	if err != nil {
 		w.log.Warn("could not record position on the origin", "err", err)
 		return
@@ -450,6 +499,58 @@ func (w *worker) publish(ctx context.Context, force bool) {
 }
 
 func (w *worker) progressSeen() time.Time { return time.Unix(0, w.progress.Load()) }
+
+// flushedPosition returns the newest position known to be flushed on the
+// replica, and remembers the current one with the WAL location that its
+// flush needs. forced waits for the current one's flush.
+func (w *worker) flushedPosition(ctx context.Context, force bool) (Snapshot, bool, error) {
+	if w.replicaConn == nil || !w.havePos {
+		return Snapshot{}, false, nil
+	}
+	prev := w.unflushed
+	lsn := prev.lsn
+	if lsn == "" {
+		lsn = "0/0"
+	}
+	var insert string
+	var flushed bool
+	err := w.replicaConn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn() >= $1::pg_lsn`, lsn).
+		Scan(&insert, &flushed)
+	if err != nil {
+		return Snapshot{}, false, err
+	}
+	w.unflushed = walMark{snap: w.pos.Snapshot, lsn: insert}
+	if force {
+		if err := waitFlushed(ctx, w.replicaConn, insert); err != nil {
+			return Snapshot{}, false, err
+		}
+		return w.pos.Snapshot, true, nil
+	}
+	return prev.snap, flushed && !prev.snap.IsZero(), nil
+}
+
+// waitFlushed waits (up to 10s) until the server has flushed its WAL up to
+// lsn.
+func waitFlushed(ctx context.Context, c *pgx.Conn, lsn string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var flushed bool
+		if err := c.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn", lsn).Scan(&flushed); err != nil {
+			return fmt.Errorf("read WAL flush location: %w", err)
+		}
+		if flushed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("WAL not flushed up to %s within 10s", lsn)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
 
 func (w *worker) setStatus(f func(*ReplicaStatus)) {
 	w.mu.Lock()

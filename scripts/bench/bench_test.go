@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,7 +42,10 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s: want positive figures, got %+v", what, s)
 		}
 	}
-	want := map[string]bool{vNone: true, vCapture: true, vPgreplica: true, vNative: true}
+	want := map[string]bool{}
+	for _, v := range []string{vNone, vCapture, vPgreplica, vNative} {
+		want[v], want[v+fsyncOn] = true, true
+	}
 	for _, row := range rep.Overhead {
 		pos("overhead "+row.Variant, row.TPS)
 		if row.Ratio <= 0 {
@@ -52,7 +56,7 @@ func TestQuick(t *testing.T) {
 	for v := range want {
 		t.Errorf("overhead: no %q variant", v)
 	}
-	for _, kind := range []string{kindTPCB, kindInserts} {
+	for _, kind := range []string{kindTPCB, kindInserts} { // quick: apply with fsync = off only
 		for _, r := range []string{"pgreplica", "native"} {
 			a := rep.Apply[kind][r]
 			if a == nil {
@@ -72,7 +76,7 @@ func TestQuick(t *testing.T) {
 		// about 3 updates in 10,001 transactions; allow 0.1% for TPC-B.
 		if p := rep.Apply[kind]["pgreplica"]; p != nil {
 			short := p.Changes - p.Events
-			if short > 0 && (kind == "inserts" || float64(short) > 0.001*float64(p.Changes)) {
+			if base, _ := splitVariant(kind); short > 0 && (base == kindInserts || float64(short) > 0.001*float64(p.Changes)) {
 				t.Errorf("apply %s: pgreplica logged %d events for %d row changes", kind, p.Events, p.Changes)
 			}
 		}
@@ -98,11 +102,21 @@ func TestQuick(t *testing.T) {
 		pos("footprint log bytes per event", f.LogBytesPerEvent)
 		pos("footprint peak RSS (tenth backlog)", f.SmallPeakRSSKB)
 	}
+	if o := rep.OldTxn[""]; o == nil || len(o.With) != 2 || len(o.Without) != 2 {
+		t.Errorf("old open transaction: want 2 intervals with and without, got %+v", o)
+	} else {
+		for i := range o.With {
+			pos("old open transaction, with, interval "+itoa(i+1), o.With[i])
+			pos("old open transaction, without, interval "+itoa(i+1), o.Without[i])
+		}
+	}
 	if len(rep.Targets) == 0 {
 		t.Error("no targets")
 	}
 	t.Logf("\n%s", rep.Markdown())
 }
+
+func itoa(i int) string { return fmt.Sprint(i) }
 
 type testLog struct{ t *testing.T }
 

@@ -65,18 +65,19 @@ var serverSettings = []string{
 
 // env is the running bench: two clusters, connections and tools.
 type env struct {
-	opt       Options
-	work      string
-	origin    *pgtest.Cluster
-	replica   *pgtest.Cluster
-	bin       string // PostgreSQL client binaries (pgbench)
-	pgreplica string // the pgreplica binary
-	config    string // pgreplica's config file
-	og        *pgx.Conn
-	reps      map[string]*pgx.Conn // replicator -> its replica database
-	slony     *slony
-	pgVersion string
-	mode      string
+	opt        Options
+	work       string
+	origin     *pgtest.Cluster
+	replica    *pgtest.Cluster
+	bin        string // PostgreSQL client binaries (pgbench)
+	pgreplica  string // the pgreplica binary
+	config     string // pgreplica's config file
+	og         *pgx.Conn
+	reps       map[string]*pgx.Conn // replicator -> its replica database
+	slony      *slony
+	pgVersion  string
+	mode       string
+	durability string // "off" or "on" (setDurability)
 
 	busy        float64       // of the sample being measured
 	waited      time.Duration // for quiet before it
@@ -115,7 +116,7 @@ func (e *env) close() {
 // setup starts the clusters and makes the origin database and one replica
 // database per replicator with the same schema and data.
 func setup(ctx context.Context, opt Options) (_ *env, err error) {
-	e := &env{opt: opt, reps: map[string]*pgx.Conn{}, mode: "?"}
+	e := &env{opt: opt, reps: map[string]*pgx.Conn{}, mode: "?", durability: "off"}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -315,11 +316,16 @@ type daemon struct {
 }
 
 func (e *env) startDaemon(ctx context.Context) (*daemon, error) {
+	return e.startDaemonBin(ctx, e.pgreplica)
+}
+
+// startDaemonBin starts `run` of the pgreplica binary bin.
+func (e *env) startDaemonBin(ctx context.Context, bin string) (*daemon, error) {
 	f, err := os.OpenFile(filepath.Join(e.work, "pgreplica-run.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.pgreplica, "-c", e.config, "run", "--log-level", "warn")
+	cmd := exec.Command(bin, "-c", e.config, "run", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

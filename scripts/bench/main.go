@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -24,16 +25,21 @@ type Options struct {
 	Quick      bool
 	WithSlony  bool
 	Runs       int
-	Out        string // JSON file; "" writes none
-	Pgreplica  string // pgreplica binary; built from this module when empty
-	ProfileDir string // profile the engine in-process on both backlogs instead of the scenarios
-	Keep       bool   // keep the work directory (logs)
+	Out        string       // JSON file; "" writes none
+	Pgreplica  string       // pgreplica binary; built from this module when empty
+	Compare    []compareBin // other pgreplica binaries measured beside it (overhead, oldtxn)
+	ProfileDir string       // profile the engine in-process on both backlogs instead of the scenarios
+	Keep       bool         // keep the work directory (logs)
 	Log        io.Writer
 
 	Scale, Clients, Seconds int
 	TPCBTxns, Inserts       int
 	InsertTxnRows           int
 	LagSeconds, LagTPS      int
+	Durability              []string      // "off" (fsync = off, the harness's) and/or "on" (fsync = on, full_page_writes = on)
+	OldTxnMinutes           int           // length of each old-open-transaction run, in intervals
+	OldTxnInterval          time.Duration // one interval (a minute; 5s with --quick)
+	OldTxnTPS               int
 	QuietBusy               float64         // a sample waits until the CPUs are less busy than this (fraction)
 	QuietWait               time.Duration   // ... for at most this long
 	Scenarios               map[string]bool // overhead, apply, lag; nil: all
@@ -57,6 +63,17 @@ func (o *Options) defaults() {
 	set(&o.InsertTxnRows, 1000, 1000)
 	set(&o.LagSeconds, 30, 4)
 	set(&o.LagTPS, 200, 200)
+	set(&o.OldTxnMinutes, 2, 2)
+	set(&o.OldTxnTPS, 300, 300)
+	if o.OldTxnInterval == 0 {
+		o.OldTxnInterval = time.Minute
+		if o.Quick {
+			o.OldTxnInterval = 3 * time.Second
+		}
+	}
+	if len(o.Durability) == 0 {
+		o.Durability = []string{"off", "on"}
+	}
 	if o.QuietBusy == 0 {
 		o.QuietBusy = 0.25
 	}
@@ -72,7 +89,7 @@ func (o *Options) want(s string) bool { return o.Scenarios == nil || o.Scenarios
 
 func main() {
 	var o Options
-	var scen string
+	var scen, durability string
 	flag.BoolVar(&o.Quick, "quick", false, "a smoke test: scale 1, a few seconds per scenario, small backlogs, 1 run")
 	flag.BoolVar(&o.WithSlony, "with-slony", false, "also measure Slony-I (needs slonik and slon on PATH)")
 	flag.IntVar(&o.Runs, "runs", 0, "interleaved runs per figure (default 3; 1 with --quick)")
@@ -87,7 +104,18 @@ func main() {
 	flag.IntVar(&o.InsertTxnRows, "insert-txn-rows", 0, "rows per transaction in the insert backlog (default 1000)")
 	flag.IntVar(&o.LagSeconds, "lag-seconds", 0, "seconds of the steady-rate lag run (default 30)")
 	flag.DurationVar(&o.QuietWait, "quiet-wait", 0, "before each sample, wait up to this long for other processes to leave the CPUs (under 25% busy) (default 2m, 25m in all; 0s with --quick)")
-	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag (default all)")
+	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag,oldtxn (default all)")
+	flag.StringVar(&durability, "durability", "off,on", "overhead and apply with fsync = off (the test harness's setting) and/or on (PostgreSQL's default durability): off, on or off,on")
+	flag.Func("compare", "NAME=BINARY: also measure this pgreplica binary in the overhead and old-open-transaction scenarios, interleaved with the others (repeatable)", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return fmt.Errorf("want NAME=BINARY (got %q)", v)
+		}
+		o.Compare = append(o.Compare, compareBin{name, path})
+		return nil
+	})
+	flag.IntVar(&o.OldTxnMinutes, "oldtxn-minutes", 0, "minutes of each old-open-transaction run (default 2; the issue's target is for 5)")
+	flag.IntVar(&o.OldTxnTPS, "oldtxn-tps", 0, "TPC-B rate during the old-open-transaction runs (default 300)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
@@ -96,12 +124,19 @@ func main() {
 	if scen != "" {
 		o.Scenarios = map[string]bool{}
 		for _, s := range splitComma(scen) {
-			if s != "overhead" && s != "apply" && s != "lag" {
-				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (overhead, apply, lag)\n", s)
+			if s != "overhead" && s != "apply" && s != "lag" && s != "oldtxn" {
+				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (overhead, apply, lag, oldtxn)\n", s)
 				os.Exit(2)
 			}
 			o.Scenarios[s] = true
 		}
+	}
+	for _, d := range splitComma(durability) {
+		if d != "off" && d != "on" {
+			fmt.Fprintf(os.Stderr, "bench: --durability: want off, on or off,on (got %q)\n", durability)
+			os.Exit(2)
+		}
+		o.Durability = append(o.Durability, d)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -162,17 +197,29 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 		if o.want("apply") {
-			for _, kind := range []string{kindTPCB, kindInserts} {
-				for _, r := range rotate(e.replicators(), run) {
-					e.logf("run %d/%d apply %s backlog: %s", run+1, o.Runs, kind, r)
-					s, err := e.apply(ctx, r, kind)
-					if err != nil {
-						return nil, fmt.Errorf("apply %s %s: %w", kind, r, err)
-					}
-					e.logf("  %d row changes in %.2fs: %.0f/s; CPU %.2f µs per row change", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds, 1e6*s.SysCPU/float64(s.Changes))
-					rep.addApply(kind, r, s)
-					e.note("apply "+kind, r, run, float64(s.Changes)/s.Seconds)
+			for _, d := range o.Durability {
+				if o.Quick && d == "on" {
+					continue // the quick run proves the fsync = on switch in the overhead runs
 				}
+				if err := e.setDurability(ctx, d); err != nil {
+					return nil, err
+				}
+				for _, kind := range []string{kindTPCB, kindInserts} {
+					key := kind + durabilitySuffix(d)
+					for _, r := range rotate(e.replicators(), run) {
+						e.logf("run %d/%d apply %s backlog: %s", run+1, o.Runs, key, r)
+						s, err := e.apply(ctx, r, kind)
+						if err != nil {
+							return nil, fmt.Errorf("apply %s %s: %w", key, r, err)
+						}
+						e.logf("  %d row changes in %.2fs: %.0f/s; CPU %.2f µs per row change", s.Changes, s.Seconds, float64(s.Changes)/s.Seconds, 1e6*s.SysCPU/float64(s.Changes))
+						rep.addApply(key, r, s)
+						e.note("apply "+key, r, run, float64(s.Changes)/s.Seconds)
+					}
+				}
+			}
+			if err := e.setDurability(ctx, "off"); err != nil {
+				return nil, err
 			}
 			e.logf("run %d/%d apply %s backlog: pgreplica", run+1, o.Runs, kindSmall)
 			s, err := e.apply(ctx, "pgreplica", kindSmall)
@@ -182,8 +229,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.addApply(kindSmall, "pgreplica", s)
 			e.note("apply "+kindSmall, "pgreplica", run, float64(s.Changes)/s.Seconds)
 		}
+		// The old open transaction and the lag run at fsync = off.
+		if err := e.setDurability(ctx, "off"); err != nil {
+			return nil, err
+		}
+		if o.want("oldtxn") {
+			bins := append([]compareBin{{"", e.pgreplica}}, o.Compare...)
+			for _, open := range rotateBool(run) {
+				for _, bin := range bins {
+					e.logf("run %d/%d old open transaction (%t) %s: %d × %s at %d TPS", run+1, o.Runs, open, bin.name, o.OldTxnMinutes, o.OldTxnInterval, o.OldTxnTPS)
+					s, err := e.oldTxn(ctx, open, bin.path)
+					if err != nil {
+						return nil, fmt.Errorf("old open transaction: %w", err)
+					}
+					e.logf("  reading session CPU per interval: %v s", s.CPU)
+					rep.addOldTxn(bin.name, open, s)
+				}
+			}
+		}
 		if o.want("lag") {
-			for _, r := range rotate(e.replicators(), run) {
+			for _, r := range rotate(e.lagReplicators(), run) {
 				e.logf("run %d/%d lag at %d TPS: %s", run+1, o.Runs, o.LagTPS, r)
 				s, err := e.lag(ctx, r)
 				if err != nil {
@@ -205,6 +270,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	return rep, nil
 }
+
+// compareBin is another pgreplica binary measured beside the main one.
+type compareBin struct{ name, path string }
 
 func cpus() int { return runtime.NumCPU() }
 

@@ -50,6 +50,8 @@ type Meta struct {
 	InsertTxnRows   int      `json:"insert_rows_per_txn"`
 	LagTPS          int      `json:"lag_tps"`
 	LagSeconds      int      `json:"lag_seconds"`
+	OldTxnTPS       int      `json:"old_transaction_tps"`
+	OldTxnInterval  float64  `json:"old_transaction_interval_seconds"`
 	Slony           bool     `json:"slony"`
 	Duration        float64  `json:"duration_seconds"`
 	Notes           []string `json:"notes"`
@@ -102,6 +104,18 @@ type Footprint struct {
 	SmallEvents      int64 `json:"events_tenth_backlog"`
 }
 
+// OldTxnResult is scenario 5: the CPU seconds of pgreplica's reading
+// session on the origin per interval, without and with an old open writing
+// transaction.
+type OldTxnResult struct {
+	IntervalSeconds float64 `json:"interval_seconds"`
+	TPS             int     `json:"tps"`
+	Without         []Stat  `json:"without_cpu_seconds"`
+	With            []Stat  `json:"with_cpu_seconds"`
+	Ratio           float64 `json:"ratio_total"`      // with / without, sum of the interval medians
+	Growth          float64 `json:"ratio_last_first"` // with: last interval / first
+}
+
 // Target is one goal of the issue against the measurement.
 type Target struct {
 	Target   string `json:"target"`
@@ -116,6 +130,7 @@ type Report struct {
 	Apply     map[string]map[string]*ApplyResult `json:"apply"` // backlog -> replicator
 	Lag       map[string]*LagResult              `json:"lag"`
 	Footprint *Footprint                         `json:"footprint,omitempty"`
+	OldTxn    map[string]*OldTxnResult           `json:"old_open_transaction,omitempty"` // by compared binary ("": the main one)
 	Targets   []Target                           `json:"targets"`
 	Samples   []Sample                           `json:"samples"`
 }
@@ -126,9 +141,9 @@ func newReport(e *env) *Report {
 		Meta: Meta{Date: time.Now().UTC().Format(time.RFC3339), PostgresVersion: e.pgVersion, CPUs: cpus(),
 			Quick: o.Quick, Runs: o.Runs, Scale: o.Scale, Clients: o.Clients, SecondsPerRun: o.Seconds,
 			TPCBTxns: o.TPCBTxns, Inserts: o.Inserts, InsertTxnRows: o.InsertTxnRows, LagTPS: o.LagTPS,
-			LagSeconds: o.LagSeconds, Slony: e.slony != nil,
+			LagSeconds: o.LagSeconds, Slony: e.slony != nil, OldTxnTPS: o.OldTxnTPS, OldTxnInterval: o.OldTxnInterval.Seconds(),
 			Notes: []string{
-				"both clusters run on this machine with fsync = off and full_page_writes = off (synchronous_commit = on, wal_level = logical, shared_buffers = 128MB; the same for every variant): figures are for relative comparison, not what a server with durable commits does",
+				"both clusters run on this machine with fsync = off and full_page_writes = off (synchronous_commit = on, wal_level = logical, shared_buffers = 128MB; the same for every variant): figures are for relative comparison, not what a server with durable commits does; rows marked \"(fsync on)\" have fsync = on and full_page_writes = on on both clusters (PostgreSQL's default durability)",
 				"each run rotates the order of the variants/replicators so that machine drift affects all; medians with min and max",
 				"pgbench_history has a bigserial primary key in every variant",
 				"pgreplica: default config (batch 5000 events, poll 2s + NOTIFY); timed as the wall time of `pgreplica replicate --once` (apply) or `pgreplica run` (overhead, lag) as subprocesses",
@@ -210,6 +225,25 @@ func (r *Report) addApply(kind, rep string, s applySample) {
 	}
 }
 
+func (r *Report) addOldTxn(bin string, open bool, s oldTxnSample) {
+	if r.OldTxn == nil {
+		r.OldTxn = map[string]*OldTxnResult{}
+	}
+	if r.OldTxn[bin] == nil {
+		r.OldTxn[bin] = &OldTxnResult{}
+	}
+	list := &r.OldTxn[bin].Without
+	if open {
+		list = &r.OldTxn[bin].With
+	}
+	for i, v := range s.CPU {
+		if i >= len(*list) {
+			*list = append(*list, Stat{})
+		}
+		(*list)[i].add(v)
+	}
+}
+
 func (r *Report) addLag(rep string, s lagSample) {
 	l := r.Lag[rep]
 	if l == nil {
@@ -227,24 +261,47 @@ func (r *Report) addLag(rep string, s lagSample) {
 
 func (r *Report) finish(d time.Duration) {
 	r.Meta.Duration = math.Round(d.Seconds())
-	var none, noneCPU, noneOrigin float64
+	// Ratios are to "none" at the same durability.
+	none := map[string]*OverheadRow{}
 	for _, row := range r.Overhead {
 		row.TPS.finish()
 		row.CPUms.finish()
 		row.OriginCPUms.finish()
-		if row.Variant == vNone {
-			none, noneCPU, noneOrigin = row.TPS.Median, row.CPUms.Median, row.OriginCPUms.Median
+		if base, d := splitVariant(row.Variant); base == vNone {
+			none[d] = row
 		}
 	}
 	for _, row := range r.Overhead {
-		if none > 0 {
-			row.Ratio = round3(row.TPS.Median / none)
+		_, d := splitVariant(row.Variant)
+		n := none[d]
+		if n == nil {
+			continue
+		}
+		if n.TPS.Median > 0 {
+			row.Ratio = round3(row.TPS.Median / n.TPS.Median)
 		}
 		if row.CPUms.Median > 0 {
-			row.CPURatio = round3(noneCPU / row.CPUms.Median)
+			row.CPURatio = round3(n.CPUms.Median / row.CPUms.Median)
 		}
 		if row.OriginCPUms.Median > 0 {
-			row.OriginCPURat = round3(noneOrigin / row.OriginCPUms.Median)
+			row.OriginCPURat = round3(n.OriginCPUms.Median / row.OriginCPUms.Median)
+		}
+	}
+	for _, o := range r.OldTxn {
+		var with, without float64
+		for i := range o.Without {
+			o.Without[i].finish()
+			without += o.Without[i].Median
+		}
+		for i := range o.With {
+			o.With[i].finish()
+			with += o.With[i].Median
+		}
+		if without > 0 {
+			o.Ratio = round3(with / without)
+		}
+		if len(o.With) > 0 && o.With[0].Median > 0 {
+			o.Growth = round3(o.With[len(o.With)-1].Median / o.With[0].Median)
 		}
 	}
 	for _, m := range r.Apply {
@@ -287,30 +344,34 @@ func (r *Report) overheadRatio(v string) (float64, bool) {
 
 func (r *Report) targets() []Target {
 	var t []Target
-	if pr, ok := r.overheadRatio(vPgreplica); ok {
-		t = append(t, Target{"origin TPS with pgreplica capture + applier ≥ 0.85 × no replication",
-			fmt.Sprintf("%.3f×", pr), pr >= 0.85})
+	for _, suffix := range []string{"", fsyncOn} {
+		pr, ok := r.overheadRatio(vPgreplica + suffix)
+		if !ok {
+			continue
+		}
 		for _, peer := range []string{vNative, vSlony} {
-			if x, ok := r.overheadRatio(peer); ok {
-				t = append(t, Target{"… and ≥ " + peer + "'s ratio",
+			if x, ok := r.overheadRatio(peer + suffix); ok {
+				t = append(t, Target{"origin TPS ratio with pgreplica capture + applier ≥ " + peer + "'s" + suffix,
 					fmt.Sprintf("%.3f× vs %.3f×", pr, x), pr >= x})
 			}
+		}
+		if c, ok := r.overheadRatio(vCapture + suffix); ok {
+			t = append(t, Target{"capture triggers alone ≥ 0.80 × no replication by TPS" + suffix,
+				fmt.Sprintf("%.3f×", c), c >= 0.80})
 		}
 		// The same by CPU cost, which other processes on the machine do not disturb.
 		cpu := map[string]float64{}
 		for _, row := range r.Overhead {
 			cpu[row.Variant] = row.CPURatio
 		}
-		t = append(t, Target{"(by CPU per transaction) pgreplica capture + applier ≥ 0.85 × no replication",
-			fmt.Sprintf("%.3f×", cpu[vPgreplica]), cpu[vPgreplica] >= 0.85})
 		for _, peer := range []string{vNative, vSlony} {
-			if x, ok := cpu[peer]; ok {
-				t = append(t, Target{"(by CPU per transaction) … and ≥ " + peer + "'s",
-					fmt.Sprintf("%.3f× vs %.3f×", cpu[vPgreplica], x), cpu[vPgreplica] >= x})
+			if x, ok := cpu[peer+suffix]; ok {
+				t = append(t, Target{"(by CPU per transaction) pgreplica capture + applier ≥ " + peer + "'s" + suffix,
+					fmt.Sprintf("%.3f× vs %.3f×", cpu[vPgreplica+suffix], x), cpu[vPgreplica+suffix] >= x})
 			}
 		}
 	}
-	for _, kind := range []string{kindTPCB, kindInserts} {
+	for _, kind := range applyKinds() {
 		m := r.Apply[kind]
 		if m == nil || m["pgreplica"] == nil || m["native"] == nil {
 			continue
@@ -319,6 +380,12 @@ func (r *Report) targets() []Target {
 		t = append(t, Target{fmt.Sprintf("apply rate on the %s backlog ≥ 1.0 × native", backlogName(kind)),
 			fmt.Sprintf("%.0f vs %.0f row changes/s (%.2f×)", p.ChangesPerSec.Median, n.ChangesPerSec.Median, p.RatioToNative),
 			p.RatioToNative >= 1.0})
+	}
+	if o := r.OldTxn[""]; o != nil && o.Ratio > 0 {
+		t = append(t, Target{"reading CPU with a writing transaction open ≤ 1.5 × without",
+			fmt.Sprintf("%.2f× over %d min", o.Ratio, len(o.With)), o.Ratio <= 1.5})
+		t = append(t, Target{"… and flat over time (last minute ≤ 1.5 × the first)",
+			fmt.Sprintf("%.2f×", o.Growth), o.Growth <= 1.5})
 	}
 	if l := r.Lag["pgreplica"]; l != nil {
 		t = append(t, Target{"lag p50 ≤ 5 ms at 200 TPS", fmt.Sprintf("%.2f ms", l.P50.Median), l.P50.Median <= 5})
@@ -338,10 +405,16 @@ func (r *Report) targets() []Target {
 }
 
 func backlogName(kind string) string {
-	if kind == kindTPCB {
-		return "TPC-B"
+	base, d := splitVariant(kind)
+	if base == kindTPCB {
+		return "TPC-B" + durabilitySuffix(d)
 	}
-	return "single-row insert"
+	return "single-row insert" + durabilitySuffix(d)
+}
+
+// applyKinds are the apply backlogs in the order of the table.
+func applyKinds() []string {
+	return []string{kindTPCB, kindInserts, kindTPCB + fsyncOn, kindInserts + fsyncOn}
 }
 
 func (r *Report) writeJSON(path string) error {
@@ -421,7 +494,7 @@ func (r *Report) Markdown() string {
 	if len(r.Apply) > 0 {
 		b.WriteString("### Apply rate — catching up a backlog built with the applier stopped\n\n")
 		b.WriteString("| backlog | replicator | seconds | row changes/s | transactions/s | ratio to native | CPU µs per row change |\n|---|---|---:|---:|---:|---:|---:|\n")
-		for _, kind := range []string{kindTPCB, kindInserts} {
+		for _, kind := range applyKinds() {
 			mm := r.Apply[kind]
 			if mm == nil {
 				continue
@@ -432,11 +505,13 @@ func (r *Report) Markdown() string {
 				if a == nil {
 					continue
 				}
-				if kind == kindTPCB {
+				base, d := splitVariant(kind)
+				if base == kindTPCB {
 					desc = fmt.Sprintf("TPC-B, %s txns (%s row changes)", thousands(a.Txns), thousands(a.Changes))
 				} else {
 					desc = fmt.Sprintf("inserts, %s rows in %s txns", thousands(a.Changes), thousands(a.Txns))
 				}
+				desc += durabilitySuffix(d)
 				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.2f | %s |\n", desc, replicatorName(rep),
 					mmm(a.Seconds, sec), mmm(a.ChangesPerSec, num), mmm(a.TxnsPerSec, num), a.RatioToNative, mmm(a.CPUus, sec))
 			}
@@ -446,7 +521,14 @@ func (r *Report) Markdown() string {
 	if len(r.Lag) > 0 {
 		fmt.Fprintf(&b, "### Lag — commit on the origin to arrival on the replica, pgbench TPC-B at %d TPS for %d s\n\n", m.LagTPS, m.LagSeconds)
 		b.WriteString("| replicator | p50 ms | p95 ms | p99 ms | max ms | probes (lost) |\n|---|---:|---:|---:|---:|---:|\n")
-		for _, rep := range []string{"pgreplica", "native", "slony"} {
+		reps := []string{"pgreplica", "native", "slony"}
+		for rep := range r.Lag {
+			if strings.HasPrefix(rep, "pgreplica [") {
+				reps = append(reps, rep)
+			}
+		}
+		sort.Strings(reps[3:])
+		for _, rep := range reps {
 			l := r.Lag[rep]
 			if l == nil {
 				continue
@@ -455,6 +537,36 @@ func (r *Report) Markdown() string {
 				mmm(l.P99, ms), mmm(l.Max, ms), thousands(l.Probes), l.Lost)
 		}
 		b.WriteString("\n")
+	}
+	names := make([]string, 0, len(r.OldTxn))
+	for n := range r.OldTxn {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		o := r.OldTxn[name]
+		of := ""
+		if name != "" {
+			of = " [" + name + "]"
+		}
+		fmt.Fprintf(&b, "### Old open transaction%s — CPU seconds of pgreplica's reading session on the origin per %s, pgbench TPC-B at %d TPS\n\n",
+			of, time.Duration(m.OldTxnInterval*float64(time.Second)), m.OldTxnTPS)
+		b.WriteString("| interval | no open transaction | a writing transaction open since the start | ratio |\n|---:|---:|---:|---:|\n")
+		for i := 0; i < len(o.Without) || i < len(o.With); i++ {
+			var wo, w Stat
+			if i < len(o.Without) {
+				wo = o.Without[i]
+			}
+			if i < len(o.With) {
+				w = o.With[i]
+			}
+			ratio := 0.0
+			if wo.Median > 0 {
+				ratio = w.Median / wo.Median
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %.2f |\n", i+1, mmm(wo, sec), mmm(w, sec), ratio)
+		}
+		fmt.Fprintf(&b, "\nIn all: %.2f× with the transaction open; its last minute %.2f× its first.\n\n", o.Ratio, o.Growth)
 	}
 	if f := r.Footprint; f != nil {
 		b.WriteString("### Footprint — pgreplica replicate --once on the insert backlog\n\n")
@@ -472,7 +584,7 @@ func (r *Report) Markdown() string {
 		b.WriteString("\n")
 	}
 	if len(r.Targets) > 0 {
-		b.WriteString("### Targets (issue 6)\n\n| target | measured | |\n|---|---|---|\n")
+		b.WriteString("### Targets (issues 6 and 12)\n\n| target | measured | |\n|---|---|---|\n")
 		for _, t := range r.Targets {
 			mark := "**missed**"
 			if t.Met {

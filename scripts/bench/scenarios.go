@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/pgtest"
 )
 
 // Overhead variants, in the order of the table.
@@ -23,11 +26,81 @@ const (
 )
 
 func (e *env) overheadVariants() []string {
-	v := []string{vNone, vCapture, vPgreplica, vNative}
+	base := []string{vNone, vCapture, vPgreplica, vNative}
 	if e.slony != nil {
-		v = append(v, vSlonyTriggers, vSlony)
+		base = append(base, vSlonyTriggers, vSlony)
+	}
+	var v []string
+	for _, d := range e.opt.Durability {
+		for _, b := range base {
+			v = append(v, b+durabilitySuffix(d))
+			if b == vPgreplica {
+				for _, c := range e.opt.Compare {
+					v = append(v, b+" ["+c.name+"]"+durabilitySuffix(d))
+				}
+			}
+		}
 	}
 	return v
+}
+
+// compareBinary returns a variant's name without its "[name]" of a
+// compared binary, and that binary (the main one when there is none).
+func (e *env) compareBinary(v string) (string, string) {
+	for _, c := range e.opt.Compare {
+		if b, ok := strings.CutSuffix(v, " ["+c.name+"]"); ok {
+			return b, c.path
+		}
+	}
+	return v, e.pgreplica
+}
+
+// fsyncOn marks the variants, backlogs and rows measured with fsync = on.
+const fsyncOn = " (fsync on)"
+
+func durabilitySuffix(d string) string {
+	if d == "on" {
+		return fsyncOn
+	}
+	return ""
+}
+
+// splitVariant returns a variant's base name and durability.
+func splitVariant(v string) (string, string) {
+	if b, ok := strings.CutSuffix(v, fsyncOn); ok {
+		return b, "on"
+	}
+	return v, "off"
+}
+
+// setDurability sets fsync and full_page_writes on both clusters: "off" is
+// the test harness's setting (CPU costs, not disks), "on" PostgreSQL's
+// default durability (synchronous_commit is on in both).
+func (e *env) setDurability(ctx context.Context, d string) error {
+	if e.durability == d {
+		return nil
+	}
+	for _, c := range []*pgtest.Cluster{e.origin, e.replica} {
+		for _, sql := range []string{"ALTER SYSTEM SET fsync = " + d, "ALTER SYSTEM SET full_page_writes = " + d, "SELECT pg_reload_conf()"} {
+			if err := c.Exec(ctx, "postgres", sql); err != nil {
+				return fmt.Errorf("durability %s on %s: %w", d, c.Name, err)
+			}
+		}
+	}
+	e.durability = d
+	// Let the servers' processes take the new settings.
+	time.Sleep(500 * time.Millisecond)
+	return nil
+}
+
+// lagReplicators are the replicators of the lag run: with every compared
+// pgreplica binary.
+func (e *env) lagReplicators() []string {
+	r := e.replicators()
+	for _, c := range e.opt.Compare {
+		r = append(r, "pgreplica ["+c.name+"]")
+	}
+	return r
 }
 
 func (e *env) replicators() []string {
@@ -63,6 +136,11 @@ type overheadSample struct {
 // overhead is one timed pgbench run of a variant.
 func (e *env) overhead(ctx context.Context, variant string) (overheadSample, error) {
 	var s overheadSample
+	variant, durability := splitVariant(variant)
+	variant, bin := e.compareBinary(variant)
+	if err := e.setDurability(ctx, durability); err != nil {
+		return s, err
+	}
 	if err := e.reset(ctx); err != nil {
 		return s, err
 	}
@@ -77,7 +155,7 @@ func (e *env) overhead(ctx context.Context, variant string) (overheadSample, err
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
 			return s, err
 		}
-		if _, err := e.startDaemon(ctx); err != nil {
+		if _, err := e.startDaemonBin(ctx, bin); err != nil {
 			return s, err
 		}
 		after = e.stopDaemon
@@ -297,6 +375,7 @@ func (e *env) lag(ctx context.Context, r string) (lagSample, error) {
 	if err := e.reset(ctx); err != nil {
 		return s, err
 	}
+	r, bin := e.compareBinary(r)
 	switch r {
 	case "pgreplica":
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
@@ -305,7 +384,7 @@ func (e *env) lag(ctx context.Context, r string) (lagSample, error) {
 		if err := e.pgreplicaCatchUp(ctx); err != nil {
 			return s, err
 		}
-		if _, err := e.startDaemon(ctx); err != nil {
+		if _, err := e.startDaemonBin(ctx, bin); err != nil {
 			return s, err
 		}
 		defer e.stopDaemon()
