@@ -110,11 +110,8 @@ func (w *worker) connectIn(ctx context.Context) error {
 			return err
 		}
 		// An interval is read in id order: a big backlog is sorted before
-		// its first event streams, in memory rather than on disk. The read
-		// runs hundreds of times a second while streaming: planned once
-		// (the generic plan scans the txid index for any interval), not
-		// at each execution, which cost more than the scan itself.
-		if _, err := c.Exec(ctx, "SET work_mem = '64MB'; SET plan_cache_mode = force_generic_plan"); err != nil {
+		// its first event streams, in memory rather than on disk.
+		if _, err := c.Exec(ctx, "SET work_mem = '64MB'"); err != nil {
 			closeSoon(c)
 			return fmt.Errorf("origin: %w", err)
 		}
