@@ -165,3 +165,35 @@ func TestCLIDuplicateKeyWhySkipReapply(t *testing.T) {
 		t.Fatalf("verify after reapply: %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// A table the replica cannot apply is held: replicate goes on with the
+// rest, status says critical and names it, retry --table releases it once
+// fixed.
+func TestCLIHeldTable(t *testing.T) {
+	cfg, origin, replica := dbs(t, `CREATE TABLE orders (id int PRIMARY KEY, note text, extra text); CREATE TABLE other (id int PRIMARY KEY)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatalf("install: %s", errOut)
+	}
+	execSQL(t, replica, `ALTER TABLE orders DROP COLUMN extra`)
+	execSQL(t, origin, `INSERT INTO orders VALUES (1, 'a', 'x'); INSERT INTO other VALUES (1)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate", "--once"); code != 0 {
+		t.Fatalf("replicate with a held table: %d %s", code, errOut)
+	}
+	if got := queryText(t, replica, `SELECT count(*)::text FROM other`); got != "1" {
+		t.Fatal("the other table did not flow")
+	}
+	out, _, code := cli(t, "", "-c", cfg, "status")
+	if code != statusCritical || !strings.Contains(out, "replica r1 holds table public.orders: its events do not fit the table there (fix it, then pgreplica retry --table public.orders)") {
+		t.Fatalf("status with a held table: %d\n%s", code, out)
+	}
+	execSQL(t, replica, `ALTER TABLE orders ADD COLUMN extra text`)
+	if out, errOut, code := cli(t, "", "-c", cfg, "retry", "--table", "public.orders"); code != 0 || !strings.Contains(out, "replica r1: released public.orders") {
+		t.Fatalf("retry --table: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate", "--once"); code != 0 {
+		t.Fatalf("replicate after the fix: %d %s", code, errOut)
+	}
+	if got := queryText(t, replica, `SELECT extra FROM orders WHERE id = 1`); got != "x" {
+		t.Fatalf("the held row did not arrive: %q", got)
+	}
+}
