@@ -197,3 +197,29 @@ func TestCLIHeldTable(t *testing.T) {
 		t.Fatalf("the held row did not arrive: %q", got)
 	}
 }
+
+// protect: install fences the replica's tables and tables says so.
+func TestCLIProtectFencesAndTablesSaysSo(t *testing.T) {
+	p := shared.Get(t)
+	originDSN, replicaDSN := p.DBs(t)
+	for _, d := range []string{originDSN, replicaDSN} {
+		execSQL(t, d, `CREATE TABLE orders (id int PRIMARY KEY)`)
+	}
+	cfg := writeConfig(t, fmt.Sprintf("name: shop\norigin:\n  dsn: %q\nreplicas:\n  - name: r1\n    dsn: %q\n    protect: true\n", originDSN, replicaDSN))
+	out, errOut, code := cli(t, "", "-c", cfg, "install")
+	if code != 0 || !strings.Contains(out, "replica r1: fenced public.orders: writes by anyone but pgreplica are refused") {
+		t.Fatalf("install: %d\n%s\n%s", code, out, errOut)
+	}
+	out, _, _ = cli(t, "", "-c", cfg, "tables")
+	if !strings.Contains(out, "replica r1 is fenced (protect): writes by anyone but pgreplica are refused on 1 table") {
+		t.Fatalf("tables:\n%s", out)
+	}
+	out, _, _ = cli(t, "", "-c", cfg, "tables", "--json")
+	if !strings.Contains(out, `"fenced_on": [`) || !strings.Contains(out, `"r1"`) {
+		t.Fatalf("tables --json:\n%s", out)
+	}
+	bad := writeConfig(t, "name: shop\norigin:\n  dsn: \"host=x\"\nreplicas:\n  - name: dmz\n    file: true\n    protect: true\n")
+	if _, errOut, code := cli(t, "", "-c", bad, "tables"); code == 0 || !strings.Contains(errOut, "replicas[0].protect: a file replica is fenced by nobody") {
+		t.Fatalf("protect on a file replica: %d %q", code, errOut)
+	}
+}

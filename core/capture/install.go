@@ -133,6 +133,9 @@ func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Re
 		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, captured, opt.DisableReplicaTriggers, report); err != nil {
 			return err
 		}
+		if err := fence(ctx, s.replicas[i], cfg, r, captured, report); err != nil {
+			return err
+		}
 	}
 	for _, r := range cfg.Replicas {
 		if r.File {
