@@ -112,5 +112,41 @@ CREATE TABLE IF NOT EXISTS pgreplica.skipped (
     PRIMARY KEY (set_name, event_id)
 );
 
+-- Fencing (replicas[].protect): a statement trigger on each replicated
+-- table refuses writes from everyone but pgreplica's apply session, whose
+-- session_replication_role = replica switches ordinary triggers off, or
+-- which holds the token that pgreplica.begin_apply sets (a non-superuser
+-- apply role). The same token and function as on an origin (sql/origin.sql):
+-- a database that is both holds one of each.
+CREATE TABLE IF NOT EXISTS pgreplica.apply_token (
+    token text NOT NULL
+);
+REVOKE ALL ON pgreplica.apply_token FROM PUBLIC;
+INSERT INTO pgreplica.apply_token (token)
+SELECT gen_random_uuid()::text || gen_random_uuid()::text
+ WHERE NOT EXISTS (SELECT 1 FROM pgreplica.apply_token);
+
+CREATE OR REPLACE FUNCTION pgreplica.begin_apply(tag text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT set_config('pgreplica.origin', tag, false),
+           set_config('pgreplica.token', (SELECT token FROM pgreplica.apply_token LIMIT 1), false);
+$$;
+REVOKE ALL ON FUNCTION pgreplica.begin_apply(text) FROM PUBLIC;
+
+-- The trigger's argument is the message's end: the set and its origin.
+CREATE OR REPLACE FUNCTION pgreplica.fence() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('pgreplica.token', true) IS NOT DISTINCT FROM (SELECT token FROM pgreplica.apply_token LIMIT 1) THEN
+        RETURN NULL; -- pgreplica's apply session
+    END IF;
+    RAISE EXCEPTION 'pgreplica: %.% is a replica (%): write to the origin instead', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
+        USING ERRCODE = 'read_only_sql_transaction',
+              HINT = 'Only pgreplica applies changes to this table here (replicas[].protect in its config).';
+END
+$$;
+
 INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

@@ -103,6 +103,7 @@ type tableJSON struct {
 	Pending     int64             `json:"pending"`
 	LastEventAt *string           `json:"last_event_at"`
 	Sequences   []sequenceJSON    `json:"sequences,omitempty"`
+	Fenced      []string          `json:"fenced_on,omitempty"` // replicas where writes to it are refused (protect)
 }
 
 // sequenceJSON is a table's sequence in `tables --json`.
@@ -187,6 +188,7 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			capture.SortByStatus(tables)
 			states, perReplica := tableStates(cmd.Context(), cfg, tables)
 			seqs, _ := capture.ReadSequences(cmd.Context(), cfg) // none before install
+			fenced := capture.Fenced(cmd.Context(), cfg)
 			if asJSON {
 				byTable := map[pg.Table][]sequenceJSON{}
 				for _, s := range seqs {
@@ -209,6 +211,11 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 						out[i].LastEventAt = &s
 					}
 					out[i].Sequences = byTable[t.Table]
+					for _, r := range cfg.Connected() {
+						if fenced[r.Name][t.Table] {
+							out[i].Fenced = append(out[i].Fenced, r.Name)
+						}
+					}
 				}
 				return a.printJSON(out)
 			}
@@ -227,8 +234,16 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, states[t.Table], t.Pending, last)
 			}
-			if err := w.Flush(); err != nil || len(seqs) == 0 {
+			if err := w.Flush(); err != nil {
 				return err
+			}
+			for _, r := range cfg.Connected() {
+				if n := len(fenced[r.Name]); n > 0 {
+					fmt.Fprintf(a.stdout, "\nreplica %s is fenced (protect): writes by anyone but pgreplica are refused on %d %s\n", r.Name, n, plural(n, "table", "tables"))
+				}
+			}
+			if len(seqs) == 0 {
+				return nil
 			}
 			// Sequences travel in the stream: where each stands.
 			fmt.Fprintln(a.stdout)

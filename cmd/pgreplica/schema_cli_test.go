@@ -165,3 +165,61 @@ func TestCLIDuplicateKeyWhySkipReapply(t *testing.T) {
 		t.Fatalf("verify after reapply: %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// A table the replica cannot apply is held: replicate goes on with the
+// rest, status says critical and names it, retry --table releases it once
+// fixed.
+func TestCLIHeldTable(t *testing.T) {
+	cfg, origin, replica := dbs(t, `CREATE TABLE orders (id int PRIMARY KEY, note text, extra text); CREATE TABLE other (id int PRIMARY KEY)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatalf("install: %s", errOut)
+	}
+	execSQL(t, replica, `ALTER TABLE orders DROP COLUMN extra`)
+	execSQL(t, origin, `INSERT INTO orders VALUES (1, 'a', 'x'); INSERT INTO other VALUES (1)`)
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate", "--once"); code != 0 {
+		t.Fatalf("replicate with a held table: %d %s", code, errOut)
+	}
+	if got := queryText(t, replica, `SELECT count(*)::text FROM other`); got != "1" {
+		t.Fatal("the other table did not flow")
+	}
+	out, _, code := cli(t, "", "-c", cfg, "status")
+	if code != statusCritical || !strings.Contains(out, "replica r1 holds table public.orders: its events do not fit the table there (fix it, then pgreplica retry --table public.orders)") {
+		t.Fatalf("status with a held table: %d\n%s", code, out)
+	}
+	execSQL(t, replica, `ALTER TABLE orders ADD COLUMN extra text`)
+	if out, errOut, code := cli(t, "", "-c", cfg, "retry", "--table", "public.orders"); code != 0 || !strings.Contains(out, "replica r1: released public.orders") {
+		t.Fatalf("retry --table: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate", "--once"); code != 0 {
+		t.Fatalf("replicate after the fix: %d %s", code, errOut)
+	}
+	if got := queryText(t, replica, `SELECT extra FROM orders WHERE id = 1`); got != "x" {
+		t.Fatalf("the held row did not arrive: %q", got)
+	}
+}
+
+// protect: install fences the replica's tables and tables says so.
+func TestCLIProtectFencesAndTablesSaysSo(t *testing.T) {
+	p := shared.Get(t)
+	originDSN, replicaDSN := p.DBs(t)
+	for _, d := range []string{originDSN, replicaDSN} {
+		execSQL(t, d, `CREATE TABLE orders (id int PRIMARY KEY)`)
+	}
+	cfg := writeConfig(t, fmt.Sprintf("name: shop\norigin:\n  dsn: %q\nreplicas:\n  - name: r1\n    dsn: %q\n    protect: true\n", originDSN, replicaDSN))
+	out, errOut, code := cli(t, "", "-c", cfg, "install")
+	if code != 0 || !strings.Contains(out, "replica r1: fenced public.orders: writes by anyone but pgreplica are refused") {
+		t.Fatalf("install: %d\n%s\n%s", code, out, errOut)
+	}
+	out, _, _ = cli(t, "", "-c", cfg, "tables")
+	if !strings.Contains(out, "replica r1 is fenced (protect): writes by anyone but pgreplica are refused on 1 table") {
+		t.Fatalf("tables:\n%s", out)
+	}
+	out, _, _ = cli(t, "", "-c", cfg, "tables", "--json")
+	if !strings.Contains(out, `"fenced_on": [`) || !strings.Contains(out, `"r1"`) {
+		t.Fatalf("tables --json:\n%s", out)
+	}
+	bad := writeConfig(t, "name: shop\norigin:\n  dsn: \"host=x\"\nreplicas:\n  - name: dmz\n    file: true\n    protect: true\n")
+	if _, errOut, code := cli(t, "", "-c", bad, "tables"); code == 0 || !strings.Contains(errOut, "replicas[0].protect: a file replica is fenced by nobody") {
+		t.Fatalf("protect on a file replica: %d %q", code, errOut)
+	}
+}

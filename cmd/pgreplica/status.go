@@ -61,7 +61,7 @@ type fileStatusJSON struct {
 // exitUsage), Nagios-like from the worst replica: see statusExit.
 const (
 	statusWarning  = 3 // a replica is catching up, retrying or starting, makes no progress, or lags more than --max-lag
-	statusCritical = 4 // a replica is stopped, unreachable or in error
+	statusCritical = 4 // a replica is stopped, unreachable or in error, or holds a table
 	statusNoEngine = 5 // no pgreplica engine runs for the set: nothing is replicated
 )
 
@@ -71,7 +71,7 @@ Exit codes, for scripts and monitoring (the worst case wins, in this order):
   0  every replica is streaming or caught up (behind, while an engine runs,
      counts as streaming; so do a standby and a file replica), within
      --max-lag when given
-  4  a replica is stopped, unreachable or in error
+  4  a replica is stopped, unreachable or in error, or holds a table
   5  no pgreplica engine runs for the set: nothing is being replicated
      (a set of file replicas only needs none)
   3  a replica is catching up, retrying or starting, makes no progress, or
@@ -85,6 +85,13 @@ accepts connections and never answers.`
 func statusHealth(rs []status.Replica, engine bool, maxLag time.Duration) (int, string) {
 	if w, ok := status.Worst(rs); ok && w.State.Problem() {
 		return statusCritical, fmt.Sprintf("replica %s is %s", w.Name, w.State)
+	}
+	for _, r := range rs {
+		for t, st := range r.Tables {
+			if st == copystate.Held {
+				return statusCritical, fmt.Sprintf("replica %s holds table %s: its events do not fit the table there (fix it, then pgreplica retry --table %s)", r.Name, t, t)
+			}
+		}
 	}
 	if !engine {
 		for _, r := range rs {

@@ -133,6 +133,9 @@ func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Re
 		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, captured, opt.DisableReplicaTriggers, report); err != nil {
 			return err
 		}
+		if err := fence(ctx, s.replicas[i], cfg, r, captured, report); err != nil {
+			return err
+		}
 	}
 	for _, r := range cfg.Replicas {
 		if r.File {
@@ -195,10 +198,10 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 			return "", errors.New("origin: ddl.capture needs the event trigger, which only a superuser's install creates; run install as a superuser, or use pgreplica execute for schema changes")
 		}
 	}
-	capture := map[bool]string{true: "on", false: "off"}[s.cfg.DDL.Capture]
+	ddlCapture := map[bool]string{true: "on", false: "off"}[s.cfg.DDL.Capture]
 	if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('ddl_capture', $1)
 	                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
-	                                  WHERE pgreplica.meta.value <> EXCLUDED.value`, capture); err != nil {
+	                                  WHERE pgreplica.meta.value <> EXCLUDED.value`, ddlCapture); err != nil {
 		return "", fmt.Errorf("origin: record ddl.capture: %w", err)
 	}
 	if s.cfg.DDL.Capture {

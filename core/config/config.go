@@ -57,6 +57,10 @@ type Replica struct {
 	Name string `yaml:"name"`           // unique within the set, same rules as the set name
 	DSN  string `yaml:"dsn"`            // libpq key/value string or postgres:// URL
 	File bool   `yaml:"file,omitempty"` // a file replica: no DSN, fed by bundles
+	// Protect fences the replicated tables on the replica: writes from any
+	// session but pgreplica's apply session are refused (Slony-I's
+	// deny-access triggers), with an error that names the origin.
+	Protect bool `yaml:"protect,omitempty"`
 }
 
 // Tables selects tables by schema.table glob patterns.
@@ -233,6 +237,9 @@ func (c *Config) problems() []problem {
 		if r.File {
 			if strings.TrimSpace(r.DSN) != "" {
 				add(field+".dsn", "a file replica (file: true) has no dsn: it is fed by bundle files; remove one of the two")
+			}
+			if r.Protect {
+				add(field+".protect", "a file replica is fenced by nobody: install reaches it only through bundles; remove protect")
 			}
 		} else if msg := dsnProblem(r.DSN); msg != "" {
 			add(field+".dsn", "%s", msg)

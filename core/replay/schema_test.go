@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"pgreplica/core/capture"
+	"pgreplica/core/config"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
 )
@@ -723,5 +724,57 @@ func TestPlainDDLCaptureAndNonSuperuserDDL(t *testing.T) {
 	e.requireEqual(0, "acct")
 	if n := queryInt(t, e.replicas[0], `SELECT count(*) FROM information_schema.columns WHERE table_name = 'acct' AND column_name = 'note2'`); n != 1 {
 		t.Fatal("the replica did not get note2")
+	}
+}
+
+// A fenced replica (protect) refuses an application's writes with a message
+// naming the origin, while replication keeps applying; a non-superuser apply
+// role passes the fence by its token; protect off removes the fence.
+func TestFencedReplicaRefusesApplicationWrites(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE item (id int PRIMARY KEY, v text)`, 1)
+	e.cfg.Replicas[0].Protect = true
+	var lines []string
+	if err := capture.Install(e.ctx, e.cfg, func(l string) { lines = append(lines, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "replica replica: fenced public.item: writes by anyone but pgreplica are refused") {
+		t.Fatalf("install printed %v", lines)
+	}
+	role := fmt.Sprintf("app_on_replica_%d", os.Getpid())
+	exec(t, e.replicas[0], fmt.Sprintf(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF; END $$;
+	    GRANT ALL ON item TO %[1]s`, role))
+	cfg, err := pgx.ParseConfig(e.cfg.Replicas[0].DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	app, err := pgx.ConnectConfig(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(context.Background())
+	_, err = app.Exec(e.ctx, `INSERT INTO item VALUES (1, 'written on the replica')`)
+	want := fmt.Sprintf("pgreplica: public.item is a replica (set test, origin %s): write to the origin instead", config.Describe(e.cfg.Origin.DSN))
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("an application INSERT on the fenced replica: %v, want %q", err, want)
+	}
+	// The same with a token forged by the application.
+	if _, err := app.Exec(e.ctx, `SET pgreplica.token = 'guess'; SET pgreplica.origin = 'test'; UPDATE item SET v = 'x'`); err == nil {
+		t.Fatal("a forged token passed the fence")
+	}
+	exec(t, e.origin, `INSERT INTO item VALUES (1, 'a'), (2, 'b'); UPDATE item SET v = 'c' WHERE id = 2; DELETE FROM item WHERE id = 1`)
+	e.once()
+	e.requireEqual(0, "item")
+
+	e.cfg.Replicas[0].Protect = false
+	lines = nil
+	if err := capture.Install(e.ctx, e.cfg, func(l string) { lines = append(lines, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "replica replica: removed the fence of public.item (protect is off)") {
+		t.Fatalf("install printed %v", lines)
+	}
+	if _, err := app.Exec(e.ctx, `INSERT INTO item VALUES (9, 'now allowed')`); err != nil {
+		t.Fatalf("after protect is off: %v", err)
 	}
 }

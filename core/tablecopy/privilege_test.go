@@ -73,6 +73,9 @@ func TestNonSuperuserApplyRoleOnARestoredReplica(t *testing.T) {
 	}
 	e.cfg.Replicas[0].DSN = fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", cfg.Host, cfg.Port, role, dbName)
 
+	// Fenced as well: the non-superuser apply session passes the fence by
+	// its token (it cannot switch triggers off).
+	e.cfg.Replicas[0].Protect = true
 	var lines []string
 	err = capture.InstallWith(e.ctx, e.cfg, capture.Options{DisableReplicaTriggers: true}, func(l string) { lines = append(lines, l) })
 	if err != nil {
@@ -83,6 +86,7 @@ func TestNonSuperuserApplyRoleOnARestoredReplica(t *testing.T) {
 		"replica replica: the apply role cannot set session_replication_role: these foreign-key actions run on applied changes (and the origin's own events then find rows already gone): rental (rental_customer_id_fkey)",
 		"replica replica: disabled trigger last_updated on public.customer (undo: ALTER TABLE public.customer ENABLE TRIGGER last_updated)",
 		"replica replica: disabled trigger last_updated on public.rental (undo: ALTER TABLE public.rental ENABLE TRIGGER last_updated)",
+		"replica replica: fenced public.payment: writes by anyone but pgreplica are refused",
 	} {
 		if !strings.Contains(report, want) {
 			t.Fatalf("install report lacks\n%s\nin:\n%s", want, report)
