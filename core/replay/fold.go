@@ -1,0 +1,137 @@
+package replay
+
+import (
+	"strings"
+
+	"pgreplica/core/pg"
+)
+
+// The fast path applies a batch as net changes: a batch commits atomically,
+// so the changes it holds for one row can be folded into one (insert then
+// updates = one insert; updates = one update of the union of the changed
+// columns; ... then delete = one delete). The net changes of a table are
+// applied set-based: deletes and updates as one statement per table and
+// column set, inserts with COPY. Anything unusual (a key that changes, a
+// TRUNCATE) is a barrier: what came before is applied first, the event
+// itself exactly. Any error rolls the transaction back and the batch is
+// replayed event by event (applyExact), which names the failing event.
+
+// netKind is the net effect of a batch on one row.
+type netKind int
+
+const (
+	netInsert  netKind = iota // the row is new: insert data
+	netUpdate                 // the row changed: update data's columns
+	netDelete                 // the row is gone
+	netReplace                // deleted, then inserted anew: delete, insert data
+	netNone                   // inserted, then deleted: nothing to do
+)
+
+// net is one row's net change within a segment.
+type net struct {
+	kind  netKind
+	key   image // the row's key (for update, delete, replace)
+	data  image // inserted row, or changed columns
+	first *event
+	last  *event
+}
+
+// tableNet is the net changes of one table, rows in order of first change.
+type tableNet struct {
+	table   pg.Table
+	keyCols []string
+	rows    map[string]*net
+	order   []*net
+}
+
+// segment is the events between two barriers, folded.
+type segment struct {
+	tables map[pg.Table]*tableNet
+	order  []pg.Table // tables in order of first change
+}
+
+func rowID(im image, keyCols []string) (string, bool) {
+	var b strings.Builder
+	for _, k := range keyCols {
+		f, ok := im.get(k)
+		if !ok {
+			return "", false
+		}
+		b.WriteString(f.raw)
+		b.WriteByte(0)
+	}
+	return b.String(), true
+}
+
+// fold adds an event to the segment. It returns false when the event can
+// not be folded (it must be applied exactly, after the segment).
+func (s *segment) fold(e *event, keyCols map[pg.Table][]string) bool {
+	tn := s.tables[e.Table]
+	if tn == nil {
+		tn = &tableNet{table: e.Table, keyCols: keyCols[e.Table], rows: map[string]*net{}}
+		s.tables[e.Table] = tn
+		s.order = append(s.order, e.Table)
+	}
+	e.parse()
+	key, data := e.key, e.data
+	if e.Op == 'I' {
+		if tn.keyCols == nil {
+			// No update or delete of this table in the batch: no row can be
+			// changed twice, every insert stands alone.
+			tn.order = append(tn.order, &net{kind: netInsert, data: data, first: e, last: e})
+			return true
+		}
+		key = make(image, 0, len(tn.keyCols))
+		for _, k := range tn.keyCols {
+			f, ok := data.get(k)
+			if !ok {
+				return false
+			}
+			key = append(key, f)
+		}
+	} else {
+		if e.Op == 'U' {
+			for _, f := range key {
+				if _, changed := data.get(f.key); changed {
+					return false // the key changes: exact
+				}
+			}
+		}
+	}
+	id, ok := rowID(key, tn.keyCols)
+	if !ok {
+		return false
+	}
+	n := tn.rows[id]
+	if n == nil {
+		n = &net{key: key, first: e}
+		switch e.Op {
+		case 'I':
+			n.kind, n.data = netInsert, data
+		case 'U':
+			n.kind, n.data = netUpdate, data
+		case 'D':
+			n.kind = netDelete
+		}
+		n.last = e
+		tn.rows[id] = n
+		tn.order = append(tn.order, n)
+		return true
+	}
+	n.last = e
+	switch {
+	case e.Op == 'U' && (n.kind == netInsert || n.kind == netReplace || n.kind == netUpdate):
+		n.data = n.data.merge(data)
+	case e.Op == 'D' && n.kind == netInsert:
+		n.kind, n.data = netNone, nil // inserted and deleted within the batch
+	case e.Op == 'D' && (n.kind == netUpdate || n.kind == netReplace):
+		n.kind, n.data = netDelete, nil
+	case e.Op == 'I' && n.kind == netDelete:
+		n.kind, n.data = netReplace, data
+	case e.Op == 'I' && n.kind == netNone:
+		n.kind, n.data = netInsert, data
+	default:
+		return false // e.g. insert of a row that exists: let exact replay report it
+	}
+	return true
+}
