@@ -11,8 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tidwall/gjson"
-
-	"pgreplica/core/pg"
 )
 
 // minFastBatch is the smallest batch worth the fast path: its statements
@@ -44,47 +42,33 @@ type copyOp struct {
 // go by COPY.
 const maxInsertRows = 200
 
-// planFast folds events into net changes and returns the steps that apply
-// them. It sends nothing (it may load table metadata).
+// planFast folds events into net changes (foldBatch) and returns the steps
+// that apply them. It sends nothing (it may load table metadata).
 func (a *applier) planFast(ctx context.Context, events []*event) ([]op, error) {
-	// The key columns of each table, from any update or delete of it.
-	keyCols := map[pg.Table][]string{}
-	for _, e := range events {
-		if (e.Op == 'U' || e.Op == 'D') && keyCols[e.Table] == nil {
-			e.parse()
-			keyCols[e.Table] = e.key.keys()
-		}
-	}
 	var ops []op
-	seg := &segment{tables: map[pg.Table]*tableNet{}}
-	flush := func() error {
-		o, err := a.planSegment(seg)
-		ops = append(ops, o...)
-		seg = &segment{tables: map[pg.Table]*tableNet{}}
-		return err
-	}
-	for i := 0; i < len(events); i++ {
-		e := events[i]
-		if _, err := a.tableMeta(ctx, e.Table, e.ID); err != nil {
-			return nil, err
-		}
-		if e.Op != 'T' && seg.fold(e, keyCols) {
-			continue
-		}
-		// A barrier: apply what came before, then this event exactly.
-		if err := flush(); err != nil {
-			return nil, err
-		}
-		j := i + 1
-		if e.Op == 'T' {
-			for j < len(events) && events[j].Op == 'T' && events[j].Txid == e.Txid && events[j].ID == events[j-1].ID+1 {
-				j++
+	for _, st := range foldBatch(events) {
+		for _, e := range st.folded {
+			if _, err := a.tableMeta(ctx, e.Table, e.ID); err != nil {
+				return nil, err
 			}
 		}
-		ops = append(ops, op{exact: events[i:j]})
-		i = j - 1
+		if len(st.barrier) > 0 {
+			if _, err := a.tableMeta(ctx, st.barrier[0].Table, st.barrier[0].ID); err != nil {
+				return nil, err
+			}
+		}
+		o, err := a.planSegment(st.seg)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, o...)
+		if len(st.barrier) > 0 {
+			// A barrier: what came before is applied first, then these
+			// events exactly.
+			ops = append(ops, op{exact: st.barrier})
+		}
 	}
-	return ops, flush()
+	return ops, nil
 }
 
 // planSegment returns the steps of a folded segment: deletes, then

@@ -135,3 +135,58 @@ func (s *segment) fold(e *event, keyCols map[pg.Table][]string) bool {
 	}
 	return true
 }
+
+// foldStep is a segment of folded events and the barrier that ends it.
+type foldStep struct {
+	seg    *segment
+	folded []*event // the events folded into seg, in order
+	// barrier is applied exactly after seg: an event that cannot be folded,
+	// or the tables one TRUNCATE empties together; nil for the last step.
+	barrier []*event
+}
+
+// keyColumns returns the key columns of each table, from any update or
+// delete of it in events (an insert carries no key).
+func keyColumns(events []*event) map[pg.Table][]string {
+	keyCols := map[pg.Table][]string{}
+	for _, e := range events {
+		if (e.Op == 'U' || e.Op == 'D') && keyCols[e.Table] == nil {
+			e.parse()
+			keyCols[e.Table] = e.key.keys()
+		}
+	}
+	return keyCols
+}
+
+// foldBatch folds the events of a batch (in their order) into segments of
+// net changes separated by barriers. A barrier is an event that cannot be
+// folded (a key that changes, a row changed in a way exact replay must
+// judge), a TRUNCATE (with the TRUNCATEs of the same statement), or
+// anything but an insert, update or delete (a script or sequence sample,
+// which applyWithScripts keeps out of the fold anyway). It is pure: it
+// needs neither a connection nor table metadata.
+func foldBatch(events []*event) []foldStep {
+	keyCols := keyColumns(events)
+	var steps []foldStep
+	cur := foldStep{seg: newSegment()}
+	for i := 0; i < len(events); i++ {
+		e := events[i]
+		if (e.Op == 'I' || e.Op == 'U' || e.Op == 'D') && cur.seg.fold(e, keyCols) {
+			cur.folded = append(cur.folded, e)
+			continue
+		}
+		j := i + 1
+		if e.Op == 'T' {
+			for j < len(events) && events[j].Op == 'T' && events[j].Txid == e.Txid && events[j].ID == events[j-1].ID+1 {
+				j++
+			}
+		}
+		cur.barrier = events[i:j]
+		steps = append(steps, cur)
+		cur = foldStep{seg: newSegment()}
+		i = j - 1
+	}
+	return append(steps, cur)
+}
+
+func newSegment() *segment { return &segment{tables: map[pg.Table]*tableNet{}} }
