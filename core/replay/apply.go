@@ -102,7 +102,7 @@ type session interface {
 }
 
 // ownTx is a connection on which applyIn begins and commits the
-// transaction itself (BEGIN rides in its first batch, COMMIT in its last).
+// transaction itself (BEGIN rides in its first pipeline, COMMIT in its last).
 type ownTx struct{ c *pgx.Conn }
 
 func (o ownTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {

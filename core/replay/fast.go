@@ -35,7 +35,7 @@ type op struct {
 
 type copyOp struct {
 	tn   *tableNet
-	rows []*net
+	rows []*rowChange
 }
 
 // maxInsertRows is the most rows inserted by one pipelined INSERT; more
@@ -77,7 +77,7 @@ func (a *applier) planSegment(s *segment) ([]op, error) {
 	var ops []op
 	for _, t := range s.order {
 		tn := s.tables[t]
-		var dels []*net
+		var dels []*rowChange
 		for _, n := range tn.order {
 			if n.kind == netDelete || n.kind == netReplace {
 				dels = append(dels, n)
@@ -120,9 +120,9 @@ func (a *applier) planSegment(s *segment) ([]op, error) {
 
 // groupByColumns returns the rows of the given kinds grouped by the
 // columns of their data, groups in order of first appearance.
-func groupByColumns(rows []*net, kinds ...netKind) [][]*net {
+func groupByColumns(rows []*rowChange, kinds ...netKind) [][]*rowChange {
 	index := map[string]int{}
-	var groups [][]*net
+	var groups [][]*rowChange
 	for _, n := range rows {
 		if !slices.Contains(kinds, n.kind) {
 			continue
@@ -211,7 +211,7 @@ func readSet(br pgx.BatchResults, st *setStmt) ([]Conflict, error) {
 
 // copyInsert inserts rows with COPY (text format, built from the JSON
 // values: strings unescaped and COPY-escaped, other values as they are).
-func (a *applier) copyInsert(ctx context.Context, tx session, tn *tableNet, rows []*net) error {
+func (a *applier) copyInsert(ctx context.Context, tx session, tn *tableNet, rows []*rowChange) error {
 	m := a.meta[tn.table]
 	cols := rows[0].data.keys()
 	if err := a.checkColumns(m, tn.table, cols, rows[0].first.ID); err != nil {

@@ -6,15 +6,18 @@ import (
 	"pgreplica/core/pg"
 )
 
-// The fast path applies a batch as net changes: a batch commits atomically,
-// so the changes it holds for one row can be folded into one (insert then
-// updates = one insert; updates = one update of the union of the changed
-// columns; ... then delete = one delete). The net changes of a table are
-// applied set-based: deletes and updates as one statement per table and
-// column set, inserts with COPY. Anything unusual (a key that changes, a
+// The fold. The fast path applies a batch as net changes: a batch commits
+// atomically, so the changes it holds for one row can be folded into one
+// (insert then updates = one insert; updates = one update of the union of
+// the changed columns; ... then delete = one delete). The fold is pure
+// (foldBatch: events in, segments of net changes and barriers out); fast.go
+// plans and applies its result set-based: deletes and updates as one
+// statement per table and column set, inserts as one INSERT per column set
+// (COPY beyond maxInsertRows). Anything unusual (a key that changes, a
 // TRUNCATE) is a barrier: what came before is applied first, the event
-// itself exactly. Any error rolls the transaction back and the batch is
-// replayed event by event (applyExact), which names the failing event.
+// itself exactly. Any error rolls back to the savepoint pgreplica_fast (the
+// batch's transaction goes on) and the batch is replayed event by event
+// (applyExactIn), which names the failing event.
 
 // netKind is the net effect of a batch on one row.
 type netKind int
@@ -27,8 +30,8 @@ const (
 	netNone                   // inserted, then deleted: nothing to do
 )
 
-// net is one row's net change within a segment.
-type net struct {
+// rowChange is one row's net change within a segment.
+type rowChange struct {
 	kind  netKind
 	key   image // the row's key (for update, delete, replace)
 	data  image // inserted row, or changed columns
@@ -40,8 +43,8 @@ type net struct {
 type tableNet struct {
 	table   pg.Table
 	keyCols []string
-	rows    map[string]*net
-	order   []*net
+	rows    map[string]*rowChange
+	order   []*rowChange
 }
 
 // segment is the events between two barriers, folded.
@@ -68,7 +71,7 @@ func rowID(im image, keyCols []string) (string, bool) {
 func (s *segment) fold(e *event, keyCols map[pg.Table][]string) bool {
 	tn := s.tables[e.Table]
 	if tn == nil {
-		tn = &tableNet{table: e.Table, keyCols: keyCols[e.Table], rows: map[string]*net{}}
+		tn = &tableNet{table: e.Table, keyCols: keyCols[e.Table], rows: map[string]*rowChange{}}
 		s.tables[e.Table] = tn
 		s.order = append(s.order, e.Table)
 	}
@@ -78,7 +81,7 @@ func (s *segment) fold(e *event, keyCols map[pg.Table][]string) bool {
 		if tn.keyCols == nil {
 			// No update or delete of this table in the batch: no row can be
 			// changed twice, every insert stands alone.
-			tn.order = append(tn.order, &net{kind: netInsert, data: data, first: e, last: e})
+			tn.order = append(tn.order, &rowChange{kind: netInsert, data: data, first: e, last: e})
 			return true
 		}
 		key = make(image, 0, len(tn.keyCols))
@@ -104,7 +107,7 @@ func (s *segment) fold(e *event, keyCols map[pg.Table][]string) bool {
 	}
 	n := tn.rows[id]
 	if n == nil {
-		n = &net{key: key, first: e}
+		n = &rowChange{key: key, first: e}
 		switch e.Op {
 		case 'I':
 			n.kind, n.data = netInsert, data

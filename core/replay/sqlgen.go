@@ -211,12 +211,12 @@ func (a *applier) statement(ctx context.Context, e *event) (string, []any, error
 type setStmt struct {
 	sql  string
 	arg  []string
-	rows []*net
+	rows []*rowChange
 	op   byte
 }
 
 // deleteStmt deletes rows by key.
-func (a *applier) deleteStmt(tn *tableNet, rows []*net) (setStmt, error) {
+func (a *applier) deleteStmt(tn *tableNet, rows []*rowChange) (setStmt, error) {
 	m := a.meta[tn.table]
 	if err := a.checkColumns(m, tn.table, tn.keyCols, rows[0].first.ID); err != nil {
 		return setStmt{}, err
@@ -232,7 +232,7 @@ func (a *applier) deleteStmt(tn *tableNet, rows []*net) (setStmt, error) {
 }
 
 // updateStmt updates rows with the same changed columns.
-func (a *applier) updateStmt(tn *tableNet, rows []*net) (setStmt, error) {
+func (a *applier) updateStmt(tn *tableNet, rows []*rowChange) (setStmt, error) {
 	m := a.meta[tn.table]
 	cols := rows[0].data.keys()
 	all := append(slices.Clone(tn.keyCols), cols...)
@@ -255,7 +255,7 @@ func (a *applier) updateStmt(tn *tableNet, rows []*net) (setStmt, error) {
 }
 
 // insertStmt inserts rows with the same columns in one statement.
-func (a *applier) insertStmt(tn *tableNet, rows []*net) (setStmt, error) {
+func (a *applier) insertStmt(tn *tableNet, rows []*rowChange) (setStmt, error) {
 	m := a.meta[tn.table]
 	cols := rows[0].data.keys()
 	if err := a.checkColumns(m, tn.table, cols, rows[0].first.ID); err != nil {
