@@ -300,15 +300,7 @@ func (a *applier) applyPipelined(ctx context.Context, tx session, p *pipeline, e
 			if err == nil || *prefixErr != nil {
 				return conflicts, err
 			}
-			if a.mode == ApplyFast {
-				return nil, fmt.Errorf("fast apply: %w", err)
-			}
-			if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
-				return nil, fmt.Errorf("apply: %w", err)
-			}
-			a.fallbacks++
-			a.lastFallback = err
-			return a.applyExactIn(ctx, tx, events)
+			return a.fallBack(ctx, tx, events, err)
 		}
 		if a.mode == ApplyFast {
 			return nil, fmt.Errorf("fast apply: %w", err)

@@ -159,6 +159,13 @@ func (a *applier) applySetBased(ctx context.Context, tx session, events []*event
 	if err == nil {
 		return conflicts, nil
 	}
+	return a.fallBack(ctx, tx, events, err)
+}
+
+// fallBack follows a set-based apply of events that failed with err inside
+// the savepoint pgreplica_fast: the savepoint is rolled back and the events
+// are replayed one by one in the same transaction (ApplyFast refuses).
+func (a *applier) fallBack(ctx context.Context, tx session, events []*event, err error) ([]Conflict, error) {
 	if a.mode == ApplyFast {
 		return nil, fmt.Errorf("fast apply: %w", err)
 	}
