@@ -64,28 +64,27 @@ func Aligned(ctx context.Context, cfg *config.Config, replicaName string, fn Ali
 		if step.IsZero() || (pos.Target.IsZero() && pos.Snapshot.Covers(step)) {
 			continue
 		}
-		var batch []*event
+		cur := batch{target: step}
 		flush := func(final bool) error {
-			next := Position{Snapshot: pos.Snapshot, Target: step}
-			if len(batch) > 0 {
-				next.LastID = batch[len(batch)-1].ID
-			}
-			if final {
-				next = Position{Snapshot: step}
-			}
-			if _, err := w.apply.applyIn(ctx, rtx, pos, next, batch); err != nil {
+			cur.final = final
+			next := cur.next(pos)
+			if _, err := w.apply.applyIn(ctx, rtx, pos, next, cur.events); err != nil {
 				return err
 			}
-			next.AppliedEvents = pos.AppliedEvents + int64(len(batch))
-			pos, batch = next, batch[:0]
+			next.AppliedEvents = pos.AppliedEvents + int64(len(cur.events))
+			pos, cur = next, batch{target: step}
 			return nil
 		}
 		// Read through otx: its snapshot sees every event visible in at.
+		// Batches are cut as the engine cuts them (batch.max_events,
+		// batch.max_bytes).
 		err := readIntervalTx(ctx, otx, pos.Snapshot, step, pos.LastID, func(e *event) error {
-			batch = append(batch, e)
-			if len(batch) >= w.limits.MaxEvents {
-				return flush(false)
+			if cur.full(e, w.limits) {
+				if err := flush(false); err != nil {
+					return err
+				}
 			}
+			cur.add(e)
 			return nil
 		})
 		if err != nil {

@@ -15,25 +15,6 @@ import (
 	"pgreplica/core/pg"
 )
 
-// column is a replica column as the applier needs it.
-type column struct {
-	typ       string // format_type: safe SQL text made by the server
-	generated bool
-	viaText   bool // json or jsonb: the origin sends its text form, cast here
-}
-
-// tableMeta is what the applier knows of a replica table, loaded once.
-type tableMeta struct {
-	cols  map[string]column
-	stmts map[string]string // statement by op and column signature
-	// target is how UPDATE, DELETE and TRUNCATE name the table: with ONLY
-	// for an ordinary table, so that they touch exactly the rows the
-	// origin's statement touched and never an inheritance child's (whose
-	// own changes come as its own events); a partitioned table is named as
-	// it is (its rows are in its partitions).
-	target string
-}
-
 // applier applies batches of events on one replica connection.
 type applier struct {
 	conn    *pgx.Conn
@@ -80,6 +61,7 @@ type stopError struct {
 }
 
 func (e *stopError) Error() string { return e.msg }
+
 func (e *stopError) Unwrap() error { return e.err }
 
 func stop(format string, args ...any) error { return &stopError{msg: fmt.Sprintf(format, args...)} }
@@ -109,160 +91,6 @@ func (a *applier) checkOrder(ctx context.Context, tx session) error {
 	return nil
 }
 
-// tableMeta loads the replica's columns of a table.
-func (a *applier) tableMeta(ctx context.Context, t pg.Table, eventID int64) (*tableMeta, error) {
-	if m, ok := a.meta[t]; ok {
-		return m, nil
-	}
-	rows, err := a.conn.Query(ctx, `
-SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '',
-       coalesce(nullif(t.typbasetype, 0), t.oid) IN ('json'::regtype, 'jsonb'::regtype)
-  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
- WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, t.Ident())
-	if err != nil {
-		return nil, fmt.Errorf("columns of %s: %w", t, err)
-	}
-	m := &tableMeta{cols: map[string]column{}, stmts: map[string]string{}, target: "ONLY " + t.Ident()}
-	for rows.Next() {
-		var name string
-		var c column
-		if err := rows.Scan(&name, &c.typ, &c.generated, &c.viaText); err != nil {
-			return nil, fmt.Errorf("columns of %s: %w", t, err)
-		}
-		m.cols[name] = c
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("columns of %s: %w", t, err)
-	}
-	if len(m.cols) == 0 {
-		return nil, stopTable(t, nil, "replica %s lacks table %s (event %d); its events are held there: create it, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, t, eventID, t, t)
-	}
-	var kind string
-	if err := a.conn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)`, t.Ident()).Scan(&kind); err != nil {
-		return nil, fmt.Errorf("kind of %s: %w", t, err)
-	}
-	if kind == "p" {
-		m.target = t.Ident()
-	}
-	a.meta[t] = m
-	return m, nil
-}
-
-// columns returns the column names of a parsed image, checked against the
-// replica table.
-func (a *applier) columns(m *tableMeta, t pg.Table, im image, eventID int64) ([]string, error) {
-	names := im.keys()
-	return names, a.checkColumns(m, t, names, eventID)
-}
-
-// recordDef is "AS alias(col type, ...)" for jsonb_to_record: only the
-// columns present, so a NOT NULL domain of an absent column does not fail.
-func recordDef(m *tableMeta, alias string, cols []string) string {
-	var b strings.Builder
-	b.WriteString(alias)
-	b.WriteByte('(')
-	for i, c := range cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(pgx.Identifier{c}.Sanitize())
-		b.WriteByte(' ')
-		if m.cols[c].viaText {
-			b.WriteString("text")
-		} else {
-			b.WriteString(m.cols[c].typ)
-		}
-	}
-	b.WriteByte(')')
-	return b.String()
-}
-
-// value is the expression of column c of the record alias, cast back to
-// the column's type when it travels as text.
-func value(m *tableMeta, alias, c string) string {
-	v := alias + "." + pgx.Identifier{c}.Sanitize()
-	if col := m.cols[c]; col.viaText {
-		v += "::" + col.typ
-	}
-	return v
-}
-
-func keyMatch(m *tableMeta, keys []string) string {
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = "t." + pgx.Identifier{k}.Sanitize() + " = " + value(m, "k", k)
-	}
-	return strings.Join(parts, " AND ")
-}
-
-func idents(cols []string) string {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = pgx.Identifier{c}.Sanitize()
-	}
-	return strings.Join(parts, ", ")
-}
-
-func values(m *tableMeta, alias string, cols []string) string {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = value(m, alias, c)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// statement builds (once per table, operation and column set) the SQL that
-// applies an event, and returns it with its arguments.
-func (a *applier) statement(ctx context.Context, e *event) (string, []any, error) {
-	m, err := a.tableMeta(ctx, e.Table, e.ID)
-	if err != nil {
-		return "", nil, err
-	}
-	e.parse()
-	var dataCols, keyCols []string
-	if e.Op == 'I' || e.Op == 'U' {
-		if dataCols, err = a.columns(m, e.Table, e.data, e.ID); err != nil {
-			return "", nil, err
-		}
-	}
-	if e.Op == 'U' || e.Op == 'D' {
-		if keyCols, err = a.columns(m, e.Table, e.key, e.ID); err != nil {
-			return "", nil, err
-		}
-	}
-	sig := string(e.Op) + strings.Join(dataCols, "\x00") + "\x01" + strings.Join(keyCols, "\x00")
-	sql, ok := m.stmts[sig]
-	if !ok {
-		t := e.Table.Ident()
-		switch e.Op {
-		case 'I':
-			sql = fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_to_record($1::jsonb) AS %s",
-				t, idents(dataCols), values(m, "n", dataCols), recordDef(m, "n", dataCols))
-		case 'U':
-			sets := make([]string, len(dataCols))
-			for i, c := range dataCols {
-				sets[i] = pgx.Identifier{c}.Sanitize() + " = " + value(m, "n", c)
-			}
-			sql = fmt.Sprintf("UPDATE %s AS t SET %s FROM jsonb_to_record($1::jsonb) AS %s, jsonb_to_record($2::jsonb) AS %s WHERE %s",
-				m.target, strings.Join(sets, ", "), recordDef(m, "n", dataCols), recordDef(m, "k", keyCols), keyMatch(m, keyCols))
-		case 'D':
-			sql = fmt.Sprintf("DELETE FROM %s AS t USING jsonb_to_record($1::jsonb) AS %s WHERE %s",
-				m.target, recordDef(m, "k", keyCols), keyMatch(m, keyCols))
-		default:
-			return "", nil, stop("event %d: unknown operation %q", e.ID, e.Op)
-		}
-		m.stmts[sig] = sql
-	}
-	switch e.Op {
-	case 'I':
-		return sql, []any{string(e.Data)}, nil
-	case 'U':
-		return sql, []any{string(e.Data), string(e.Key)}, nil
-	default:
-		return sql, []any{string(e.Key)}, nil
-	}
-}
-
 // session is what applying needs of a replica connection in a transaction:
 // a pgx.Tx, or ownTx, a connection whose BEGIN and COMMIT the applier sends
 // itself, pipelined with its first and last statements.
@@ -274,7 +102,7 @@ type session interface {
 }
 
 // ownTx is a connection on which applyIn begins and commits the
-// transaction itself (BEGIN rides in its first batch, COMMIT in its last).
+// transaction itself (BEGIN rides in its first pipeline, COMMIT in its last).
 type ownTx struct{ c *pgx.Conn }
 
 func (o ownTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -290,12 +118,6 @@ func (o ownTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 }
 
 func (o ownTx) Conn() *pgx.Conn { return o.c }
-
-// tableState is a table's state of an online copy on this replica.
-type tableState struct {
-	state  string   // "copying" or "catchup"
-	copied Snapshot // for catchup: the snapshot the copy was taken at
-}
 
 // applyBatch applies events (in order) and moves the position from old to
 // next, all in one replica transaction. It returns the conflicts found.
@@ -325,12 +147,8 @@ func (a *applier) applyBatch(ctx context.Context, old, next Position, events []*
 // re-reads it instead of applying the same events again. The same
 // statement reads the tables being copied.
 //
-// Tables being copied by `pgreplica sync` get special care: while a table
-// is "copying" its events are held in pgreplica.held instead of applied;
-// once the copy has committed ("catchup" at the copy's snapshot) the held
-// events are applied first, and every event the copy already contains (its
-// transaction visible in the copy's snapshot) is skipped. So a copy never
-// blocks the stream and nothing is lost or applied twice.
+// Tables being copied by `pgreplica sync` follow the online-copy protocol
+// (copyprotocol.go): applyWithCopies holds, skips and drains their events.
 //
 // When the previous batch found no table being copied (the usual case), the
 // events' statements are sent in the same pipeline as BEGIN and the
@@ -424,17 +242,7 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
 			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, nullText([]byte(c.Data)), c.Kind)
 	}
-	if next.Target.IsZero() {
-		// The interval is complete: a table whose copy the position now
-		// covers can no longer meet an event from before its copy.
-		for t, st := range states {
-			if st.state == "catchup" && next.Snapshot.Covers(st.copied) {
-				b.Queue(`UPDATE pgreplica.table_state SET state = 'replicating', snapshot = NULL, updated_at = now()
-				          WHERE set_name = $1 AND schema_name = $2 AND table_name = $3 AND state = 'catchup'`,
-					a.set, t.Schema, t.Name)
-			}
-		}
-	}
+	a.queueCopiesDone(b, states, next)
 	if own {
 		b.Queue("COMMIT")
 	}
@@ -445,49 +253,6 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	return conflicts, nil
-}
-
-// applyWithCopies applies events in a transaction whose position is moved,
-// while some tables are being copied (states): held events of the tables
-// whose copy committed first, events of tables still being copied held,
-// events a copy already has skipped.
-func (a *applier) applyWithCopies(ctx context.Context, tx session, states map[pg.Table]tableState, skipped map[int64]bool, events []*event) ([]Conflict, error) {
-	var catchup []pg.Table
-	for t, st := range states {
-		if st.state == "catchup" {
-			catchup = append(catchup, t)
-		}
-	}
-	if len(catchup) > 0 {
-		held, err := a.takeHeld(ctx, tx, catchup)
-		if err != nil {
-			return nil, err
-		}
-		events = append(held, events...)
-	}
-	hold := &pgx.Batch{}
-	var apply []*event
-	for _, e := range events {
-		st := states[e.Table]
-		switch {
-		case skipped[e.ID]:
-			// skipped by the operator (pgreplica skip)
-		case st.state == "copying" || st.state == "held":
-			hold.Queue(`INSERT INTO pgreplica.held (set_name, event_id, txid, at, schema_name, table_name, op, key, data)
-			            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
-				a.set, e.ID, int64(e.Txid), e.At, e.Table.Schema, e.Table.Name, string(e.Op), nullText(e.Key), nullText(e.Data))
-		case st.state == "catchup" && st.copied.Visible(e.Txid):
-			// the copy already has it
-		default:
-			apply = append(apply, e)
-		}
-	}
-	if hold.Len() > 0 {
-		if err := tx.SendBatch(ctx, hold).Close(); err != nil {
-			return nil, fmt.Errorf("hold events of a table being copied: %w", err)
-		}
-	}
-	return a.applyWithScripts(ctx, tx, apply, a.applyRows)
 }
 
 // applyRows applies events without scripts or sequence samples in tx: one
@@ -514,10 +279,6 @@ func needsCare(events []*event, skipped map[int64]bool) bool {
 	return false
 }
 
-// errCopyStarted means a table is being copied although the previous batch
-// found none: the batch is applied again with the copy's rules.
-var errCopyStarted = errors.New("a table copy started")
-
 // applyPipelined applies events with their statements queued after what p
 // holds (BEGIN and the position move), in one pipeline up to the first COPY:
 // folded and set-based inside a savepoint when the batch is big enough, or
@@ -539,15 +300,7 @@ func (a *applier) applyPipelined(ctx context.Context, tx session, p *pipeline, e
 			if err == nil || *prefixErr != nil {
 				return conflicts, err
 			}
-			if a.mode == ApplyFast {
-				return nil, fmt.Errorf("fast apply: %w", err)
-			}
-			if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
-				return nil, fmt.Errorf("apply: %w", err)
-			}
-			a.fallbacks++
-			a.lastFallback = err
-			return a.applyExactIn(ctx, tx, events)
+			return a.fallBack(ctx, tx, events, err)
 		}
 		if a.mode == ApplyFast {
 			return nil, fmt.Errorf("fast apply: %w", err)
@@ -558,31 +311,6 @@ func (a *applier) applyPipelined(ctx context.Context, tx session, p *pipeline, e
 		a.lastFallback = err
 	}
 	return a.execOps(ctx, tx, p, []op{{exact: events}})
-}
-
-// fast reports whether a batch of n events is applied set-based.
-func (a *applier) fast(n int) bool {
-	return n > 0 && (a.mode == ApplyFast || (a.mode == ApplyAuto && !a.inOrder && n >= minFastBatch))
-}
-
-// applySetBased applies events folded and set-based inside the savepoint
-// pgreplica_fast, which the caller has made; if that fails for any reason
-// the savepoint is rolled back and the events are replayed one by one,
-// which either succeeds or names the event that fails.
-func (a *applier) applySetBased(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
-	conflicts, err := a.applyFast(ctx, tx, events)
-	if err == nil {
-		return conflicts, nil
-	}
-	if a.mode == ApplyFast {
-		return nil, fmt.Errorf("fast apply: %w", err)
-	}
-	if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgreplica_fast"); rbErr != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	a.fallbacks++
-	a.lastFallback = err
-	return a.applyExactIn(ctx, tx, events)
 }
 
 // applyExactIn applies events one statement each (pipelined), in order.
@@ -657,57 +385,10 @@ func (a *applier) readExact(br pgx.BatchResults, queued []*event) ([]Conflict, e
 	return conflicts, nil
 }
 
-func nullText(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return string(b)
-}
-
 // errPositionMoved means the stored position is not the one this worker
 // applied from: another applier works on the same replica, or a verify or
 // sync moved it. The worker re-reads it and goes on from there.
 var errPositionMoved = errors.New("the replica's position changed under this applier (another pgreplica applying, or a verify); re-reading it")
-
-// takeHeld removes and returns the held events of tables, in the order
-// they were held.
-func (a *applier) takeHeld(ctx context.Context, tx session, tables []pg.Table) ([]*event, error) {
-	schemas, names := make([]string, len(tables)), make([]string, len(tables))
-	for i, t := range tables {
-		schemas[i], names[i] = t.Schema, t.Name
-	}
-	rows, err := tx.Query(ctx, `
-DELETE FROM pgreplica.held
- WHERE set_name = $1 AND (schema_name, table_name) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-RETURNING seq, event_id, txid, at, schema_name, table_name, op::text, key::text, data::text`, a.set, schemas, names)
-	if err != nil {
-		return nil, fmt.Errorf("take held events: %w", err)
-	}
-	type heldEvent struct {
-		seq int64
-		e   *event
-	}
-	var hs []heldEvent
-	for rows.Next() {
-		e := &event{}
-		var seq, txid int64
-		var op string
-		if err := rows.Scan(&seq, &e.ID, &txid, &e.At, &e.Table.Schema, &e.Table.Name, &op, &e.Key, &e.Data); err != nil {
-			return nil, fmt.Errorf("take held events: %w", err)
-		}
-		e.Txid, e.Op = uint64(txid), op[0]
-		hs = append(hs, heldEvent{seq, e})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("take held events: %w", err)
-	}
-	slices.SortFunc(hs, func(x, y heldEvent) int { return cmpInt(x.seq, y.seq) })
-	out := make([]*event, len(hs))
-	for i, h := range hs {
-		out[i] = h.e
-	}
-	return out, nil
-}
 
 func cmpInt(a, b int64) int {
 	switch {
@@ -747,4 +428,79 @@ func (a *applier) explain(e *event, err error) error {
 		msg += " [SQLSTATE " + pgErr.Code + "]"
 	}
 	return &stopError{msg: msg, err: err}
+}
+
+// pipeline is statements sent together, each with the function that reads
+// its result.
+type pipeline struct {
+	b     pgx.Batch
+	reads []func(pgx.BatchResults) error
+}
+
+func (p *pipeline) queue(read func(pgx.BatchResults) error, sql string, args ...any) {
+	p.b.Queue(sql, args...)
+	p.reads = append(p.reads, read)
+}
+
+// run sends the pipeline and reads every result in order; the first error
+// ends it.
+func (p *pipeline) run(ctx context.Context, tx session) error {
+	if p.b.Len() == 0 {
+		return nil
+	}
+	br := tx.SendBatch(ctx, &p.b)
+	for _, read := range p.reads {
+		if err := read(br); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
+
+// execOps runs ops after what p already holds: every statement up to a
+// COPY goes in one pipeline.
+func (a *applier) execOps(ctx context.Context, tx session, p *pipeline, ops []op) ([]Conflict, error) {
+	var conflicts []Conflict
+	for _, o := range ops {
+		switch {
+		case o.copy != nil:
+			if err := p.run(ctx, tx); err != nil {
+				return nil, err
+			}
+			p = &pipeline{}
+			if err := a.copyInsert(ctx, tx, o.copy.tn, o.copy.rows); err != nil {
+				return nil, err
+			}
+		case o.set != nil:
+			st := o.set
+			if st.op == 'I' {
+				p.queue(func(br pgx.BatchResults) error { _, err := br.Exec(); return err }, st.sql, st.arg)
+				continue
+			}
+			p.queue(func(br pgx.BatchResults) error {
+				c, err := readSet(br, st)
+				conflicts = append(conflicts, c...)
+				return err
+			}, st.sql, st.arg)
+		default:
+			queued, err := a.queueExact(ctx, &p.b, o.exact)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range queued {
+				p.reads = append(p.reads, func(br pgx.BatchResults) error {
+					c, err := a.readExact(br, []*event{e})
+					conflicts = append(conflicts, c...)
+					return err
+				})
+			}
+		}
+	}
+	if err := p.run(ctx, tx); err != nil {
+		return nil, err
+	}
+	// Set-based steps run deletes before updates: report in event order.
+	slices.SortStableFunc(conflicts, func(x, y Conflict) int { return cmpInt(x.EventID, y.EventID) })
+	return conflicts, nil
 }

@@ -98,13 +98,13 @@ func (w *Wake) Notify() {
 
 // listen holds a LISTEN session on the origin and wakes the workers on each
 // notification. It pings the origin every keepalive, with a deadline that
-// ends the wait on a dead path within net.DeadPath in all; it reconnects
+// ends the wait on a dead path within bounds.DeadPath in all; it reconnects
 // with backoff, and wakes everyone after a reconnect (notifications may have
 // been lost meanwhile).
-func listen(ctx context.Context, dsn, set string, net pg.Net, keepalive time.Duration, workers int, wake *Wake, log *slog.Logger) {
+func listen(ctx context.Context, dsn, set string, bounds pg.Net, keepalive time.Duration, workers int, wake *Wake, log *slog.Logger) {
 	var backoff time.Duration
 	for ctx.Err() == nil {
-		err := listenOnce(ctx, dsn, set, net, keepalive, workers, wake, func() { backoff = 0 })
+		err := listenOnce(ctx, dsn, set, bounds, keepalive, workers, wake, func() { backoff = 0 })
 		wake.setListening(false)
 		if ctx.Err() != nil {
 			return
@@ -119,14 +119,14 @@ func listen(ctx context.Context, dsn, set string, net pg.Net, keepalive time.Dur
 	}
 }
 
-func listenOnce(ctx context.Context, dsn, set string, net pg.Net, keepalive time.Duration, workers int, wake *Wake, connected func()) error {
-	wait := net.DeadPath - keepalive // the ping's deadline: keepalive + wait = DeadPath
+func listenOnce(ctx context.Context, dsn, set string, bounds pg.Net, keepalive time.Duration, workers int, wake *Wake, connected func()) error {
+	wait := bounds.DeadPath - keepalive // the ping's deadline: keepalive + wait = DeadPath
 	if wait < time.Second {
 		wait = time.Second
 	}
-	setup, cancel := context.WithTimeout(ctx, 2*net.ConnectTimeout+wait)
+	setup, cancel := context.WithTimeout(ctx, 2*bounds.ConnectTimeout+wait)
 	defer cancel()
-	conn, err := pg.ConnectNet(setup, "origin", dsn, "pgreplica listen "+set, net)
+	conn, err := pg.ConnectNet(setup, "origin", dsn, "pgreplica listen "+set, bounds)
 	if err != nil {
 		return err
 	}

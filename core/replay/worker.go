@@ -251,14 +251,6 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 	}
 }
 
-// chunk is a bounded run of an interval's events; final marks the last.
-type chunk struct {
-	target Snapshot // the end of the interval
-	events []*event
-	bytes  int
-	final  bool
-}
-
 // applyInterval applies the events of (pos.Snapshot, target] in batches of
 // bounded size, each in its own replica transaction; a zero target is the
 // origin's current snapshot, taken by the read itself. A reader goroutine
@@ -275,34 +267,33 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 	defer watch.stop()
 	readCtx := watch.ctx
 	cancelRead := watch.cancel
-	chunks := make(chan chunk)
+	batches := make(chan batch)
 	readErr := make(chan error, 1)
 	from, lastID, limits := w.pos.Snapshot, w.pos.LastID, w.limits
 	go func() {
-		defer close(chunks)
-		send := func(c chunk) bool {
+		defer close(batches)
+		send := func(b batch) bool {
 			watch.pause()
 			defer watch.kick()
 			select {
-			case chunks <- c:
+			case batches <- b:
 				return true
 			case <-readCtx.Done():
 				return false
 			}
 		}
-		cur := chunk{target: target}
+		cur := batch{target: target}
 		each := func(e *event) error {
-			if len(cur.events) >= limits.MaxEvents || int64(cur.bytes+e.size()) > limits.MaxBytes && len(cur.events) > 0 {
+			if cur.full(e, limits) {
 				// Full, and e follows: not the last batch of the interval.
 				if !send(cur) {
 					return readCtx.Err()
 				}
-				cur = chunk{target: cur.target}
+				cur = batch{target: cur.target}
 			}
 			watch.kick()
 			e.parse()
-			cur.events = append(cur.events, e)
-			cur.bytes += e.size()
+			cur.add(e)
 			return nil
 		}
 		var err error
@@ -329,43 +320,37 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 	applied := 0
 	stop := func(err error) (int, error) {
 		cancelRead(nil)
-		for range chunks {
+		for range batches {
 		}
 		<-readErr
 		return applied, err
 	}
-	for c := range chunks {
-		if !c.final && w.status.State == Streaming {
+	for b := range batches {
+		if !b.final && w.status.State == Streaming {
 			w.setState(Catchup, nil)
 		}
-		if c.final && len(c.events) == 0 && w.pos.Target.IsZero() && w.pos.Snapshot.Covers(c.target) {
+		if b.final && len(b.events) == 0 && w.pos.Target.IsZero() && w.pos.Snapshot.Covers(b.target) {
 			// Nothing new since the position.
 			if err := w.idle(ctx, w.pos); err != nil {
 				return stop(err)
 			}
 			continue
 		}
-		if err := w.flush(ctx, c.target, c); err != nil {
+		if err := w.flush(ctx, b); err != nil {
 			return stop(err)
 		}
-		applied += len(c.events)
-		if !c.final && stopping.Err() != nil {
+		applied += len(b.events)
+		if !b.final && stopping.Err() != nil {
 			return stop(nil) // the position records how far we got
 		}
 	}
 	return applied, <-readErr
 }
 
-// flush applies one chunk of the interval ending at target.
-func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
-	next := Position{Snapshot: w.pos.Snapshot, Target: target}
-	if len(c.events) > 0 {
-		next.LastID = c.events[len(c.events)-1].ID
-	}
-	if c.final {
-		next = Position{Snapshot: target}
-	}
-	if len(c.events) == 0 {
+// flush applies one batch of the interval ending at b.target.
+func (w *worker) flush(ctx context.Context, b batch) error {
+	next := b.next(w.pos)
+	if len(b.events) == 0 {
 		return w.idle(ctx, next)
 	}
 	start := time.Now()
@@ -373,7 +358,7 @@ func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
 	// A batch takes as long as it takes while the replica works on it; an
 	// answer lost on the way is noticed within DeadPath.
 	watch := w.guardSession(ctx, "replica "+w.replica.Name, w.replica.DSN, w.replicaConn)
-	conflicts, err := w.apply.applyBatch(watch.ctx, w.pos, next, c.events)
+	conflicts, err := w.apply.applyBatch(watch.ctx, w.pos, next, b.events)
 	dead := watch.dead()
 	watch.stop()
 	if err != nil {
@@ -386,12 +371,12 @@ func (w *worker) flush(ctx context.Context, target Snapshot, c chunk) error {
 	w.progress.Store(time.Now().UnixNano())
 	if w.apply.fallbacks > fallbacks {
 		w.log.Info("batch applied event by event after the set-based apply failed",
-			"events", len(c.events), "err", w.apply.lastFallback.Error())
+			"events", len(b.events), "err", w.apply.lastFallback.Error())
 	}
-	next.AppliedEvents = w.pos.AppliedEvents + int64(len(c.events))
+	next.AppliedEvents = w.pos.AppliedEvents + int64(len(b.events))
 	next.AppliedAt = time.Now()
 	w.pos, w.written = next, time.Now()
-	w.reportBatch(c.events, c.bytes, time.Since(start), conflicts)
+	w.reportBatch(b.events, b.bytes, time.Since(start), conflicts)
 	return nil
 }
 
@@ -430,11 +415,11 @@ func (w *worker) idleIn(ctx context.Context, next Position) error {
 	return nil
 }
 
-func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conflicts []Conflict) {
-	ev := BatchApplied{Replica: w.replica.Name, Events: len(batch), Bytes: bytes, Took: took, Position: w.pos}
-	if len(batch) > 0 {
-		ev.Oldest = batch[0].At
-		for _, e := range batch {
+func (w *worker) reportBatch(events []*event, bytes int, took time.Duration, conflicts []Conflict) {
+	ev := BatchApplied{Replica: w.replica.Name, Events: len(events), Bytes: bytes, Took: took, Position: w.pos}
+	if len(events) > 0 {
+		ev.Oldest = events[0].At
+		for _, e := range events {
 			if e.At.Before(ev.Oldest) {
 				ev.Oldest = e.At
 			}
@@ -443,14 +428,14 @@ func (w *worker) reportBatch(batch []*event, bytes int, took time.Duration, conf
 	w.setStatus(func(s *ReplicaStatus) {
 		s.Position = w.pos
 		s.LastApplied = w.pos.AppliedAt
-		s.AppliedEvents += int64(len(batch))
+		s.AppliedEvents += int64(len(events))
 		s.Conflicts += len(conflicts)
 		s.LastBatch = ev
 	})
-	if len(batch) > 0 {
-		w.log.Debug("batch applied", "events", len(batch), "bytes", bytes, "ms", took.Milliseconds(),
-			"last_event", batch[len(batch)-1].ID, "position", w.pos.Snapshot.String())
-		w.summary.add(w.log, time.Now(), len(batch), bytes, took, w.pos)
+	if len(events) > 0 {
+		w.log.Debug("batch applied", "events", len(events), "bytes", bytes, "ms", took.Milliseconds(),
+			"last_event", events[len(events)-1].ID, "position", w.pos.Snapshot.String())
+		w.summary.add(w.log, time.Now(), len(events), bytes, took, w.pos)
 	}
 	w.emit(ev)
 	for _, c := range conflicts {
