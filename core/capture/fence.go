@@ -57,7 +57,7 @@ SELECT n.nspname, c.relname, EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid 
 			continue
 		}
 		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("replica %s: fence %s: %w (it needs the table's owner, or TRIGGER on it)", r.Name, f.t, err)
+			return fmt.Errorf("replica %s: fence %s: %w (creating a fence needs TRIGGER on the table, removing one its owner)", r.Name, f.t, err)
 		}
 		report(line)
 	}
