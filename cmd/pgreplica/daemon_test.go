@@ -178,8 +178,14 @@ CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
 CREATE TABLE counter (id int PRIMARY KEY, n bigint NOT NULL);
 CREATE TABLE history (id bigserial PRIMARY KEY, account int, delta int);`
 
-// bankLoad runs bank transactions until ctx ends.
+// bankLoad runs bank transactions until ctx ends, as fast as they go.
 func bankLoad(ctx context.Context, dsn string, workers int) func() int64 {
+	return pacedBankLoad(ctx, dsn, workers, 0)
+}
+
+// pacedBankLoad runs bank transactions until ctx ends, pausing pause after
+// each, and returns a function that waits and gives their number.
+func pacedBankLoad(ctx context.Context, dsn string, workers int, pause time.Duration) func() int64 {
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -197,6 +203,9 @@ func bankLoad(ctx context.Context, dsn string, workers int) func() int64 {
 UPDATE accounts SET balance = balance + %d WHERE id = %d; INSERT INTO history (account, delta) VALUES (%d, %d); COMMIT`, d, a, a, d))
 				if err == nil {
 					n.Add(1)
+				}
+				if pause > 0 {
+					time.Sleep(pause)
 				}
 			}
 		}()

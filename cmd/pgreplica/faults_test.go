@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -69,29 +66,7 @@ func newFaultEnv(t *testing.T) *faultEnv {
 // steadyLoad runs bank transactions at about 150 per second per worker
 // until ctx ends, and returns a function that waits and gives their number.
 func steadyLoad(ctx context.Context, dsn string, workers int) func() int64 {
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := pgx.Connect(ctx, dsn)
-			if err != nil {
-				return
-			}
-			defer conn.Close(context.Background())
-			for ctx.Err() == nil {
-				a, d := rand.IntN(50)+1, rand.IntN(100)-50
-				_, err := conn.Exec(ctx, fmt.Sprintf(`BEGIN; UPDATE counter SET n = n + 1;
-UPDATE accounts SET balance = balance + %d WHERE id = %d; INSERT INTO history (account, delta) VALUES (%d, %d); COMMIT`, d, a, a, d))
-				if err == nil {
-					n.Add(1)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	return func() int64 { wg.Wait(); return n.Load() }
+	return pacedBankLoad(ctx, dsn, workers, 5*time.Millisecond)
 }
 
 // logged reports whether a log line after the first skip lines matches.
