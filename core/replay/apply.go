@@ -37,8 +37,8 @@ type applier struct {
 
 	noCopies     bool     // the last batch found no table being copied
 	held         []string // tables held on the replica, as the last batch found them (held.go)
-	fallbacks    int   // batches replayed event by event after the set-based apply failed
-	lastFallback error // why, for the log
+	fallbacks    int      // batches replayed event by event after the set-based apply failed
+	lastFallback error    // why, for the log
 }
 
 // ApplyMode chooses how batches are applied.
