@@ -27,6 +27,7 @@ const (
 	Stopped       Kind = "replica_stopped"     // an apply error the operator must fix
 	Unreachable   Kind = "replica_unreachable" // retrying for longer than the grace period
 	Lag           Kind = "lag"                 // further behind than lag_over
+	TablesHeld    Kind = "tables_held"         // tables whose events do not fit the replica: held there
 	Conflicts     Kind = "conflicts"           // new conflicts in the last interval
 	Test          Kind = "test"                // pgreplica alerts test
 )

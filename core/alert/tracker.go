@@ -58,13 +58,21 @@ type condition struct {
 	detail string
 }
 
-// conditions derives the three problems of r from its state.
+// problemKinds are the problems a replica can have, in the order they are
+// looked at.
+var problemKinds = []Kind{Stopped, Unreachable, Lag, TablesHeld}
+
+// conditions derives the problems of r from its state.
 func (t *Tracker) conditions(r status.Replica, now time.Time, since func(Kind) time.Time) map[Kind]condition {
 	out := map[Kind]condition{}
 	stopped := r.State == status.Stopped
 	out[Stopped] = condition{active: stopped, ready: stopped, detail: r.Err}
 	unreachable := r.State == status.Retrying || r.State == status.Unreachable || r.State == status.Error
 	out[Unreachable] = condition{active: unreachable, ready: unreachable && now.Sub(since(Unreachable)) >= t.rules.Grace, detail: r.Err}
+	held := len(r.Held) > 0
+	out[TablesHeld] = condition{active: held, ready: held,
+		detail: "held there (their events do not fit the replica's tables; the other tables go on): " + strings.Join(r.Held, ", ") +
+			"; fix them, then pgreplica retry --table T, or copy them again with pgreplica sync --table T"}
 	if t.rules.LagOver > 0 {
 		lag, ok := r.LagAt(now)
 		// A stopped or unreachable replica is alerted as such, not for its
@@ -83,7 +91,7 @@ func (t *Tracker) Observe(now time.Time, replicas []status.Replica) []Message {
 	for _, r := range replicas {
 		if r.State == status.State(replay.Idle) {
 			// The engine is stopping: nothing is resolved by that.
-			for _, k := range []Kind{Stopped, Unreachable, Lag} {
+			for _, k := range problemKinds {
 				seen[r.Name+"\x00"+string(k)] = true
 			}
 			continue
@@ -94,7 +102,7 @@ func (t *Tracker) Observe(now time.Time, replicas []status.Replica) []Message {
 			}
 			return now
 		}
-		for _, k := range []Kind{Stopped, Unreachable, Lag} {
+		for _, k := range problemKinds {
 			c, ok := t.conditions(r, now, since)[k]
 			key := r.Name + "\x00" + string(k)
 			seen[key] = true

@@ -134,3 +134,21 @@ func TestTrackerNamesAnOriginFault(t *testing.T) {
 		t.Fatalf("messages = %+v", got)
 	}
 }
+
+// A held table is a problem of its own: one message when the engine finds
+// it held, none while it stays so, one when it is released.
+func TestTrackerTablesHeld(t *testing.T) {
+	tr := NewTracker("shop", Rules{Repeat: time.Hour})
+	t0 := time.Now()
+	held := status.Replica{Name: "r", State: status.Streaming, Live: true, CaughtUpAt: t0, Held: []string{"public.orders"}}
+	got := tr.Observe(t0, []status.Replica{held})
+	got = append(got, tr.Observe(t0.Add(time.Second), []status.Replica{held})...)
+	held.Held = nil
+	got = append(got, tr.Observe(t0.Add(2*time.Second), []status.Replica{held})...)
+	if s, want := summaries(got), "firing tables_held, resolved tables_held"; s != want {
+		t.Fatalf("messages = %s\nwant %s", s, want)
+	}
+	if !strings.Contains(got[0].Detail, "public.orders; fix them, then pgreplica retry --table T") {
+		t.Errorf("held detail %q", got[0].Detail)
+	}
+}

@@ -35,9 +35,10 @@ type applier struct {
 	skip     map[int64]bool // events the operator skipped (pgreplica.skipped)
 	skipRead time.Time      // when skip was read
 
-	noCopies     bool  // the last batch found no table being copied
-	fallbacks    int   // batches replayed event by event after the set-based apply failed
-	lastFallback error // why, for the log
+	noCopies     bool     // the last batch found no table being copied
+	held         []string // tables held on the replica, as the last batch found them (held.go)
+	fallbacks    int      // batches replayed event by event after the set-based apply failed
+	lastFallback error    // why, for the log
 }
 
 // ApplyMode chooses how batches are applied.
@@ -235,6 +236,7 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 		}
 	}
 	a.noCopies = len(states) == 0
+	a.held = heldNames(states)
 
 	b := &pgx.Batch{}
 	for _, c := range conflicts {

@@ -39,6 +39,9 @@ type ReplicaStatus struct {
 	NoProgressFor time.Duration
 	// Holder is, for Standby, the session that applies the replica instead.
 	Holder string
+	// Held are the tables held on the replica (their events do not fit
+	// it: held.go), as the last batch found them.
+	Held []string
 }
 
 // Engine replays a replication set from its origin to every replica. Each

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -54,6 +55,18 @@ VALUES ($1, $2, $3, 'held', NULL, $4, now())
 		return fmt.Errorf("hold the events of %s: %w", t, err)
 	}
 	return nil
+}
+
+// heldNames are the tables of states that are held, sorted.
+func heldNames(states map[pg.Table]tableState) []string {
+	var out []string
+	for t, st := range states {
+		if st.state == "held" {
+			out = append(out, t.String())
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // nothingVisible is a snapshot in which no transaction is visible: a held

@@ -660,6 +660,13 @@ func TestMismatchedTableStopsOnlyItsOwnStream(t *testing.T) {
 		exec(t, e.origin, `UPDATE acct SET v = 'a2' WHERE id = 1; INSERT INTO other VALUES (3)`)
 		e.once() // no error: only acct is held
 		e.requireEqual(0, "other")
+		eng := e.engine()
+		if _, err := eng.Once(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if h := eng.Status()[0].Held; len(h) != 1 || h[0] != "public.acct" {
+			t.Fatalf("the engine's status says held %v, want [public.acct]", h)
+		}
 		if got := queryString(t, e.replicas[0], `SELECT state || ': ' || reason FROM pgreplica.table_state WHERE table_name = 'acct'`); !strings.HasPrefix(got, "held: replica replica") || !strings.Contains(got, "pgreplica retry --table public.acct") {
 			t.Fatalf("acct's state on the replica: %q", got)
 		}

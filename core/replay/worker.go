@@ -409,6 +409,7 @@ func (w *worker) idleIn(ctx context.Context, next Position) error {
 		return err
 	}
 	w.pos, w.written = next, time.Now()
+	w.setStatus(func(s *ReplicaStatus) { s.Held = w.apply.held })
 	if len(conflicts) > 0 {
 		w.reportBatch(nil, 0, 0, conflicts)
 	}
@@ -431,6 +432,7 @@ func (w *worker) reportBatch(events []*event, bytes int, took time.Duration, con
 		s.AppliedEvents += int64(len(events))
 		s.Conflicts += len(conflicts)
 		s.LastBatch = ev
+		s.Held = w.apply.held
 	})
 	if len(events) > 0 {
 		w.log.Debug("batch applied", "events", len(events), "bytes", bytes, "ms", took.Milliseconds(),

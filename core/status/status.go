@@ -7,6 +7,7 @@
 package status
 
 import (
+	"slices"
 	"time"
 
 	"pgreplica/core/copystate"
@@ -83,6 +84,9 @@ type Replica struct {
 	NoProgressFor time.Duration
 	// Holder is, for Standby, the session that applies the replica.
 	Holder string
+	// Held are the tables held on the replica (their events do not fit
+	// it), from the engine's last batch or the databases' table states.
+	Held []string
 }
 
 // Live is what a running engine says: its replicas' status, or nothing
@@ -136,7 +140,7 @@ func Merge(names []string, rep *replay.Report, live *Live) []Replica {
 			if r.Position.Snapshot.IsZero() {
 				r.Position = l.Position
 			}
-			r.NoProgressFor, r.Holder = l.NoProgressFor, l.Holder
+			r.NoProgressFor, r.Holder, r.Held = l.NoProgressFor, l.Holder, l.Held
 		}
 		if s, ok := stored[n]; ok {
 			r.Stored = s.Reachable
@@ -147,6 +151,9 @@ func Merge(names []string, rep *replay.Report, live *Live) []Replica {
 			}
 			if r.LastApplied.IsZero() {
 				r.LastApplied = s.LastAppliedAt
+			}
+			if s.Reachable && s.Error == "" {
+				r.Held = heldIn(s.TableStates) // the databases are the truth where they were read
 			}
 			switch {
 			case s.File != nil && s.Error == "":
@@ -164,5 +171,17 @@ func Merge(names []string, rep *replay.Report, live *Live) []Replica {
 		}
 		out = append(out, r)
 	}
+	return out
+}
+
+// heldIn are the held tables of a replica's table states, sorted.
+func heldIn(states map[string]copystate.State) []string {
+	var out []string
+	for t, st := range states {
+		if st == copystate.Held {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
