@@ -127,6 +127,14 @@ func daemonStatus(sock string) (control.Status, error) {
 func TestDeadPathsAreNoticedAndHealed(t *testing.T) {
 	fe := newFaultEnv(t)
 	d := startDaemon(t, fe.cfg)
+	defer func() {
+		if t.Failed() { // what the daemon said, to tell why
+			lines := d.logLines(t)
+			for _, m := range lines[max(0, len(lines)-30):] {
+				t.Logf("daemon: %v", m)
+			}
+		}
+	}()
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
 	wait := steadyLoad(ctx, fe.origin, 2)
@@ -142,8 +150,11 @@ func TestDeadPathsAreNoticedAndHealed(t *testing.T) {
 		// dead_path (4s) plus slack for a loaded CI machine (the test
 		// packages run in parallel on 2 cores): the measured time is logged.
 		eventually(t, 7*time.Second, side.name+": dead path logged", func() bool {
+			// A batch or read waiting on the path, or a reconnect that
+			// cannot get through it.
 			return d.logged(t, skip, msgIs("replica error", side.name+": no answer within")) ||
-				d.logged(t, skip, msgIs("replica error", side.name+": no event within"))
+				d.logged(t, skip, msgIs("replica error", side.name+": no event within")) ||
+				d.logged(t, skip, msgIs("replica error", "connect to "+side.name+" ("))
 		})
 		noticed := time.Since(start)
 		eventually(t, 8*time.Second, side.name+": no progress in the daemon's status", func() bool {

@@ -174,7 +174,9 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 	defer stopAfter()
 	defer func() {
 		pctx, cancel := context.WithTimeout(dbCtx, min(5*time.Second, e.net.DeadPath))
-		w.publish(pctx, true)
+		if err := w.publish(pctx, true); err != nil {
+			w.log.Warn("could not record the position on the origin at stop", "err", err)
+		}
 		cancel()
 		w.disconnect()
 		w.setState(Idle, nil)
@@ -343,7 +345,7 @@ func (e *Engine) Once(ctx context.Context) (int, error) {
 			}
 			counts[i], errs[i] = n, err
 			if err == nil {
-				w.publish(ctx, true)
+				err = w.publish(ctx, true)
 			}
 		}()
 	}

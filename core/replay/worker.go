@@ -94,10 +94,13 @@ func (w *worker) connect(ctx context.Context) error {
 	wait := 2*w.net.ConnectTimeout + w.net.DeadPath
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	return deadPath(ctx, cctx, w.connectIn(cctx), "replica "+w.replica.Name+" or origin", wait)
+	at := "origin"
+	return deadPath(ctx, cctx, w.connectIn(cctx, &at), at, wait)
 }
 
-func (w *worker) connectIn(ctx context.Context) error {
+// connectIn sets *at to the server it is talking to, so that a dead path
+// names it.
+func (w *worker) connectIn(ctx context.Context, at *string) error {
 	if w.originConn != nil && w.originConn.IsClosed() {
 		w.originConn = nil
 	}
@@ -117,6 +120,7 @@ func (w *worker) connectIn(ctx context.Context) error {
 		}
 		w.originConn = c
 	}
+	*at = "replica " + w.replica.Name
 	if w.replicaConn == nil {
 		c, err := pg.ConnectNet(ctx, "replica "+w.replica.Name, w.replica.DSN, applyAppName+w.set, w.net)
 		if err != nil {
@@ -243,7 +247,9 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 		if err != nil {
 			return applied, err
 		}
-		w.publish(ctx, false)
+		if err := w.publish(ctx, false); err != nil {
+			return applied, err
+		}
 		if !resuming {
 			w.setStatus(func(s *ReplicaStatus) { s.CaughtUpAt = taken })
 			return applied, nil
@@ -453,22 +459,27 @@ func (w *worker) reportBatch(events []*event, bytes int, took time.Duration, con
 // copied: the one committed before the previous publish, once the replica's
 // WAL is flushed past it (the WAL writer flushes within a few hundred
 // milliseconds), or when forced the current one after waiting for the flush.
-func (w *worker) publish(ctx context.Context, force bool) {
+func (w *worker) publish(outer context.Context, force bool) error {
 	if w.originConn == nil || w.pos.Snapshot.IsZero() || (!force && time.Since(w.published) < time.Second) {
-		return // nothing to publish yet (a standby has read no position)
+		return nil // nothing to publish yet (a standby has read no position)
 	}
-	ctx, cancel := w.within(ctx, 0)
+	ctx, cancel := w.within(outer, 0)
 	defer cancel()
 	snap := w.pos.Snapshot
 	if w.async {
 		var ok bool
 		var err error
 		if snap, ok, err = w.flushedPosition(ctx, force); err != nil {
+			// A dead path is the worker's error (it reconnects and says
+			// so); anything else costs only this publish.
+			if derr := deadPath(outer, ctx, err, "replica "+w.replica.Name, w.net.DeadPath); derr != err {
+				return derr
+			}
 			w.log.Warn("could not read the replica's WAL flush location", "err", err)
-			return
+			return nil
 		}
 		if !ok {
-			return
+			return nil
 		}
 	}
 	_, err := w.originConn.Exec(ctx, `INSERT INTO pgreplica.replica (name, snapshot, updated_at)
@@ -476,10 +487,14 @@ func (w *worker) publish(ctx context.Context, force bool) {
 	                                   ON CONFLICT (name) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated_at = now()`,
 		w.replica.Name, snap.String())
 	if err != nil {
+		if derr := deadPath(outer, ctx, err, "origin", w.net.DeadPath); derr != err {
+			return derr
+		}
 		w.log.Warn("could not record position on the origin", "err", err)
-		return
+		return nil
 	}
 	w.published = time.Now()
+	return nil
 }
 
 func (w *worker) progressSeen() time.Time { return time.Unix(0, w.progress.Load()) }
