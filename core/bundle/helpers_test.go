@@ -21,6 +21,13 @@ var shared pgtest.Shared
 
 func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
 
+// The shared test helpers (core/pgtest), under this package's short names.
+var (
+	connect  = pgtest.Connect
+	exec     = pgtest.Exec
+	queryInt = pgtest.QueryInt
+)
+
 // schema is created on both sides: the replica's copy stands for a
 // pg_dump --schema-only carried over with the first bundle.
 const schema = `
@@ -77,32 +84,6 @@ func newEnv(t testing.TB) *env {
 		t.Fatalf("install: %v", err)
 	}
 	return e
-}
-
-func connect(t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-func exec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%.60s: %v", strings.TrimSpace(sql), err)
-	}
-}
-
-func queryInt(t testing.TB, c *pgx.Conn, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := c.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
 }
 
 var tables = []string{"accounts", "history", `"Odd ""Name"""`, "zones"}

@@ -17,6 +17,12 @@ var shared pgtest.Shared
 
 func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
 
+// The shared test helpers (core/pgtest), under this package's short names.
+var (
+	connect = pgtest.Connect
+	exec    = pgtest.Exec
+)
+
 const schema = `
 CREATE TABLE single (id int PRIMARY KEY, v text);
 CREATE TABLE composite (a int, b text, v text, PRIMARY KEY (a, b));
@@ -40,23 +46,6 @@ func setup(t *testing.T) (ctx context.Context, cfg *config.Config, origin, repli
 	exec(t, origin, schema)
 	exec(t, replica, schema)
 	return ctx, cfg, origin, replica
-}
-
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-func exec(t *testing.T, c *pgx.Conn, sql string) {
-	t.Helper()
-	if _, err := c.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 func strs(t *testing.T, c *pgx.Conn, sql string) []string {

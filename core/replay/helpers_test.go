@@ -21,6 +21,14 @@ var shared pgtest.Shared
 
 func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
 
+// The shared test helpers (core/pgtest), under this package's short names.
+var (
+	connect   = pgtest.Connect
+	exec      = pgtest.Exec
+	queryInt  = pgtest.QueryInt
+	firstLine = pgtest.FirstLine
+)
+
 // env is one origin database and one or more replica databases with the
 // same schema and pgreplica installed.
 type env struct {
@@ -74,31 +82,6 @@ func newEnv(t testing.TB, schema string, nReplicas int) *env {
 	return e
 }
 
-func connect(t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-func exec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", firstLine(sql), err)
-	}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i > 0 {
-		return s[:i]
-	}
-	return s
-}
-
 func (e *env) engine() *replay.Engine {
 	return replay.New(e.cfg, testLogger(e.t), replay.Options{Apply: e.mode})
 }
@@ -148,13 +131,4 @@ func clip(rows []string) string {
 		b.WriteString(r + "\n")
 	}
 	return b.String()
-}
-
-func queryInt(t testing.TB, c *pgx.Conn, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := c.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
 }

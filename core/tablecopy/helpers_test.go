@@ -10,7 +10,6 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +26,14 @@ import (
 var shared pgtest.Shared
 
 func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
+
+// The shared test helpers (core/pgtest), under this package's short names.
+var (
+	connect   = pgtest.Connect
+	exec      = pgtest.Exec
+	queryInt  = pgtest.QueryInt
+	firstLine = pgtest.FirstLine
+)
 
 // kindsSchema has the type and naming cases of DESIGN.md.
 const kindsSchema = `
@@ -111,40 +118,6 @@ func newEnv(t *testing.T) *env {
 	cfg.Purge.Interval = 0
 	cfg.PollInterval = 200 * time.Millisecond
 	return &env{t: t, ctx: ctx, cfg: cfg, origin: connect(t, o), replica: connect(t, r), originDSN: o, replicaDSN: r, pair: p}
-}
-
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-func exec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", firstLine(sql), err)
-	}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i > 0 {
-		return s[:i]
-	}
-	return s
-}
-
-func queryInt(t *testing.T, c *pgx.Conn, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := c.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
 }
 
 func queryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string {

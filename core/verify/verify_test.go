@@ -26,6 +26,12 @@ var shared pgtest.Shared
 
 func TestMain(m *testing.M) { pgtest.Main(m, &shared) }
 
+// The shared test helpers (core/pgtest), under this package's short names.
+var (
+	connect = pgtest.Connect
+	exec    = pgtest.Exec
+)
+
 const schema = `
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE items (id int PRIMARY KEY, v text, n numeric, f float8, ts timestamptz, m mood, j jsonb, b bytea);
@@ -73,23 +79,6 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("install: %v", err)
 	}
 	return e
-}
-
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-func exec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%.80s: %v", strings.TrimSpace(sql), err)
-	}
 }
 
 func (e *env) once() {
