@@ -3,13 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/user"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"pgreplica/core/capture"
 	"pgreplica/core/replay"
+	"pgreplica/core/who"
 )
 
 func (a *app) executeCommand() *cobra.Command {
@@ -77,18 +77,6 @@ func indent(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// operator names who runs a command, for the audit trail.
-func operator() string {
-	name := os.Getenv("USER")
-	if u, err := user.Current(); err == nil && name == "" {
-		name = u.Username
-	}
-	if ssh := os.Getenv("SSH_CONNECTION"); ssh != "" {
-		name += " from " + strings.Fields(ssh)[0]
-	}
-	return name
-}
-
 func (a *app) skipCommand() *cobra.Command {
 	var replica, reason string
 	var id int64
@@ -114,7 +102,7 @@ operator fixed what made it fail) or the table is copied again.`,
 			if err != nil {
 				return err
 			}
-			s.Reason, s.By = reason, operator()
+			s.Reason, s.By = reason, who.Local()
 			if err := a.confirm(fmt.Sprintf("Skip %s on replica %s? It will differ from the origin until reapplied or resynced", s.Describe(), replica)); err != nil {
 				return err
 			}

@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/user"
-	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
 	"pgreplica/core/config"
+	"pgreplica/core/who"
 	"pgreplica/tui/theme"
 )
 
@@ -72,7 +71,7 @@ func (e *Env) Audit(action string, args ...any) {
 		e.Log.Info(action, args...)
 		return
 	}
-	args = append(args, "user", localUser())
+	args = append(args, "user", who.User())
 	if ssh := os.Getenv("SSH_CONNECTION"); ssh != "" {
 		args = append(args, "ssh", ssh)
 	}
@@ -85,21 +84,7 @@ func (e *Env) Operator() string {
 	if w := e.Who; w != nil {
 		return fmt.Sprintf("%s (ssh %s, key %s)", w.User, w.Remote, w.Key)
 	}
-	who := localUser() + " (tui)"
-	if ssh := os.Getenv("SSH_CONNECTION"); ssh != "" {
-		who += " from " + strings.Fields(ssh)[0]
-	}
-	return who
-}
-
-func localUser() string {
-	who := os.Getenv("USER")
-	if who == "" {
-		if u, err := user.Current(); err == nil {
-			who = u.Username
-		}
-	}
-	return who
+	return who.Local() + " (tui)"
 }
 
 // Level says how a flash line reads.
