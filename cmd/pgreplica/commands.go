@@ -29,6 +29,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.skipCommand(),
 		a.reapplyCommand(),
 		a.retryCommand(),
+		a.switchoverCommand(),
 	}
 }
 
