@@ -158,7 +158,7 @@ func TestSwitchoverUnderLoadAndBack(t *testing.T) {
 				t.Fatalf("round %d: switchover output lacks %q:\n%s", round, want, out)
 			}
 		}
-		if round == 0 && !strings.Contains(out, "sequence public.history_id_seq on r1: set to 100000 (origin ") || !strings.Contains(out, "max(public.history.id) 100000") {
+		if round == 0 && (!strings.Contains(out, "sequence public.history_id_seq on r1: set to 100000 (origin ") || !strings.Contains(out, "max(public.history.id) 100000")) {
 			t.Fatalf("round %d: the sequence was not set above max(id):\n%s", round, out)
 		}
 		// The sequence default works on the new origin right away.
