@@ -215,3 +215,169 @@ var _ = exec.Command
 var _ = filepath.Join
 var _ = os.Getpid
 var _ atomic.Int64
+
+// originOf is the DSN the config file names as the origin.
+func originOf(t *testing.T, cfg string) string {
+	t.Helper()
+	for _, l := range strings.Split(string(mustRead(t, cfg)), "\n") {
+		if strings.HasPrefix(l, "  dsn: ") && !strings.HasPrefix(l, "    ") {
+			v := strings.TrimPrefix(l, "  dsn: ")
+			return strings.Trim(v, `"`)
+		}
+	}
+	t.Fatalf("no origin dsn in %s", cfg)
+	return ""
+}
+
+// requireConsistent checks a set after an interrupted switchover was
+// resumed or aborted: no switchover under way, the config names origin,
+// verify is equal, a write works on the origin and only there, and it
+// reaches both replicas.
+func requireConsistent(t *testing.T, s *set3, origin, what string) {
+	t.Helper()
+	if _, err := os.Stat(s.cfg + ".switchover"); err == nil {
+		t.Fatalf("%s: the state file is still there", what)
+	}
+	if got := originOf(t, s.cfg); got != origin {
+		t.Fatalf("%s: the config names origin %s, want %s", what, got, origin)
+	}
+	if out, errOut, code := cli(t, "", "-c", s.cfg, "verify"); code != 0 {
+		t.Fatalf("%s: verify: %d\n%s\n%s", what, code, out, errOut)
+	}
+	id := strings.ReplaceAll(what, " ", "-")
+	for _, d := range []string{s.origin, s.r1, s.r2} {
+		err := execErr(d, fmt.Sprintf("INSERT INTO ledger (id, client) VALUES ('%s', 0); INSERT INTO history (account, delta) VALUES (0, 0)", id))
+		switch {
+		case d == origin && err != nil:
+			t.Fatalf("%s: a write on the origin: %v", what, err)
+		case d != origin && (err == nil || !strings.Contains(err.Error(), "is a replica (set shop, origin ")):
+			t.Fatalf("%s: a write on a replica: %v", what, err)
+		}
+	}
+	if _, errOut, code := cli(t, "", "-c", s.cfg, "replicate", "--once"); code != 0 {
+		t.Fatalf("%s: replicate: %s", what, errOut)
+	}
+	want := ledgerIDs(t, origin)
+	if !strings.Contains(want, id) || ledgerIDs(t, s.r1) != want || ledgerIDs(t, s.r2) != want {
+		t.Fatalf("%s: the ledgers differ after replicate", what)
+	}
+}
+
+// The switchover process is killed (SIGKILL) right after each step, and
+// the switchover is then resumed, or (in another case) aborted: the set is
+// consistent afterwards each time. An abort once the fences were lifted
+// is refused (the new origin may have taken writes) and resume finishes.
+func TestSwitchoverKilledAtEachStepResumesOrAborts(t *testing.T) {
+	s := newSet3(t)
+	origin, other := s.origin, s.r1
+	for _, step := range []string{"fence", "catchup", "sequences", "promote", "config", "unfence"} {
+		for _, how := range []string{"resume", "abort"} {
+			what := step + " " + how
+			cmd := exec.Command(binary(t), "-c", s.cfg, "switchover", "--to", "r1", "--yes")
+			cmd.Env = append(os.Environ(), testDieAfterStep+"="+step)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
+				t.Fatalf("%s: switchover was not killed: %v\n%s", what, err, out)
+			}
+			if !strings.Contains(string(out), "step "+map[string]string{"fence": "1", "catchup": "2", "sequences": "3", "promote": "4", "config": "5", "unfence": "6"}[step]+"/7 "+step+" done") {
+				t.Fatalf("%s: output:\n%s", what, out)
+			}
+			// Interrupted, nothing else runs: a second switchover is refused.
+			if _, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--to", "r1", "--yes"); code != 1 || !strings.Contains(errOut, "a switchover of set shop to r1 is under way (done: "+step+"); finish it with pgreplica switchover --resume or undo it with --abort") {
+				t.Fatalf("%s: a second switchover: %d %q", what, code, errOut)
+			}
+			if how == "abort" {
+				out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--abort", "--yes")
+				if step == "unfence" {
+					if code != 1 || !strings.Contains(errOut, "lifted its fences already: the new origin may have taken writes; finish it with pgreplica switchover --resume") {
+						t.Fatalf("%s: %d %q", what, code, errOut)
+					}
+					how = "resume"
+				} else if code != 0 || !strings.Contains(out, "aborted: ") {
+					t.Fatalf("%s: %d\n%s\n%s", what, code, out, errOut)
+				}
+			}
+			if how == "resume" {
+				out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--resume")
+				if code != 0 || !strings.Contains(out, "resuming the switchover of set shop to r1 after step "+step) || !strings.Contains(out, "switched over: every replica equals the new origin") {
+					t.Fatalf("%s: %d\n%s\n%s", what, code, out, errOut)
+				}
+				origin, other = other, origin
+			}
+			requireConsistent(t, s, origin, what)
+		}
+	}
+}
+
+// Bad input is refused with one clear line before anything changes: a
+// name that is not a replica, a replica lagging more than --max-lag, a
+// replica whose tables differ, a running daemon. --dry-run prints the plan
+// and changes nothing either; without a terminal and --yes it refuses.
+func TestSwitchoverRefusesBadInputChangingNothing(t *testing.T) {
+	s := newSet3(t)
+	before := string(mustRead(t, s.cfg))
+	objects := func() string {
+		var parts []string
+		for _, d := range []string{s.origin, s.r1, s.r2} {
+			parts = append(parts, queryText(t, d, `SELECT coalesce(string_agg(tgname || ' ' || tgrelid::regclass::text, ',' ORDER BY 1), '') FROM pg_trigger WHERE tgname LIKE 'pgreplica%'`),
+				ledgerIDs(t, d)) // (verify may move a position over what it applies, as the engine would)
+		}
+		return strings.Join(parts, "\n")
+	}
+	dbBefore := objects()
+	unchanged := func(what string) {
+		t.Helper()
+		if got := string(mustRead(t, s.cfg)); got != before {
+			t.Fatalf("%s: the config changed:\n%s", what, got)
+		}
+		if _, err := os.Stat(s.cfg + ".switchover"); err == nil {
+			t.Fatalf("%s: a state file was left", what)
+		}
+		if m, _ := filepath.Glob(s.cfg + ".bak-*"); len(m) > 0 {
+			t.Fatalf("%s: a backup was written: %v", what, m)
+		}
+		if got := objects(); got != dbBefore {
+			t.Fatalf("%s: the databases changed:\n%s\nwant\n%s", what, got, dbBefore)
+		}
+	}
+	refused := func(what, want string, args ...string) {
+		t.Helper()
+		out, errOut, code := cli(t, "", append([]string{"-c", s.cfg, "switchover", "--yes"}, args...)...)
+		if code == 0 || !strings.Contains(errOut, want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
+			t.Fatalf("%s: %d\nstdout:\n%s\nstderr:\n%s", what, code, out, errOut)
+		}
+		unchanged(what)
+	}
+	refused("not a replica", "Error: switchover --to nope: the set shop has no replica nope (its replicas: r1, r2)", "--to", "nope")
+	refused("no mode", "switchover needs exactly one of --to REPLICA, --resume and --abort")
+	refused("resume without one", "no switchover is under way for "+s.cfg, "--resume")
+
+	out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--to", "r2", "--dry-run")
+	if code != 0 || !strings.Contains(out, "switchover of set shop: origin ") || !strings.Contains(out, "  7 verify ") || !strings.HasSuffix(out, "dry run: nothing was changed\n") {
+		t.Fatalf("dry run: %d\n%s\n%s", code, out, errOut)
+	}
+	unchanged("dry run")
+	if _, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--to", "r2"); code != exitUsage || !strings.Contains(errOut, "Type r2 to make it the origin of set shop: refusing without --yes (standard input is not a terminal)") {
+		t.Fatalf("without --yes: %d %q", code, errOut)
+	}
+	unchanged("without --yes")
+
+	// A replica whose table differs (a row deleted behind pgreplica's back).
+	execSQL(t, s.r2, "SET session_replication_role = replica; DELETE FROM accounts WHERE id = 7")
+	refused("differing tables", "Error: switchover: replica r2 differs from the origin: public.accounts (1 missing, 0 extra, 0 different); make it equal first (pgreplica verify --replica r2 --repair)", "--to", "r1")
+	execSQL(t, s.r2, "SET session_replication_role = replica; INSERT INTO accounts VALUES (7, 0)")
+
+	// A replica lagging: events waiting for more than --max-lag.
+	execSQL(t, s.origin, "INSERT INTO ledger (id, client) VALUES ('late', 0)")
+	dbBefore = objects()
+	time.Sleep(1100 * time.Millisecond)
+	refused("lagging", "replica r1 lags 1s (1 events pending), more than --max-lag 1s: let it catch up first (pgreplica replicate --once)", "--to", "r1", "--max-lag", "1s")
+
+	// A running daemon.
+	d := startDaemon(t, s.cfg)
+	eventually(t, 10*time.Second, "the daemon applies", func() bool { return count(t, s.r1, "SELECT count(*) FROM ledger") == 1 })
+	dbBefore = objects()
+	refused("daemon running", "Error: switchover: a pgreplica daemon of set shop is running (its session pid ", "--to", "r1")
+	stopDaemon(t, d)
+}
