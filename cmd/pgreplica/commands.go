@@ -30,6 +30,7 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.reapplyCommand(),
 		a.retryCommand(),
 		a.switchoverCommand(),
+		a.failoverCommand(),
 	}
 }
 

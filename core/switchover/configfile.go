@@ -90,3 +90,45 @@ func writeConfig(path string, data []byte) error {
 	}
 	return writeAtomic(path, data, mode)
 }
+
+// removedOriginConfig is the config file's text after the failover to
+// replica to: origin.dsn is that replica's, and its entry is gone.
+func removedOriginConfig(data []byte, to string) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("not a mapping")
+	}
+	root := doc.Content[0]
+	odsn := value(value(root, "origin"), "dsn")
+	replicas := value(root, "replicas")
+	if odsn == nil || replicas == nil || replicas.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("no origin.dsn or replicas")
+	}
+	for i, r := range replicas.Content {
+		if n := value(r, "name"); n != nil && n.Value == to {
+			rdsn := value(r, "dsn")
+			if rdsn == nil {
+				return nil, fmt.Errorf("replica %s has no dsn", to)
+			}
+			odsn.Value, odsn.Style = rdsn.Value, yaml.DoubleQuotedStyle
+			replicas.Content = append(replicas.Content[:i:i], replicas.Content[i+1:]...)
+			if len(replicas.Content) == 0 {
+				replicas.Style = yaml.FlowStyle
+			}
+			var out bytes.Buffer
+			enc := yaml.NewEncoder(&out)
+			enc.SetIndent(2)
+			if err := enc.Encode(&doc); err != nil {
+				return nil, err
+			}
+			if err := enc.Close(); err != nil {
+				return nil, err
+			}
+			return out.Bytes(), nil
+		}
+	}
+	return nil, fmt.Errorf("no replica %s", to)
+}
