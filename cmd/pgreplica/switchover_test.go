@@ -246,6 +246,13 @@ func requireConsistent(t *testing.T, s *set3, origin, what string) {
 	}
 	id := strings.ReplaceAll(what, " ", "-")
 	for _, d := range []string{s.origin, s.r1, s.r2} {
+		if n := count(t, d, "SELECT count(*) FROM pg_trigger WHERE tgname = 'pgreplica_switchover'"); n != 0 {
+			t.Fatalf("%s: %d switchover fences left", what, n)
+		}
+		// Exactly one node captures.
+		if n, want := count(t, d, "SELECT count(*) FROM pg_trigger WHERE tgname = 'pgreplica_capture'"), map[bool]int64{true: 3, false: 0}[d == origin]; n != want {
+			t.Fatalf("%s: %d capture triggers, want %d", what, n, want)
+		}
 		err := execErr(d, fmt.Sprintf("INSERT INTO ledger (id, client) VALUES ('%s', 0); INSERT INTO history (account, delta) VALUES (0, 0)", id))
 		switch {
 		case d == origin && err != nil:

@@ -410,15 +410,39 @@ func (p *Plan) fence(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, pgsql.Switchover); err != nil {
-		return fmt.Errorf("origin: install the fence function: %w", err)
-	}
 	tables, err := capturedTables(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
 	r, _ := p.old.Replica(p.st.To)
 	what := fmt.Sprintf("set %s to %s (%s)", p.old.Name, r.Name, config.Describe(r.DSN))
+	if err := putFence(ctx, conn, tables, what); err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	// The new origin too, until it captures: a write there now would not
+	// be captured (pgreplica's apply session passes).
+	rconn, err := pg.ConnectReplica(ctx, r, "switchover "+p.old.Name)
+	if err != nil {
+		return err
+	}
+	defer rconn.Close(context.WithoutCancel(ctx))
+	if err := putFence(ctx, rconn, tables, what); err != nil {
+		return fmt.Errorf("replica %s: %w", r.Name, err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&p.st.FenceAt); err != nil {
+		return fmt.Errorf("origin: take snapshot: %w", err)
+	}
+	p.opt.report(fmt.Sprintf("fenced %d tables on the origin and on %s: writes there now fail with \"pgreplica: TABLE is fenced for the switchover of %s\"", len(tables), r.Name, what))
+	return nil
+}
+
+// putFence installs the fence function and puts the switchover fence on
+// each of tables, in a short transaction per table (busy tables are
+// retried).
+func putFence(ctx context.Context, conn *pgx.Conn, tables []pg.Table, what string) error {
+	if _, err := conn.Exec(ctx, pgsql.Switchover); err != nil {
+		return fmt.Errorf("install the fence function: %w", err)
+	}
 	for _, t := range tables {
 		err := pg.Retry(ctx, 10, 200*time.Millisecond, pg.IsLockBusy, func() error {
 			tx, err := conn.Begin(ctx)
@@ -444,13 +468,9 @@ func (p *Plan) fence(ctx context.Context) error {
 			return tx.Commit(ctx)
 		})
 		if err != nil {
-			return fmt.Errorf("origin: fence %s: %w", t, err)
+			return fmt.Errorf("fence %s: %w (creating it needs TRIGGER on the table)", t, err)
 		}
 	}
-	if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&p.st.FenceAt); err != nil {
-		return fmt.Errorf("origin: take snapshot: %w", err)
-	}
-	p.opt.report(fmt.Sprintf("fenced %d tables on the origin: writes there now fail with \"pgreplica: TABLE is fenced for the switchover of %s\"", len(tables), what))
 	return nil
 }
 
@@ -869,8 +889,10 @@ func (p *Plan) unfence(ctx context.Context) error {
 		return err
 	}
 	defer rconn.Close(context.WithoutCancel(ctx))
-	if err := dropTriggers(ctx, rconn, "pgreplica_fence"); err != nil {
-		return fmt.Errorf("new origin: %w", err)
+	for _, name := range []string{"pgreplica_fence", "pgreplica_switchover"} {
+		if err := dropTriggers(ctx, rconn, name); err != nil {
+			return fmt.Errorf("new origin: %w", err)
+		}
 	}
 	oconn, err := pg.ConnectOrigin(ctx, p.old, "switchover "+p.old.Name)
 	if err != nil {
@@ -999,6 +1021,15 @@ func Abort(ctx context.Context, path string, opt Options) error {
 	}
 	if err := dropTriggers(ctx, oconn, "pgreplica_switchover"); err != nil {
 		return fmt.Errorf("origin: %w", err)
+	}
+	r, _ := p.old.Replica(st.To)
+	rconn, err := pg.ConnectReplica(ctx, r, "switchover "+p.old.Name)
+	if err != nil {
+		return err
+	}
+	defer rconn.Close(context.WithoutCancel(ctx))
+	if err := dropTriggers(ctx, rconn, "pgreplica_switchover"); err != nil {
+		return fmt.Errorf("replica %s: %w", r.Name, err)
 	}
 	if err := st.remove(); err != nil {
 		return err
