@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -168,4 +169,24 @@ func (a *app) confirmTyped(prompt, want string) error {
 		return nil
 	}
 	return &codeError{code: exitErr, err: errors.New("cancelled: the name typed was not " + want)}
+}
+
+// runSwitchover is the switchover of the TUI's monitor: the checks, the
+// plan and the steps, every line reported.
+func runSwitchover(ctx context.Context, path string, opt switchover.Options) error {
+	plan, err := switchover.Prepare(ctx, path, opt)
+	if err != nil {
+		return err
+	}
+	for _, l := range plan.Lines() {
+		opt.Report(l)
+	}
+	res, err := plan.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if !res.Equal {
+		return errors.New("switched over, but verify found differences: pgreplica verify --repair")
+	}
+	return nil
 }
