@@ -71,8 +71,17 @@ poll_interval: 100ms
 // client follows the origin to wherever it moved. It returns a function
 // that waits and gives the ids committed.
 func ledgerLoad(ctx context.Context, dsns []string, clients int) func() []string {
+	ids, _ := ledgerLoadTimed(ctx, dsns, clients)
+	return ids
+}
+
+// ledgerLoadTimed is ledgerLoad that also gives the longest time in which
+// no client committed (the writes' outage).
+func ledgerLoadTimed(ctx context.Context, dsns []string, clients int) (func() []string, func() time.Duration) {
 	var mu sync.Mutex
 	var ids []string
+	var last time.Time
+	var gap time.Duration
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -103,6 +112,10 @@ INSERT INTO history (account, delta) VALUES (%d, 1); UPDATE accounts SET balance
 				if err == nil {
 					mu.Lock()
 					ids = append(ids, id)
+					if now := time.Now(); !last.IsZero() && now.Sub(last) > gap {
+						gap = now.Sub(last)
+					}
+					last = time.Now()
 					mu.Unlock()
 					n++
 					time.Sleep(2 * time.Millisecond)
@@ -116,7 +129,7 @@ INSERT INTO history (account, delta) VALUES (%d, 1); UPDATE accounts SET balance
 			}
 		}()
 	}
-	return func() []string { wg.Wait(); return ids }
+	return func() []string { wg.Wait(); return ids }, func() time.Duration { mu.Lock(); defer mu.Unlock(); return gap }
 }
 
 func ledgerIDs(t *testing.T, dsn string) string {
@@ -141,7 +154,7 @@ func TestSwitchoverUnderLoadAndBack(t *testing.T) {
 	d := startDaemon(t, s.cfg)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	wait := ledgerLoad(ctx, []string{s.origin, s.r1}, 3)
+	wait, outage := ledgerLoadTimed(ctx, []string{s.origin, s.r1}, 3)
 	eventually(t, 10*time.Second, "rows on r1", func() bool { return count(t, s.r1, "SELECT count(*) FROM ledger") > 20 })
 
 	for round, to := range []struct{ origin, replica string }{{s.r1, s.origin}, {s.origin, s.r1}} {
@@ -163,12 +176,16 @@ func TestSwitchoverUnderLoadAndBack(t *testing.T) {
 		}
 		// The sequence default works on the new origin right away.
 		execSQL(t, to.origin, "INSERT INTO history (account, delta) VALUES (0, 0)")
-		// The old origin is a fenced replica now.
+		// The old origin is a fenced replica now: it refuses an
+		// application's INSERT while replication keeps applying there.
+		d = startDaemon(t, s.cfg)
+		applied := count(t, to.replica, "SELECT count(*) FROM ledger")
 		if err := execErr(to.replica, "INSERT INTO ledger (id, client) VALUES ('stray', 0)"); err == nil || !strings.Contains(err.Error(), "is a replica (set shop, origin ") {
 			t.Fatalf("round %d: a write on the old origin: %v", round, err)
 		}
-		d = startDaemon(t, s.cfg)
-		time.Sleep(300 * time.Millisecond) // the clients write to the new origin meanwhile
+		eventually(t, 10*time.Second, "the old origin applies the new origin's changes", func() bool {
+			return count(t, to.replica, "SELECT count(*) FROM ledger") > applied+20
+		})
 	}
 	stop()
 	committed := wait()
@@ -186,7 +203,7 @@ func TestSwitchoverUnderLoadAndBack(t *testing.T) {
 	if out, errOut, code := cli(t, "", "-c", s.cfg, "verify"); code != 0 {
 		t.Fatalf("verify: %d\n%s\n%s", code, out, errOut)
 	}
-	t.Logf("%d client transactions, none lost or doubled", len(committed))
+	t.Logf("%d client transactions, none lost or doubled; longest time without a commit %v", len(committed), outage().Round(time.Millisecond))
 }
 
 func stopDaemon(t *testing.T, d *daemon) {
