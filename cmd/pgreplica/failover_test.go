@@ -60,6 +60,10 @@ func TestFailoverOriginLostMidLoad(t *testing.T) {
 	eventually(t, 10*time.Second, "r2 ahead", func() bool {
 		return count(t, s.r2, "SELECT count(*) FROM ledger") > count(t, s.r1, "SELECT count(*) FROM ledger")+50
 	})
+	// While the origin answers, failover is refused: switchover loses nothing.
+	if _, errOut, code := cli(t, "", "-c", s.cfg, "failover", "--to", "r1", "--yes"); code != 1 || !strings.Contains(errOut, "answers: use pgreplica switchover --to r1, which loses nothing") {
+		t.Fatalf("failover with the origin up: %d %q", code, errOut)
+	}
 	if err := lost.StopServer(ctx, "immediate"); err != nil {
 		t.Fatal(err)
 	}
