@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -172,5 +171,4 @@ func TestFailoverOriginLostMidLoad(t *testing.T) {
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("set shop: %d events of the old origin ", len(rep.Events))) {
 		t.Fatalf("report-lost: %d\n%s", code, out)
 	}
-	_ = os.Getpid
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -227,11 +226,6 @@ func execErr(dsn, sql string) error {
 	return err
 }
 
-var _ = errors.New
-var _ = exec.Command
-var _ = filepath.Join
-var _ = os.Getpid
-var _ atomic.Int64
 
 // originOf is the DSN the config file names as the origin.
 func originOf(t *testing.T, cfg string) string {
