@@ -226,7 +226,6 @@ func execErr(dsn, sql string) error {
 	return err
 }
 
-
 // originOf is the DSN the config file names as the origin.
 func originOf(t *testing.T, cfg string) string {
 	t.Helper()
