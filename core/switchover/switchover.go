@@ -530,6 +530,13 @@ func (p *Plan) catchUp(ctx context.Context) error {
 			p.opt.report("catchup: every replica applied everything: " + line)
 			return nil
 		}
+		// Not all applied (another engine holds a replica?): look again
+		// shortly, until the timeout.
+		select {
+		case <-ctx.Done():
+			return p.catchUpError(ctx, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
