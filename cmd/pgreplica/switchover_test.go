@@ -397,4 +397,30 @@ func TestSwitchoverRefusesBadInputChangingNothing(t *testing.T) {
 	dbBefore = objects()
 	refused("daemon running", "Error: switchover: a pgreplica daemon of set shop is running (its session pid ", "--to", "r1")
 	stopDaemon(t, d)
+	dbBefore = objects()
+
+	// Replicas that do not apply everything within --timeout: the step
+	// fails, the origin stays fenced, and --abort puts everything back.
+	out, errOut, code = cli(t, "", "-c", s.cfg, "switchover", "--to", "r1", "--yes", "--timeout", "1ms")
+	if code != 1 || !strings.Contains(errOut, "Error: switchover step catchup: the replicas did not apply everything within 1ms") ||
+		!strings.Contains(errOut, "the origin stays fenced; then pgreplica switchover --resume, or --abort to go back to the old origin") {
+		t.Fatalf("catchup timeout: %d\n%s\n%s", code, out, errOut)
+	}
+	if err := execErr(s.origin, "INSERT INTO ledger (id, client) VALUES ('fenced', 0)"); err == nil || !strings.Contains(err.Error(), "pgreplica: public.ledger is fenced for the switchover of set shop to r1 (") {
+		t.Fatalf("a write on the fenced origin: %v", err)
+	}
+	if out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--abort", "--yes"); code != 0 || !strings.Contains(out, "aborted: ") {
+		t.Fatalf("abort: %d\n%s\n%s", code, out, errOut)
+	}
+	os.Remove(queryBackup(t, s.cfg))
+	unchanged("aborted after the timeout")
+	execSQL(t, s.origin, "INSERT INTO ledger (id, client) VALUES ('after abort', 0)")
+}
+
+func queryBackup(t *testing.T, cfg string) string {
+	m, _ := filepath.Glob(cfg + ".bak-*")
+	if len(m) != 1 {
+		t.Fatalf("backups %v", m)
+	}
+	return m[0]
 }
