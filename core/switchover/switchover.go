@@ -745,39 +745,11 @@ func (p *Plan) promote(ctx context.Context) error {
 		}
 	}
 	snap := p.st.Snapshot
-	tx, err := rconn.Begin(ctx)
-	if err != nil {
+	if err := register(ctx, rconn, p.new, snap); err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "DELETE FROM pgreplica.replica"); err != nil {
-		return fmt.Errorf("new origin: registry: %w", err)
-	}
-	for _, x := range p.new.Replicas {
-		if _, err := tx.Exec(ctx, "INSERT INTO pgreplica.replica (name, snapshot) VALUES ($1, $2::pg_snapshot)", x.Name, snap); err != nil {
-			return fmt.Errorf("new origin: register %s: %w", x.Name, err)
-		}
-	}
-	for _, q := range []string{"DELETE FROM pgreplica.position WHERE set_name = $1", "DELETE FROM pgreplica.table_state WHERE set_name = $1", "DELETE FROM pgreplica.held WHERE set_name = $1"} {
-		if _, err := tx.Exec(ctx, q, p.new.Name); err != nil {
-			return fmt.Errorf("new origin: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("new origin: %w", err)
-	}
-	for _, x := range p.new.Connected() {
-		c, err := pg.ConnectReplica(ctx, x, "switchover "+p.new.Name)
-		if err != nil {
-			return err
-		}
-		_, err = c.Exec(ctx, `INSERT INTO pgreplica.position (set_name, snapshot) VALUES ($1, $2)
-		                      ON CONFLICT (set_name) DO UPDATE SET snapshot = EXCLUDED.snapshot, target = NULL, last_id = NULL,
-		                                                           applied_events = 0, applied_at = now()`, p.new.Name, snap)
-		c.Close(context.WithoutCancel(ctx))
-		if err != nil {
-			return fmt.Errorf("replica %s: set position: %w", x.Name, err)
-		}
+	if err := setPositions(ctx, p.new, snap); err != nil {
+		return err
 	}
 	p.opt.report(fmt.Sprintf("%s is the origin of set %s; every replica starts from its snapshot %s", r.Name, p.new.Name, snap))
 	return nil
