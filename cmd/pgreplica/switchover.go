@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -18,8 +19,9 @@ import (
 )
 
 // testDieAfterStep names the environment variable that makes switchover
-// kill itself (SIGKILL) right after the named step is recorded, so that
-// the tests can interrupt it at each step exactly. TEST-ONLY: nothing in
+// kill itself (SIGKILL) right after the named step is recorded (or at one
+// of switchover.PromotePoints inside the promote step), so that the tests
+// can interrupt it at each step exactly. TEST-ONLY: nothing in
 // pgreplica sets it, and its name says what it does; an operator never
 // needs it.
 const testDieAfterStep = "PGREPLICA_TEST_DIE_AFTER_STEP"
@@ -88,13 +90,21 @@ differences, 1 error (the message says which step, and what to run next).`,
 			opt.Report = a.line
 			if v := os.Getenv(testDieAfterStep); v != "" {
 				die, ok := switchover.ParseStep(v)
-				if !ok {
+				if !ok && !slices.Contains(switchover.PromotePoints, v) {
 					return fmt.Errorf("%s=%s: no such step", testDieAfterStep, v)
 				}
+				kill := func() {
+					syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					time.Sleep(time.Minute)
+				}
 				opt.AfterStep = func(s switchover.Step) {
-					if s == die {
-						syscall.Kill(os.Getpid(), syscall.SIGKILL)
-						time.Sleep(time.Minute)
+					if ok && s == die {
+						kill()
+					}
+				}
+				opt.At = func(point string) {
+					if point == v {
+						kill()
 					}
 				}
 			}

@@ -280,50 +280,63 @@ func requireConsistent(t *testing.T, s *set3, origin, what string) {
 	}
 }
 
-// The switchover process is killed (SIGKILL) right after each step, and
+// The switchover process is killed (SIGKILL) right after each step (and at
+// four points inside the promote step), and
 // the switchover is then resumed, or (in another case) aborted: the set is
 // consistent afterwards each time. An abort once the fences were lifted
 // is refused (the new origin may have taken writes) and resume finishes.
 func TestSwitchoverKilledAtEachStepResumesOrAborts(t *testing.T) {
 	s := newSet3(t)
 	origin, other := s.origin, s.r1
+	type kill struct{ at, how string }
+	var kills []kill
 	for _, step := range []string{"fence", "catchup", "sequences", "promote", "config", "unfence"} {
-		for _, how := range []string{"resume", "abort"} {
-			what := step + " " + how
-			cmd := exec.Command(binary(t), "-c", s.cfg, "switchover", "--to", "r1", "--yes")
-			cmd.Env = append(os.Environ(), testDieAfterStep+"="+step)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || !ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
-				t.Fatalf("%s: switchover was not killed: %v\n%s", what, err, out)
-			}
-			if !strings.Contains(string(out), "step "+map[string]string{"fence": "1", "catchup": "2", "sequences": "3", "promote": "4", "config": "5", "unfence": "6"}[step]+"/7 "+step+" done") {
-				t.Fatalf("%s: output:\n%s", what, out)
-			}
-			// Interrupted, nothing else runs: a second switchover is refused.
-			if _, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--to", "r1", "--yes"); code != 1 || !strings.Contains(errOut, "a switchover of set shop to r1 is under way (done: "+step+"); finish it with pgreplica switchover --resume or undo it with --abort") {
-				t.Fatalf("%s: a second switchover: %d %q", what, code, errOut)
-			}
-			if how == "abort" {
-				out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--abort", "--yes")
-				if step == "unfence" {
-					if code != 1 || !strings.Contains(errOut, "lifted its fences already: the new origin may have taken writes; finish it with pgreplica switchover --resume") {
-						t.Fatalf("%s: %d %q", what, code, errOut)
-					}
-					how = "resume"
-				} else if code != 0 || !strings.Contains(out, "aborted: ") {
-					t.Fatalf("%s: %d\n%s\n%s", what, code, out, errOut)
-				}
-			}
-			if how == "resume" {
-				out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--resume")
-				if code != 0 || !strings.Contains(out, "resuming the switchover of set shop to r1 after step "+step) || !strings.Contains(out, "switched over: every replica equals the new origin") {
-					t.Fatalf("%s: %d\n%s\n%s", what, code, out, errOut)
-				}
-				origin, other = other, origin
-			}
-			requireConsistent(t, s, origin, what)
+		kills = append(kills, kill{step, "resume"}, kill{step, "abort"})
+	}
+	// Inside the promote step, too.
+	kills = append(kills, kill{"promote.saved", "abort"}, kill{"promote.uncaptured", "resume"}, kill{"promote.installed", "abort"}, kill{"promote.registered", "resume"})
+	for _, k := range kills {
+		step, how := k.at, k.how
+		done, inside := step, strings.HasPrefix(step, "promote.")
+		if inside {
+			done = "sequences"
 		}
+		what := step + " " + how
+		cmd := exec.Command(binary(t), "-c", s.cfg, "switchover", "--to", "r1", "--yes")
+		cmd.Env = append(os.Environ(), testDieAfterStep+"="+step)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
+			t.Fatalf("%s: switchover was not killed: %v\n%s", what, err, out)
+		}
+		n := map[string]string{"fence": "1", "catchup": "2", "sequences": "3", "promote": "4", "config": "5", "unfence": "6"}
+		if inside && (!strings.Contains(string(out), "step 4/7 promote\n") || strings.Contains(string(out), "step 4/7 promote done")) ||
+			!inside && !strings.Contains(string(out), "step "+n[step]+"/7 "+step+" done") {
+			t.Fatalf("%s: output:\n%s", what, out)
+		}
+		// Interrupted, nothing else runs: a second switchover is refused.
+		if _, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--to", "r1", "--yes"); code != 1 || !strings.Contains(errOut, "a switchover of set shop to r1 is under way (done: "+done+"); finish it with pgreplica switchover --resume or undo it with --abort") {
+			t.Fatalf("%s: a second switchover: %d %q", what, code, errOut)
+		}
+		if how == "abort" {
+			out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--abort", "--yes")
+			if step == "unfence" {
+				if code != 1 || !strings.Contains(errOut, "lifted its fences already: the new origin may have taken writes; finish it with pgreplica switchover --resume") {
+					t.Fatalf("%s: %d %q", what, code, errOut)
+				}
+				how = "resume"
+			} else if code != 0 || !strings.Contains(out, "aborted: ") {
+				t.Fatalf("%s: %d\n%s\n%s", what, code, out, errOut)
+			}
+		}
+		if how == "resume" {
+			out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--resume")
+			if code != 0 || !strings.Contains(out, "resuming the switchover of set shop to r1 after step "+done) || !strings.Contains(out, "switched over: every replica equals the new origin") {
+				t.Fatalf("%s: %d\n%s\n%s", what, code, out, errOut)
+			}
+			origin, other = other, origin
+		}
+		requireConsistent(t, s, origin, what)
 	}
 }
 

@@ -46,8 +46,23 @@ type Options struct {
 	// AfterStep is called after each step is recorded as done. Tests use
 	// it to stop the process there; nil otherwise.
 	AfterStep func(Step)
+	// At is called at named points inside the promote step (PromotePoints),
+	// for the same tests; nil otherwise.
+	At func(point string)
 	// Now is the clock (the backup's name); nil = time.Now.
 	Now func() time.Time
+}
+
+// PromotePoints are the points inside the promote step where Options.At
+// is called: after the positions were saved, after the old origin's
+// capture was removed, after capture was installed on the new origin,
+// after the new origin's registry was written.
+var PromotePoints = []string{"promote.saved", "promote.uncaptured", "promote.installed", "promote.registered"}
+
+func (o *Options) at(point string) {
+	if o.At != nil {
+		o.At(point)
+	}
 }
 
 // Defaults of MaxLag and Timeout.
@@ -718,6 +733,7 @@ func (p *Plan) promote(ctx context.Context) error {
 			return err
 		}
 	}
+	p.opt.at("promote.saved")
 	// The old origin captures no more.
 	tables, err := capturedTables(ctx, oconn)
 	if err != nil {
@@ -726,6 +742,7 @@ func (p *Plan) promote(ctx context.Context) error {
 	if err := uncapture(ctx, oconn, tables); err != nil {
 		return fmt.Errorf("old origin: %w", err)
 	}
+	p.opt.at("promote.uncaptured")
 	// A fresh log on the new origin (one left from an earlier time as
 	// origin holds only applied events), unless capture is there already
 	// (a promote that is resumed).
@@ -736,6 +753,7 @@ func (p *Plan) promote(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("install on the new set: %w", err)
 	}
+	p.opt.at("promote.installed")
 	if p.st.Snapshot == "" {
 		if err := rconn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&p.st.Snapshot); err != nil {
 			return fmt.Errorf("replica %s: take snapshot: %w", r.Name, err)
@@ -748,6 +766,7 @@ func (p *Plan) promote(ctx context.Context) error {
 	if err := register(ctx, rconn, p.new, snap); err != nil {
 		return err
 	}
+	p.opt.at("promote.registered")
 	if err := setPositions(ctx, p.new, snap); err != nil {
 		return err
 	}
