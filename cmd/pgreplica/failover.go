@@ -86,6 +86,9 @@ name (--yes for scripts). Running it again after an interruption finishes it.`,
 			}
 			opt.Environ = os.Environ()
 			opt.Report = a.line
+			if err := testDieHook(&opt); err != nil {
+				return err
+			}
 			f, err := switchover.PrepareFailover(cmd.Context(), path, opt)
 			if err != nil {
 				return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -74,6 +76,12 @@ func TestFailoverOriginLostMidLoad(t *testing.T) {
 
 	if _, errOut, code := cli(t, "", "-c", s.cfg, "failover", "--to", "nope", "--yes"); code != 1 || !strings.Contains(errOut, "Error: failover --to nope: the set shop has no replica nope (its replicas: r1, r2)") {
 		t.Fatalf("failover to nope: %d %q", code, errOut)
+	}
+	// Killed after its promote step, it is finished by running it again.
+	cmd := exec.Command(binary(t), "-c", s.cfg, "failover", "--to", "r1", "--yes")
+	cmd.Env = append(os.Environ(), testDieAfterStep+"=failover.promoted")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "step 2/5 promote: r1 is the origin of set shop") {
+		t.Fatalf("failover was not killed after promote: %v\n%s", err, out)
 	}
 	start := time.Now()
 	out, errOut, code := cli(t, "", "-c", s.cfg, "failover", "--to", "r1", "--yes")

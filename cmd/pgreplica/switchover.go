@@ -88,25 +88,8 @@ differences, 1 error (the message says which step, and what to run next).`,
 			}
 			opt.Environ = os.Environ()
 			opt.Report = a.line
-			if v := os.Getenv(testDieAfterStep); v != "" {
-				die, ok := switchover.ParseStep(v)
-				if !ok && !slices.Contains(switchover.PromotePoints, v) {
-					return fmt.Errorf("%s=%s: no such step", testDieAfterStep, v)
-				}
-				kill := func() {
-					syscall.Kill(os.Getpid(), syscall.SIGKILL)
-					time.Sleep(time.Minute)
-				}
-				opt.AfterStep = func(s switchover.Step) {
-					if ok && s == die {
-						kill()
-					}
-				}
-				opt.At = func(point string) {
-					if point == v {
-						kill()
-					}
-				}
+			if err := testDieHook(&opt); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			var res verify.Result
@@ -197,6 +180,35 @@ func runSwitchover(ctx context.Context, path string, opt switchover.Options) err
 	}
 	if !res.Equal {
 		return errors.New("switched over, but verify found differences: pgreplica verify --repair")
+	}
+	return nil
+}
+
+// testDieHook sets opt's hooks from testDieAfterStep (TEST-ONLY): the
+// process kills itself with SIGKILL after the step, or at the point, that
+// the variable names. Unset, it does nothing.
+func testDieHook(opt *switchover.Options) error {
+	v := os.Getenv(testDieAfterStep)
+	if v == "" {
+		return nil
+	}
+	die, ok := switchover.ParseStep(v)
+	if !ok && !slices.Contains(switchover.PromotePoints, v) && !slices.Contains(switchover.FailoverPoints, v) {
+		return fmt.Errorf("%s=%s: no such step", testDieAfterStep, v)
+	}
+	kill := func() {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Minute)
+	}
+	opt.AfterStep = func(s switchover.Step) {
+		if ok && s == die {
+			kill()
+		}
+	}
+	opt.At = func(point string) {
+		if point == v {
+			kill()
+		}
 	}
 	return nil
 }

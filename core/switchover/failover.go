@@ -105,7 +105,7 @@ func PrepareFailover(ctx context.Context, path string, opt Options) (*Failover, 
 			return nil, fmt.Errorf("failover: replica %s: %w", r.Name, err)
 		case pid != nil:
 			return nil, fmt.Errorf("failover: a pgreplica daemon of set %s applies replica %s (its session pid %d): stop it first", old.Name, r.Name, *pid)
-		case !sp.Exists && r.Name == opt.To:
+		case !sp.Exists && r.Name == opt.To && !f.recorded(ctx, r):
 			return nil, fmt.Errorf("failover: replica %s has no position for set %s: it is not a replica of the set", r.Name, old.Name)
 		}
 	}
@@ -124,6 +124,20 @@ func PrepareFailover(ctx context.Context, path string, opt Options) (*Failover, 
 		fmt.Sprintf("what %s had not applied of the old origin is lost to the set: list it later with pgreplica failover --report-lost --from OLD-ORIGIN-DSN", r.Name),
 	}
 	return f, nil
+}
+
+// recorded reports whether replica r holds the record of a failover of
+// the set to it: a failover that was interrupted after its promote step
+// (r has no position any more) is finished by running it again.
+func (f *Failover) recorded(ctx context.Context, r config.Replica) bool {
+	c, err := pg.ConnectReplica(ctx, r, "failover "+f.old.Name)
+	if err != nil {
+		return false
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	var n int
+	err = c.QueryRow(ctx, "SELECT count(*) FROM pgreplica.meta WHERE key = $1", lostKey(f.old.Name)).Scan(&n)
+	return err == nil && n == 1
 }
 
 func orNone(names []string) string {
@@ -212,6 +226,7 @@ func (f *Failover) Run(ctx context.Context) (verify.Result, error) {
 		return res, err
 	}
 	f.opt.report(fmt.Sprintf("step 2/5 promote: %s is the origin of set %s (snapshot %s)", r.Name, f.new.Name, snap))
+	f.opt.at("failover.promoted")
 
 	// 3 repoint
 	if err := setPositions(ctx, f.new, snap); err != nil {

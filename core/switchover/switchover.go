@@ -59,6 +59,10 @@ type Options struct {
 // after the new origin's registry was written.
 var PromotePoints = []string{"promote.saved", "promote.uncaptured", "promote.installed", "promote.registered"}
 
+// FailoverPoints are the points of a failover where Options.At is called:
+// after its promote step.
+var FailoverPoints = []string{"failover.promoted"}
+
 func (o *Options) at(point string) {
 	if o.At != nil {
 		o.At(point)
