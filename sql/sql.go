@@ -32,3 +32,9 @@ var BundleOrigin string
 //
 //go:embed bundle_replica.sql
 var BundleReplica string
+
+// Switchover is the fence that pgreplica switchover puts on the origin's
+// replicated tables while the origin role moves (sql/switchover.sql).
+//
+//go:embed switchover.sql
+var Switchover string

@@ -42,6 +42,9 @@ type AppOptions struct {
 	// Report reads replication status from the databases; nil queries
 	// them for this TUI alone (SSH sessions share one).
 	Report func(ctx context.Context) (replay.Report, error)
+	// Switchover makes a replica the origin (pgreplica switchover --to),
+	// reporting its progress line by line; nil hides the action.
+	Switchover func(ctx context.Context, replica string, report func(string)) error
 }
 
 // NewApp builds the root model with the four screens wired to core.
@@ -88,6 +91,7 @@ func NewApp(o AppOptions) *Model {
 	if r, ok := src.(source.Retrier); ok {
 		mdeps.Retry = r.Retry
 	}
+	mdeps.Switchover = o.Switchover
 	mon.SetDeps(mdeps)
 	con := conflicts.New(env, conflicts.Deps{
 		Read: func(ctx context.Context) ([]conflicts.Conflict, []error) { return conflict.List(ctx, cfg, "", "tui") },

@@ -29,6 +29,8 @@ func (a *app) extraCommands() []*cobra.Command {
 		a.skipCommand(),
 		a.reapplyCommand(),
 		a.retryCommand(),
+		a.switchoverCommand(),
+		a.failoverCommand(),
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"pgreplica/core/logring"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/core/switchover"
 	"pgreplica/core/tablecopy"
 	"pgreplica/tui"
 	"pgreplica/tui/screen"
@@ -96,6 +97,11 @@ func (a *app) openTUI(ctx context.Context, o tuiOptions) error {
 	opts := tui.AppOptions{Config: cfg, Theme: th, ReadOnly: o.readOnly, Version: version, Ring: ring, Log: logger}
 	if src := daemonSource(ctx, cfg); src != nil {
 		opts.Source = src
+	}
+	if cfg.Path != "" && !o.readOnly {
+		opts.Switchover = func(ctx context.Context, replica string, report func(string)) error {
+			return runSwitchover(ctx, cfg.Path, switchover.Options{To: replica, Environ: os.Environ(), Report: report})
+		}
 	}
 	if wizard && !o.readOnly {
 		w, err := a.newWizard(cfg, cfgErr, th, logger, ring)

@@ -54,10 +54,11 @@ type Model struct {
 	deps   Deps
 	why    map[string]whyMsg // the last diagnosis of each replica
 	prompt *screen.Prompt
+	sw     *switchoverRun // a switchover started here
 }
 
 type keys struct {
-	Engine, Detail, Scope, Unscope, Pause, Skip, Retry key.Binding
+	Engine, Detail, Scope, Unscope, Pause, Skip, Retry, Switchover key.Binding
 }
 
 // New makes the screen. startable says whether the engine runs here.
@@ -70,6 +71,7 @@ func New(env *screen.Env, startable bool) *Model {
 		Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause updates")),
 	}
 	k.Skip, k.Retry = actionKeys() // on with SetDeps
+	k.Switchover = switchoverKey()
 	k.Engine.SetEnabled(startable && !env.ReadOnly)
 	return &Model{env: env, keys: k, Pane: logpane.New(env.Theme), hist: map[string]*series{}, why: map[string]whyMsg{}}
 }
@@ -103,6 +105,8 @@ func (m *Model) Update(msg tea.Msg) (screen.Screen, tea.Cmd) {
 		m.Pane.Add(msg.Records)
 	case whyMsg:
 		return m, m.gotWhy(msg)
+	case switchoverStartMsg, switchoverLineMsg, switchoverDoneMsg:
+		return m, m.switchoverMsg(msg)
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
@@ -193,6 +197,11 @@ func (m *Model) key(msg tea.KeyPressMsg) (screen.Screen, tea.Cmd) {
 			return m, m.retry(rows[m.cursor].Name)
 		}
 		return m, nil
+	case key.Matches(msg, m.keys.Switchover):
+		if m.cursor < len(rows) {
+			return m, m.askSwitchover(rows[m.cursor].Name)
+		}
+		return m, nil
 	case key.Matches(msg, m.keys.Scope):
 		if m.cursor < len(rows) {
 			m.Pane.SetScope(rows[m.cursor].Name)
@@ -277,6 +286,7 @@ func (m *Model) View(w, h int) string {
 			screen.FitRight(pend, 10) + screen.FitRight(rate, 11) + confCell + "  " + screen.Fit(last, 10)
 		lines = append(lines, line)
 	}
+	lines = append(lines, m.switchoverPanel(w)...)
 	// Selected replica: sparklines, last batch, error.
 	if m.cursor < len(rows) {
 		r := rows[m.cursor]
@@ -440,7 +450,7 @@ func (m *Model) ShortHelp() []key.Binding {
 // Help is the overlay's part.
 func (m *Model) Help() []screen.HelpGroup {
 	return []screen.HelpGroup{
-		{Title: "MONITOR", Keys: []key.Binding{screen.Up, m.keys.Detail, m.keys.Scope, m.keys.Unscope, m.keys.Pause, m.keys.Engine, m.keys.Skip, m.keys.Retry}},
+		{Title: "MONITOR", Keys: []key.Binding{screen.Up, m.keys.Detail, m.keys.Scope, m.keys.Unscope, m.keys.Pause, m.keys.Engine, m.keys.Skip, m.keys.Retry, m.keys.Switchover}},
 		m.Pane.HelpGroup(),
 	}
 }

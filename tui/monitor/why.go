@@ -23,16 +23,20 @@ type Deps struct {
 	Skip func(ctx context.Context, replica string, id int64, by string) error
 	// Retry makes replica try again now (the engine or the daemon).
 	Retry func(ctx context.Context, replica string) error
+	// Switchover makes replica the origin (core/switchover), reporting
+	// each line of its progress.
+	Switchover func(ctx context.Context, replica string, report func(string)) error
 }
 
 // SetDeps wires the actions; in read-only mode they stay off.
 func (m *Model) SetDeps(d Deps) {
 	if m.env.ReadOnly {
-		d.Skip, d.Retry = nil, nil
+		d.Skip, d.Retry, d.Switchover = nil, nil, nil
 	}
 	m.deps = d
 	m.keys.Skip.SetEnabled(d.Skip != nil && d.Why != nil)
 	m.keys.Retry.SetEnabled(d.Retry != nil)
+	m.keys.Switchover.SetEnabled(d.Switchover != nil)
 }
 
 func actionKeys() (skip, retry key.Binding) {
