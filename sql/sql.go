@@ -17,7 +17,7 @@ var Replica string
 // Versions of the schemas above; the install is skipped when the database
 // already has this version (pgreplica.meta).
 const (
-	OriginVersion  = "2"
+	OriginVersion  = "3"
 	ReplicaVersion = "2"
 )
 

@@ -547,7 +547,7 @@ func TestReplica(t *testing.T) {
 	}
 	c.Replicas = []Replica{{Name: "reporting", DSN: "host=db2"}, {Name: "standby", DSN: "host=db3"}}
 	r, err := c.Replica("standby")
-	if err != nil || r != c.Replicas[1] {
+	if err != nil || !reflect.DeepEqual(r, c.Replicas[1]) {
 		t.Errorf("Replica(standby) = %+v, %v", r, err)
 	}
 	if _, err := c.Replica("backup"); errText(err) != `unknown replica "backup" (known: reporting, standby)` {
