@@ -223,14 +223,17 @@ $$;
 -- written by pgreplica install: omit, the columns that no replica receives
 -- (never written to the log: such data never leaves the origin); filters,
 -- per replica name the row filter that PostgreSQL checked (an immutable
--- boolean expression over the row's columns, as the server deparsed it).
+-- boolean expression over the row's columns, as the server deparsed it);
+-- hashes, per replica name the hash of its whole rule for the table (sync
+-- and status compare it with the config's and with the replica's copy).
 -- A table with filters is captured with its whole new row on UPDATE (a row
 -- that moves into a filter reaches that replica as an INSERT) and with the
 -- route of each event (see pgreplica.log).
 CREATE TABLE IF NOT EXISTS pgreplica.capture_rule (
     relid   oid PRIMARY KEY,
     omit    text[] NOT NULL DEFAULT '{}',
-    filters jsonb  NOT NULL DEFAULT '{}'
+    filters jsonb  NOT NULL DEFAULT '{}',
+    hashes  jsonb  NOT NULL DEFAULT '{}'
 );
 REVOKE ALL ON pgreplica.capture_rule FROM PUBLIC;
 

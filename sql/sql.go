@@ -18,7 +18,7 @@ var Replica string
 // already has this version (pgreplica.meta).
 const (
 	OriginVersion  = "3"
-	ReplicaVersion = "2"
+	ReplicaVersion = "3"
 )
 
 // BundleOrigin is the origin's record of the bundles exported for file

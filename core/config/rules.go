@@ -49,11 +49,15 @@ func (r TableRule) Place(key string) string {
 }
 
 // Filtered reports whether the rule lets only some rows through.
-func (r TableRule) Filtered() bool { return strings.TrimSpace(r.Where) != "" }
+func (r *TableRule) Filtered() bool { return r != nil && strings.TrimSpace(r.Where) != "" }
 
 // Carries reports whether column col (an origin column name) travels under
-// the rule, key columns aside (they always travel).
-func (r TableRule) Carries(col string) bool {
+// the rule, key columns aside (they always travel). Without a rule (nil)
+// every column does.
+func (r *TableRule) Carries(col string) bool {
+	if r == nil {
+		return true
+	}
 	if len(r.Columns.Include) > 0 {
 		return slices.Contains(r.Columns.Include, col)
 	}
@@ -61,7 +65,10 @@ func (r TableRule) Carries(col string) bool {
 }
 
 // As is the name of origin column col on the replica.
-func (r TableRule) As(col string) string {
+func (r *TableRule) As(col string) string {
+	if r == nil {
+		return col
+	}
 	if to, ok := r.Rename[col]; ok {
 		return to
 	}

@@ -15,12 +15,19 @@ import (
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/core/rule"
 )
 
 // tableInfo is what a worker needs to know of an origin table.
 type tableInfo struct {
 	table       pg.Table
 	cols        string // the non-generated columns, quoted, in origin order
+	// The replica's rule (replicas[].tables): the origin columns it sends
+	// (quoted), their names on the replica (quoted), the filter as install
+	// checked it ("" for every row) and the rule's hash ("" for no rule).
+	outCols, inCols string
+	filter          string
+	ruleHash        string
 	partitioned bool
 	size        int64         // bytes on disk
 	rows        int64         // estimate; 0 when unknown
@@ -94,6 +101,9 @@ func (c *copier) run(ctx context.Context) error {
 	for _, t := range c.tables {
 		ti, err := loadTableInfo(ctx, etx, t)
 		if err != nil {
+			return err
+		}
+		if err := c.applyRule(ctx, etx, ti); err != nil {
 			return err
 		}
 		ti.copied = make(chan struct{})
@@ -375,11 +385,16 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 	if binaryFormat {
 		format = " (FORMAT binary)"
 	}
-	out := "COPY " + t.Ident() + " (" + ti.cols + ") TO STDOUT" + format
-	if ti.partitioned {
-		out = "COPY (SELECT " + ti.cols + " FROM " + t.Ident() + ") TO STDOUT" + format
+	out := "COPY " + t.Ident() + " (" + ti.outCols + ") TO STDOUT" + format
+	switch {
+	case ti.filter != "" && ti.partitioned:
+		out = "COPY (SELECT " + ti.outCols + " FROM " + t.Ident() + " WHERE (" + ti.filter + ")) TO STDOUT" + format
+	case ti.filter != "":
+		out = "COPY (SELECT " + ti.outCols + " FROM ONLY " + t.Ident() + " WHERE (" + ti.filter + ")) TO STDOUT" + format
+	case ti.partitioned:
+		out = "COPY (SELECT " + ti.outCols + " FROM " + t.Ident() + ") TO STDOUT" + format
 	}
-	in := "COPY " + t.Ident() + " (" + ti.cols + ") FROM STDIN" + format
+	in := "COPY " + t.Ident() + " (" + ti.inCols + ") FROM STDIN" + format
 
 	meter := &meter{counter: newRowCounter(binaryFormat), start: start, p: p, report: w.c.progress}
 	pipe := newChunkPipe()
@@ -408,11 +423,11 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 		return err
 	}
 	_, err = tx.Exec(ctx, `
-INSERT INTO pgreplica.table_state (set_name, schema_name, table_name, state, snapshot, updated_at)
-VALUES ($1, $2, $3, 'catchup', $4, now())
+INSERT INTO pgreplica.table_state (set_name, schema_name, table_name, state, snapshot, rule, updated_at)
+VALUES ($1, $2, $3, 'catchup', $4, nullif($5, ''), now())
     ON CONFLICT (set_name, schema_name, table_name)
-    DO UPDATE SET state = 'catchup', snapshot = EXCLUDED.snapshot, updated_at = now()`,
-		w.c.cfg.Name, t.Schema, t.Name, snap)
+    DO UPDATE SET state = 'catchup', snapshot = EXCLUDED.snapshot, rule = EXCLUDED.rule, updated_at = now()`,
+		w.c.cfg.Name, t.Schema, t.Name, snap, ti.ruleHash)
 	if err != nil {
 		return fmt.Errorf("record the copy's snapshot: %w", err)
 	}
@@ -469,4 +484,45 @@ func (m *meter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// applyRule sets what the replica's rule for the table copies: the
+// projection, the filter that install checked and compiled into capture
+// (the copy and the stream select the same rows), and the rule's hash. A
+// rule changed in the config since install is refused: the stream still
+// follows the installed one.
+func (c *copier) applyRule(ctx context.Context, q pgx.Tx, ti *tableInfo) error {
+	t := ti.table
+	tr := rule.Of(c.replica, t)
+	installed, err := rule.Installed(ctx, q, c.replica.Name, t)
+	if err != nil {
+		return err
+	}
+	if want := tr.Hash(); want != installed {
+		return fmt.Errorf("replica %s: the rule for %s in the config is not the one installed on the origin: run pgreplica install first, then sync it", c.replica.Name, t)
+	}
+	cols, key, err := rule.Columns(ctx, q, t)
+	if err != nil {
+		return err
+	}
+	p := rule.Project(tr, cols, key)
+	ti.outCols, ti.inCols = quoteNames(p.Origin), quoteNames(p.Replica)
+	ti.ruleHash = installed
+	if tr != nil && tr.Filtered() {
+		if ti.filter, err = rule.Filter(ctx, q, c.replica.Name, t); err != nil {
+			return err
+		}
+		if ti.filter == "" {
+			return fmt.Errorf("replica %s: no filter for %s is installed on the origin: run pgreplica install first", c.replica.Name, t)
+		}
+	}
+	return nil
+}
+
+func quoteNames(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = pgx.Identifier{n}.Sanitize()
+	}
+	return strings.Join(quoted, ", ")
 }
