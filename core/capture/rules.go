@@ -169,7 +169,7 @@ func checkFilter(ctx context.Context, conn *pgx.Conn, t pg.Table, where string) 
 	}
 	defer tx.Rollback(ctx)
 	tmp := pgx.Identifier{"pg_temp", "pgreplica filter check"}.Sanitize()
-	if _, err := tx.Exec(ctx, "CREATE TEMPORARY TABLE "+tmp+" (LIKE "+t.Ident()+")", pgx.QueryExecModeExec); err != nil {
+	if _, err := tx.Exec(ctx, "CREATE TEMPORARY TABLE "+tmp+" (LIKE "+t.Ident()+")"); err != nil {
 		return "", fmt.Errorf("origin: check the filter on a copy of %s: %w", t, err)
 	}
 	// Names resolve as in the capture trigger (search_path pg_catalog), so
@@ -177,9 +177,10 @@ func checkFilter(ctx context.Context, conn *pgx.Conn, t pg.Table, where string) 
 	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog, pg_temp"); err != nil {
 		return "", fmt.Errorf("origin: %w", err)
 	}
-	// The extended protocol takes one statement only.
+	// The extended protocol takes one statement only (pgx's Exec without
+	// arguments would use the simple protocol, which takes several).
 	add := "ALTER TABLE " + tmp + ` ADD COLUMN "pgreplica filter" boolean GENERATED ALWAYS AS ((` + where + `)) STORED`
-	if _, err := tx.Exec(ctx, add, pgx.QueryExecModeExec); err != nil {
+	if _, err := tx.Conn().PgConn().ExecParams(ctx, add, nil, nil, nil, nil).Close(); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
 			msg := pgErr.Message
@@ -187,7 +188,7 @@ func checkFilter(ctx context.Context, conn *pgx.Conn, t pg.Table, where string) 
 			msg = strings.Replace(msg, "in column generation expression", "in a filter", 1)
 			msg = strings.Replace(msg, `column "pgreplica filter" is of type boolean but default expression is of type`, "the filter must be boolean, not", 1)
 			if pgErr.Hint != "" && !strings.Contains(pgErr.Hint, "rewrite or cast") {
-				msg += " (" + strings.ReplaceAll(pgErr.Hint, `"pgreplica filter check".`, "") + ")"
+				msg += " (" + strings.ReplaceAll(pgErr.Hint, "pgreplica filter check.", "") + ")"
 			}
 			return "", fmt.Errorf("filter %q refused by PostgreSQL: %s", where, msg)
 		}

@@ -20,20 +20,20 @@ import (
 
 // tableInfo is what a worker needs to know of an origin table.
 type tableInfo struct {
-	table       pg.Table
-	cols        string // the non-generated columns, quoted, in origin order
+	table pg.Table
+	cols  string // the non-generated columns, quoted, in origin order
 	// The replica's rule (replicas[].tables): the origin columns it sends
 	// (quoted), their names on the replica (quoted), the filter as install
 	// checked it ("" for every row) and the rule's hash ("" for no rule).
 	outCols, inCols string
 	filter          string
 	ruleHash        string
-	partitioned bool
-	size        int64         // bytes on disk
-	rows        int64         // estimate; 0 when unknown
-	binaryOK    bool          // every column can travel in binary COPY format
-	refs        []*tableInfo  // tables of this copy it references (foreign keys on the replica)
-	copied      chan struct{} // closed when its copy has committed
+	partitioned     bool
+	size            int64         // bytes on disk
+	rows            int64         // estimate; 0 when unknown
+	binaryOK        bool          // every column can travel in binary COPY format
+	refs            []*tableInfo  // tables of this copy it references (foreign keys on the replica)
+	copied          chan struct{} // closed when its copy has committed
 }
 
 // copier copies tables to one replica.
