@@ -113,6 +113,9 @@ func (r *TableRule) Summary() string {
 	for _, k := range slices.Sorted(mapKeys(r.Rename)) {
 		parts = append(parts, k+"→"+r.Rename[k])
 	}
+	if len(parts) == 0 {
+		return "every row and column"
+	}
 	return strings.Join(parts, "; ")
 }
 

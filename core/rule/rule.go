@@ -4,9 +4,14 @@
 package rule
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 
 	"pgreplica/core/config"
@@ -48,7 +53,7 @@ type Projection struct {
 func Project(rule *config.TableRule, cols, key []string) Projection {
 	var p Projection
 	for _, c := range cols {
-		if rule != nil && !rule.Carries(c) && !contains(key, c) {
+		if rule != nil && !rule.Carries(c) && !slices.Contains(key, c) {
 			continue
 		}
 		p.Origin = append(p.Origin, c)
@@ -71,14 +76,6 @@ func (p Projection) Renamed() bool {
 	return false
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 // Querier is what the functions here need of a connection or transaction.
 type Querier interface {
@@ -131,4 +128,128 @@ func Installed(ctx context.Context, q Querier, replica string, t pg.Table) (stri
 		return "", nil
 	}
 	return *h, nil
+}
+
+// State is where one replica's rule for one table stands.
+type State struct {
+	Replica string
+	Table   pg.Table
+	Rule    *config.TableRule // the config's rule; nil when it has none (any more)
+	// Installed: the hash of the rule that capture follows on the origin;
+	// Copied: of the rule the replica's last copy of the table was made
+	// under ("" for none).
+	Hash, Installed, Copied string
+}
+
+// Problem says what the operator must do, "" when nothing.
+func (s State) Problem() string {
+	switch {
+	case s.Hash != s.Installed:
+		return "the rule in the config is not installed: run pgreplica install"
+	case s.Hash != s.Copied:
+		return "needs re-copy under its rule: pgreplica sync --replica " + s.Replica + " --table " + s.Table.String()
+	}
+	return ""
+}
+
+// States reads, for every replica reached through a connection, where its
+// rules stand: each table with a rule in the config, on the origin or under
+// the replica's last copy. A replica that cannot be read is left out and
+// its error returned with the rest.
+func States(ctx context.Context, cfg *config.Config) ([]State, error) {
+	origin, err := pg.ConnectOrigin(ctx, cfg, "rules")
+	if err != nil {
+		return nil, err
+	}
+	defer origin.Close(context.WithoutCancel(ctx))
+	installed := map[string]map[pg.Table]string{}
+	rows, err := origin.Query(ctx, `SELECT n.nspname, c.relname, h.key, h.value
+	                                  FROM pgreplica.capture_rule r JOIN pg_class c ON c.oid = r.relid
+	                                  JOIN pg_namespace n ON n.oid = c.relnamespace
+	                                 CROSS JOIN LATERAL jsonb_each_text(r.hashes) h`)
+	if err != nil && !pg.IsUndefinedTable(err) {
+		return nil, fmt.Errorf("origin: read rules: %w", err)
+	}
+	if err == nil {
+		for rows.Next() {
+			var t pg.Table
+			var replica, hash string
+			if err := rows.Scan(&t.Schema, &t.Name, &replica, &hash); err != nil {
+				return nil, fmt.Errorf("origin: read rules: %w", err)
+			}
+			if installed[replica] == nil {
+				installed[replica] = map[pg.Table]string{}
+			}
+			installed[replica][t] = hash
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("origin: read rules: %w", err)
+		}
+	}
+	var out []State
+	var errs []error
+	for _, r := range cfg.Connected() {
+		rules, err := Tables(r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		copied, err := readCopied(ctx, cfg, r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		seen := map[pg.Table]bool{}
+		add := func(t pg.Table) {
+			if seen[t] {
+				return
+			}
+			seen[t] = true
+			out = append(out, State{Replica: r.Name, Table: t, Rule: rules[t], Hash: rules[t].Hash(),
+				Installed: installed[r.Name][t], Copied: copied[t]})
+		}
+		for t := range rules {
+			add(t)
+		}
+		for t := range installed[r.Name] {
+			add(t)
+		}
+		for t := range copied {
+			add(t)
+		}
+	}
+	slices.SortFunc(out, func(a, b State) int {
+		return cmp.Or(strings.Compare(a.Replica, b.Replica), strings.Compare(a.Table.String(), b.Table.String()))
+	})
+	return out, errors.Join(errs...)
+}
+
+// readCopied reads the rule hashes of the replica's copies.
+func readCopied(ctx context.Context, cfg *config.Config, r config.Replica) (map[pg.Table]string, error) {
+	c, err := pg.ConnectReplica(ctx, r, "rules")
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	rows, err := c.Query(ctx, `SELECT schema_name, table_name, rule FROM pgreplica.table_state
+	                            WHERE set_name = $1 AND rule IS NOT NULL`, cfg.Name)
+	if pg.IsUndefinedTable(err) || pg.Code(err) == pgerrcode.UndefinedColumn {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: read rules: %w", r.Name, err)
+	}
+	out := map[pg.Table]string{}
+	for rows.Next() {
+		var t pg.Table
+		var h string
+		if err := rows.Scan(&t.Schema, &t.Name, &h); err != nil {
+			return nil, fmt.Errorf("replica %s: read rules: %w", r.Name, err)
+		}
+		out[t] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("replica %s: read rules: %w", r.Name, err)
+	}
+	return out, nil
 }
