@@ -213,9 +213,11 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			states, perReplica := tableStates(cmd.Context(), cfg, tables)
 			seqs, _ := capture.ReadSequences(cmd.Context(), cfg) // none before install
 			fenced := capture.Fenced(cmd.Context(), cfg)
-			ruleStates, err := rule.States(cmd.Context(), cfg)
-			if err != nil {
-				fmt.Fprintf(a.stderr, "warning: rules: %v\n", err)
+			var ruleStates []rule.State
+			if rule.Any(cfg) {
+				if ruleStates, err = rule.States(cmd.Context(), cfg); err != nil {
+					fmt.Fprintf(a.stderr, "warning: rules: %v\n", err)
+				}
 			}
 			rules := map[pg.Table][]rule.State{}
 			for _, s := range ruleStates {

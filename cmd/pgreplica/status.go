@@ -238,7 +238,8 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 		code, reason = statusWarning, fmt.Sprintf("capture is stale for %s: run pgreplica install", strings.Join(rep.Stale, ", "))
 	}
 	var ruleLines []string
-	if states, err := rule.States(ctx, cfg); err == nil {
+	if rule.Any(cfg) {
+		states, _ := rule.States(ctx, cfg) // a replica that cannot be read is reported above
 		for _, s := range states {
 			if p := s.Problem(); p != "" {
 				ruleLines = append(ruleLines, "replica "+s.Replica+": "+s.Table.String()+": "+p)

@@ -253,3 +253,8 @@ func readCopied(ctx context.Context, cfg *config.Config, r config.Replica) (map[
 	}
 	return out, nil
 }
+
+// Any reports whether some replica of cfg has a table rule.
+func Any(cfg *config.Config) bool {
+	return slices.ContainsFunc(cfg.Replicas, func(r config.Replica) bool { return len(r.Tables) > 0 })
+}
