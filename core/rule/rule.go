@@ -76,7 +76,6 @@ func (p Projection) Renamed() bool {
 	return false
 }
 
-
 // Querier is what the functions here need of a connection or transaction.
 type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
