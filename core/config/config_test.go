@@ -347,7 +347,7 @@ func TestLoadExample(t *testing.T) {
 	if err := c.RequireReplicas(); err != nil {
 		t.Error(err)
 	}
-	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 ||
+	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Replicas[0].Rule("public.customers").Hash() == "" || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 ||
 		c.Serve.SSH.Listen == "" || c.Serve.SSH.AuthorizedKeys == "" || c.Serve.SSH.ReadOnlyKeys == "" {
 		t.Errorf("example.yaml does not set every key: %+v", c)
 	}
