@@ -139,10 +139,14 @@ func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Re
 		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
 			return err
 		}
-		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, captured, opt.DisableReplicaTriggers, report); err != nil {
+		targets := make([]pg.Table, len(captured)) // the replica's names of the captured tables
+		for j, t := range captured {
+			targets[j] = rule.Target(rule.Of(r, t), t)
+		}
+		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, targets, opt.DisableReplicaTriggers, report); err != nil {
 			return err
 		}
-		if err := fence(ctx, s.replicas[i], cfg, r, captured, report); err != nil {
+		if err := fence(ctx, s.replicas[i], cfg, r, targets, report); err != nil {
 			return err
 		}
 	}
@@ -360,20 +364,24 @@ func (s *session) checkReplicasHave(ctx context.Context, tables []pg.Table) erro
 	var problems []error
 	for i, r := range s.net {
 		for _, t := range tables {
-			need := want[t]
+			need, to := want[t], t
 			if tr := rule.Of(r, t); tr != nil {
-				need = rule.Project(tr, want[t], keys[t]).Replica
+				need, to = rule.Project(tr, want[t], keys[t]).Replica, rule.Target(tr, t)
 			}
-			have, err := capturedColumns(ctx, s.replicas[i], t)
+			have, err := capturedColumns(ctx, s.replicas[i], to)
 			if err != nil {
 				return fmt.Errorf("replica %s: %w", r.Name, err)
+			}
+			if have == nil && to != t {
+				problems = append(problems, fmt.Errorf("replica %s lacks table %s (the target of %s); create it there", r.Name, to, t))
+				continue
 			}
 			if have == nil {
 				problems = append(problems, fmt.Errorf("replica %s lacks table %s; create it there (pgreplica sync --schema) or exclude it under tables.exclude", r.Name, t))
 				continue
 			}
 			if missing := minus(need, have); len(missing) > 0 {
-				problems = append(problems, fmt.Errorf("replica %s: table %s lacks column %s", r.Name, t, strings.Join(quoteAll(missing), ", ")))
+				problems = append(problems, fmt.Errorf("replica %s: table %s lacks column %s", r.Name, to, strings.Join(quoteAll(missing), ", ")))
 			}
 		}
 	}

@@ -89,11 +89,40 @@ func (s *session) checkRules(ctx context.Context, tables []TableInfo, all bool) 
 			}
 			if len(problems) == 0 {
 				if i := slices.IndexFunc(s.net, func(x config.Replica) bool { return x.Name == r.Name }); i >= 0 {
-					if err := requiredColumns(ctx, s.replicas[i], r.Name, t, tr, rule.Project(tr, c.cols, c.key)); err != nil {
+					if err := requiredColumns(ctx, s.replicas[i], r.Name, rule.Target(tr, t), tr, rule.Project(tr, c.cols, c.key)); err != nil {
 						errs = append(errs, err)
 					}
 				}
 			}
+		}
+	}
+	// Several origin tables into one replica table are refused: their keys
+	// could collide (one row's changes would overwrite another's).
+	for _, r := range s.cfg.Replicas {
+		into := map[pg.Table]pg.Table{}
+		for _, t := range tables {
+			if t.Status == NoKey {
+				continue
+			}
+			tr := rule.Of(r, t.Table)
+			to := rule.Target(tr, t.Table)
+			if tr != nil && tr.Target != "" {
+				if _, err := pg.ParseTable(tr.Target); err != nil {
+					errs = append(errs, fmt.Errorf("%s%w", tr.Place("target"), err))
+				}
+			}
+			if other, ok := into[to]; ok {
+				place := ""
+				if tr == nil || tr.Target == "" {
+					tr = rule.Of(r, other)
+				}
+				if tr != nil {
+					place = tr.Place("target")
+				}
+				errs = append(errs, fmt.Errorf("%sreplica %s: %s and %s both go to %s: several tables into one is refused (their keys could collide)", place, r.Name, other, t.Table, to))
+				continue
+			}
+			into[to] = t.Table
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -16,6 +16,7 @@ type TableRule struct {
 	Where   string            `yaml:"where"`   // SQL boolean over the row's columns; "" = every row
 	Columns Columns           `yaml:"columns"` // which columns travel; the key always does
 	Rename  map[string]string `yaml:"rename"`  // origin column -> replica column
+	Target  string            `yaml:"target"`  // the replica's table, schema.table; "" = the origin's name
 
 	// Field is the rule's place in the config ("replicas[0].tables[1]") and
 	// Lines the "file:line" of its keys (where, columns, rename, and "" for
@@ -90,6 +91,9 @@ func (r *TableRule) Hash() string {
 	for _, k := range slices.Sorted(mapKeys(r.Rename)) {
 		fmt.Fprintf(&b, "rename %q=%q\n", k, r.Rename[k])
 	}
+	if r.Target != "" {
+		fmt.Fprintf(&b, "target=%q\n", r.Target)
+	}
 	sum := sha256.Sum256([]byte(b.String()))
 	return hex.EncodeToString(sum[:6])
 }
@@ -112,6 +116,9 @@ func (r *TableRule) Summary() string {
 	}
 	for _, k := range slices.Sorted(mapKeys(r.Rename)) {
 		parts = append(parts, k+"→"+r.Rename[k])
+	}
+	if r.Target != "" {
+		parts = append(parts, "into "+r.Target)
 	}
 	if len(parts) == 0 {
 		return "every row and column"
@@ -143,6 +150,7 @@ func (r Replica) Rule(table string) *TableRule {
 // ruleProblems checks replica i's rules.
 func (r Replica) ruleProblems(i int, add func(field, format string, args ...any)) {
 	first := map[string]int{}
+	into := map[string]int{}
 	for j, t := range r.Tables {
 		field := fmt.Sprintf("replicas[%d].tables[%d]", i, j)
 		if r.File {
@@ -160,6 +168,15 @@ func (r Replica) ruleProblems(i int, add func(field, format string, args ...any)
 			add(field+".table", "duplicate, already ruled by replicas[%d].tables[%d] (got %q)", i, prev, t.Table)
 		default:
 			first[t.Table] = j
+		}
+		switch prev, seen := into[t.Target]; {
+		case t.Target == "":
+		case strings.ContainsAny(t.Target, "*?[") || !strings.Contains(t.Target, "."):
+			add(field+".target", "one table as schema.table (got %q)", t.Target)
+		case seen:
+			add(field+".target", "replicas[%d].tables[%d] goes to %s too: several tables into one is refused (their keys could collide)", i, prev, t.Target)
+		default:
+			into[t.Target] = j
 		}
 		if len(t.Columns.Include) > 0 && len(t.Columns.Exclude) > 0 {
 			add(field+".columns", "include and exclude together: use one of the two")

@@ -28,6 +28,7 @@ type router struct {
 
 type routedTable struct {
 	rule   *config.TableRule
+	target pg.Table // the replica's table
 	key    []string
 	warned bool
 }
@@ -48,7 +49,7 @@ func newRouter(ctx context.Context, q rule.Querier, r config.Replica, log *slog.
 		if err != nil {
 			return nil, err
 		}
-		rt.tables[t] = &routedTable{rule: tr, key: key}
+		rt.tables[t] = &routedTable{rule: tr, key: key, target: rule.Target(tr, t)}
 	}
 	return rt, nil
 }
@@ -60,7 +61,11 @@ func (rt *router) route(e *event) bool {
 		return true
 	}
 	t := rt.tables[e.Table]
-	if t == nil || e.Op == 'T' {
+	if t == nil {
+		return true
+	}
+	e.Table = t.target
+	if e.Op == 'T' {
 		return true
 	}
 	if t.rule.Filtered() {
@@ -72,7 +77,7 @@ func (rt *router) route(e *event) bool {
 			if !t.warned {
 				t.warned = true
 				rt.log.Warn("an event of a filtered table carries no filter result: applied unfiltered; copy the table again (pgreplica sync --table) once pgreplica install made its capture current",
-					"table", e.Table.String(), "event", e.ID)
+					"table", t.target.String(), "event", e.ID)
 			}
 		} else {
 			old, now := side.Int()&1 != 0, side.Int()&2 != 0

@@ -41,6 +41,20 @@ func Tables(r config.Replica) (map[pg.Table]*config.TableRule, error) {
 	return out, nil
 }
 
+// Target is the replica's table that the rows of origin table t go to
+// under rule (t itself without a rule or a target). A target that does not
+// parse is refused by install; here it is t.
+func Target(rule *config.TableRule, t pg.Table) pg.Table {
+	if rule == nil || rule.Target == "" {
+		return t
+	}
+	to, err := pg.ParseTable(rule.Target)
+	if err != nil {
+		return t
+	}
+	return to
+}
+
 // Projection is what a replica receives of a table's columns: the origin
 // columns that travel, in origin order, and their names on the replica.
 type Projection struct {

@@ -316,3 +316,66 @@ func TestBadRules(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetTable: a replica receives a table under another name (and
+// schema); sync, the stream and verify follow it. Two origin tables into
+// one replica table are refused.
+func TestTargetTable(t *testing.T) {
+	tr := euRule()
+	tr.Target = "crm.customers_eu"
+	e := newEnv(t, []config.TableRule{tr})
+	exec(t, e.replicas[0], `CREATE SCHEMA crm; ALTER TABLE customers SET SCHEMA crm; ALTER TABLE crm.customers RENAME TO customers_eu`)
+	exec(t, e.origin, `INSERT INTO customers SELECT g, (ARRAY['eu','us'])[1 + g % 2], false, 'ssn' || g, 'e' || g, 'n' || g FROM generate_series(1, 100) g`)
+	if err := tablecopy.Sync(e.ctx, e.cfg, tablecopy.Options{}, nil); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	same := func(step string) {
+		t.Helper()
+		want := rowsOf(t, e.origin, euProjection)
+		got := rowsOf(t, e.replicas[0], "SELECT id, region, deleted, contact_email, note FROM crm.customers_eu ORDER BY id")
+		if !reflect.DeepEqual(got, want) || len(want) == 0 {
+			t.Fatalf("%s: crm.customers_eu has\n  %v\nwant\n  %v", step, got, want)
+		}
+	}
+	same("after sync")
+	exec(t, e.origin, `UPDATE customers SET region = CASE region WHEN 'eu' THEN 'us' ELSE 'eu' END WHERE id % 3 = 0`)
+	exec(t, e.origin, `DELETE FROM customers WHERE id % 7 = 0`)
+	e.catchUp(0)
+	same("after changes")
+	exec(t, e.origin, `TRUNCATE customers`)
+	exec(t, e.origin, `INSERT INTO customers VALUES (1, 'eu', false, 's', 'e', 'n')`)
+	e.catchUp(0)
+	same("after a truncate")
+	exec(t, e.replicas[0], `UPDATE crm.customers_eu SET note = 'planted'`)
+	res, err := verify.Run(e.ctx, e.cfg, verify.Options{Repair: true})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if tr := res.Replicas[0].Tables[0]; tr.DifferentCount != 1 || tr.Repaired == nil || tr.Repaired.Updated != 1 {
+		t.Fatalf("verify of crm.customers_eu: %+v", res.Replicas[0].Tables)
+	}
+	same("after the repair")
+
+	// public.plain into crm.customers_eu too: refused by the config.
+	e.cfg.Replicas[0].Tables = append(e.cfg.Replicas[0].Tables, config.TableRule{Table: "public.plain", Target: "crm.customers_eu",
+		Field: "replicas[0].tables[1]", Lines: map[string]string{"target": "pgreplica.yaml:14"}})
+	want := `replicas[0].tables[1].target: replicas[0].tables[0] goes to crm.customers_eu too: several tables into one is refused (their keys could collide)`
+	if err := e.cfg.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("validate with two tables into one:\n got %v\nwant %s", err, want)
+	}
+	// public.plain into public.customers, where public.customers goes:
+	// refused by install, nothing changed.
+	e.cfg.Replicas[0].Tables[0].Target = ""
+	e.cfg.Replicas[0].Tables[1].Target = "public.customers"
+	exec(t, e.replicas[0], `CREATE TABLE public.customers (id int PRIMARY KEY, region text, deleted bool NOT NULL DEFAULT false,
+	                        contact_email text, note text, v text)`)
+	before := rowsOf(t, e.origin, "SELECT relid::regclass::text || omit::text || filters::text FROM pgreplica.capture_rule")
+	err = capture.Install(e.ctx, e.cfg, func(string) {})
+	want = `pgreplica.yaml:14: replicas[0].tables[1].target: replica replica: public.customers and public.plain both go to public.customers: several tables into one is refused (their keys could collide)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("install with a table into another's:\n got %v\nwant %s", err, want)
+	}
+	if after := rowsOf(t, e.origin, "SELECT relid::regclass::text || omit::text || filters::text FROM pgreplica.capture_rule"); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused install changed the capture rules: %v, was %v", after, before)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,9 @@ type tableInfo struct {
 	outCols, inCols string
 	filter          string
 	ruleHash        string
+	target          pg.Table // the replica's table (rule target), else table
+	rule            *config.TableRule
+	proj            rule.Projection
 	partitioned     bool
 	size            int64         // bytes on disk
 	rows            int64         // estimate; 0 when unknown
@@ -179,6 +183,7 @@ func major(c *pgx.Conn) int {
 func (c *copier) setCopying(ctx context.Context, ctl *pgx.Conn) error {
 	schemas, names := make([]string, len(c.tables)), make([]string, len(c.tables))
 	for i, t := range c.tables {
+		t = rule.Target(rule.Of(c.replica, t), t) // the replica's name for it
 		schemas[i], names[i] = t.Schema, t.Name
 	}
 	_, err := ctl.Exec(ctx, `
@@ -350,7 +355,7 @@ SELECT format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexr
 // the snapshot snap, in one replica transaction that also moves the table
 // to 'catchup' at snap.
 func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, binaryFormat bool) error {
-	t := ti.table
+	t, to := ti.table, ti.target // the origin's table and the replica's
 	start := time.Now()
 	p := Progress{Replica: w.c.replica.Name, Table: t, TotalRows: ti.rows, TotalBytes: ti.size}
 	w.c.progress(p)
@@ -360,7 +365,7 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	rt, err := w.replicaTable(ctx, tx, t, w.c.created[t])
+	rt, err := w.replicaTable(ctx, tx, to, w.c.created[to])
 	if err != nil {
 		return err
 	}
@@ -368,9 +373,9 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 	if rt.partitioned {
 		only = ""
 	}
-	empty := "TRUNCATE " + only + t.Ident()
+	empty := "TRUNCATE " + only + to.Ident()
 	if rt.referenced {
-		empty = "DELETE FROM " + only + t.Ident()
+		empty = "DELETE FROM " + only + to.Ident()
 	}
 	if _, err := tx.Exec(ctx, empty); err != nil {
 		return fmt.Errorf("empty the replica's table: %w", err)
@@ -394,7 +399,7 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 	case ti.partitioned:
 		out = "COPY (SELECT " + ti.outCols + " FROM " + t.Ident() + ") TO STDOUT" + format
 	}
-	in := "COPY " + t.Ident() + " (" + ti.inCols + ") FROM STDIN" + format
+	in := "COPY " + to.Ident() + " (" + ti.inCols + ") FROM STDIN" + format
 
 	meter := &meter{counter: newRowCounter(binaryFormat), start: start, p: p, report: w.c.progress}
 	pipe := newChunkPipe()
@@ -419,7 +424,7 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	if err := w.copySequences(ctx, tx, t); err != nil {
+	if err := w.copySequences(ctx, tx, ti); err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `
@@ -427,7 +432,7 @@ INSERT INTO pgreplica.table_state (set_name, schema_name, table_name, state, sna
 VALUES ($1, $2, $3, 'catchup', $4, nullif($5, ''), now())
     ON CONFLICT (set_name, schema_name, table_name)
     DO UPDATE SET state = 'catchup', snapshot = EXCLUDED.snapshot, rule = EXCLUDED.rule, updated_at = now()`,
-		w.c.cfg.Name, t.Schema, t.Name, snap, ti.ruleHash)
+		w.c.cfg.Name, to.Schema, to.Name, snap, ti.ruleHash)
 	if err != nil {
 		return fmt.Errorf("record the copy's snapshot: %w", err)
 	}
@@ -444,13 +449,18 @@ var errCopyInEnded = errors.New("the replica's COPY ended")
 // copySequences sets the replica's sequences owned by the table's columns
 // (serial, identity) to the origin's current values, so that a replica
 // promoted to origin does not hand out used values.
-func (w *worker) copySequences(ctx context.Context, tx pgx.Tx, t pg.Table) error {
-	seqs, err := OwnedSequences(ctx, w.otx, t)
+func (w *worker) copySequences(ctx context.Context, tx pgx.Tx, ti *tableInfo) error {
+	seqs, err := OwnedSequences(ctx, w.otx, ti.table)
 	if err != nil {
 		return err
 	}
 	for _, s := range seqs {
-		if err := SetSequence(ctx, tx, t, s); err != nil {
+		i := slices.Index(ti.proj.Origin, s.Column)
+		if i < 0 {
+			continue // not sent to this replica
+		}
+		s.Column = ti.proj.Replica[i]
+		if err := SetSequence(ctx, tx, ti.target, s); err != nil {
 			return err
 		}
 	}
@@ -494,6 +504,7 @@ func (m *meter) Write(b []byte) (int, error) {
 func (c *copier) applyRule(ctx context.Context, q pgx.Tx, ti *tableInfo) error {
 	t := ti.table
 	tr := rule.Of(c.replica, t)
+	ti.rule, ti.target = tr, rule.Target(tr, t)
 	installed, err := rule.Installed(ctx, q, c.replica.Name, t)
 	if err != nil {
 		return err
@@ -506,6 +517,7 @@ func (c *copier) applyRule(ctx context.Context, q pgx.Tx, ti *tableInfo) error {
 		return err
 	}
 	p := rule.Project(tr, cols, key)
+	ti.proj = p
 	ti.outCols, ti.inCols = quoteNames(p.Origin), quoteNames(p.Replica)
 	ti.ruleHash = installed
 	if tr != nil && tr.Filtered() {

@@ -310,7 +310,8 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 		key[i] = c.rule.As(k)
 	}
 	cols, ocols = proj.Replica, renamed
-	rcols, rkind, err := readColumns(ctx, rtx, t)
+	to := rule.Target(c.rule, t) // the replica's table
+	rcols, rkind, err := readColumns(ctx, rtx, to)
 	if err != nil {
 		return "", fmt.Errorf("replica: read columns: %w", err)
 	}
@@ -340,9 +341,13 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 		rowHash = "hashtextextended(" + rowText + ", 0)"
 	}
 	mk := func(name string, tx pgx.Tx, kind string, info map[string]columnInfo) *side {
-		from := "ONLY " + t.Ident() + " AS t"
+		tbl := t
+		if name == "replica" {
+			tbl = to
+		}
+		from := "ONLY " + tbl.Ident() + " AS t"
 		if kind == "p" {
-			from = t.Ident() + " AS t"
+			from = tbl.Ident() + " AS t"
 		}
 		if name == "origin" && c.rule != nil {
 			where := ""
@@ -351,7 +356,7 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 			}
 			from = "(SELECT " + strings.Join(projected, ", ") + " FROM " + strings.TrimSuffix(from, " AS t") + where + ") AS t"
 		}
-		s := &side{name: name, tx: tx, from: from, table: t.Ident(), rowHash: rowHash, colTypes: map[string]string{}}
+		s := &side{name: name, tx: tx, from: from, table: tbl.Ident(), rowHash: rowHash, colTypes: map[string]string{}}
 		for col, ci := range info {
 			s.colTypes[col] = ci.typ
 		}

@@ -254,7 +254,7 @@ func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, ta
 		for _, t := range tables {
 			tstart := time.Now()
 			var tr TableResult
-			if st := states[t]; st.Syncing() {
+			if st := states[rule.Target(rule.Of(r, t), t)]; st.Syncing() {
 				tr = TableResult{Table: t, Skipped: "being copied by pgreplica sync (state " + string(st) + "); verify it once it replicates"}
 			} else {
 				c := &comparison{opt: opt, res: TableResult{Table: t}, fastHash: fast, rule: rule.Of(r, t)}
