@@ -27,7 +27,9 @@ CREATE TABLE IF NOT EXISTS pgreplica.meta (
 --   origin  the pgreplica.origin tag of the writing session (cascading)
 --   route   for a table with row filters (pgreplica.capture_rule), per
 --           filtered replica which side of its filter the row is on:
---           1 the old row passes, 2 the new row passes, 3 both, 0 neither
+--           1 the old row passes, 2 the new row passes, 3 both, 0 neither;
+--           with transforms, under the key "" per replica the values that
+--           replace the columns' (INSERT, UPDATE)
 -- The parent holds no rows: they go to three children chosen by id block, so
 -- that a fully applied child is emptied with TRUNCATE instead of DELETE and the
 -- log never bloats (the way PgQ rotates its event tables).
@@ -225,7 +227,10 @@ $$;
 -- per replica name the row filter that PostgreSQL checked (an immutable
 -- boolean expression over the row's columns, as the server deparsed it);
 -- hashes, per replica name the hash of its whole rule for the table (sync
--- and status compare it with the config's and with the replica's copy).
+-- and status compare it with the config's and with the replica's copy);
+-- transforms, per replica name {column: expression} as PostgreSQL checked
+-- it (already cast to the column's type): the value that replica receives
+-- instead of the column's, computed at capture from the new row.
 -- A table with filters is captured with its whole new row on UPDATE (a row
 -- that moves into a filter reaches that replica as an INSERT) and with the
 -- route of each event (see pgreplica.log).
@@ -233,7 +238,8 @@ CREATE TABLE IF NOT EXISTS pgreplica.capture_rule (
     relid   oid PRIMARY KEY,
     omit    text[] NOT NULL DEFAULT '{}',
     filters jsonb  NOT NULL DEFAULT '{}',
-    hashes  jsonb  NOT NULL DEFAULT '{}'
+    hashes  jsonb  NOT NULL DEFAULT '{}',
+    transforms jsonb NOT NULL DEFAULT '{}'
 );
 REVOKE ALL ON pgreplica.capture_rule FROM PUBLIC;
 
@@ -242,20 +248,48 @@ CREATE OR REPLACE FUNCTION pgreplica.omitted(tbl regclass) RETURNS text[]
 LANGUAGE sql STABLE
 AS $$ SELECT coalesce((SELECT omit FROM pgreplica.capture_rule WHERE relid = tbl), '{}') $$;
 
--- The body of tbl's route function (pgreplica.route_<oid>(op, old, new)),
--- or NULL when no replica filters tbl: a jsonb object of replica name ->
--- 1 (the old row passes) + 2 (the new row passes). A filter that is NULL
--- does not pass. Column names in a filter are those of the subquery r.
-CREATE OR REPLACE FUNCTION pgreplica.route_source(tbl regclass) RETURNS text
+-- The filters part of tbl's route function: a jsonb object of replica name
+-- -> 1 (the old row passes) + 2 (the new row passes), or NULL when no
+-- replica filters tbl. A filter that is NULL does not pass. Column names in
+-- a filter are those of the subquery r.
+CREATE OR REPLACE FUNCTION pgreplica.filter_source(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT 'SELECT ' || pgreplica.build_object(array_agg(format(
+    SELECT pgreplica.build_object(array_agg(format(
                '%L, CASE WHEN $1 <> ''INSERT'' AND coalesce((SELECT (%s) FROM (SELECT ($2).*) AS r), false) THEN 1 ELSE 0 END'
                ' + CASE WHEN $1 <> ''DELETE'' AND coalesce((SELECT (%s) FROM (SELECT ($3).*) AS r), false) THEN 2 ELSE 0 END',
                f.key, f.value, f.value) ORDER BY f.key))
       FROM pgreplica.capture_rule c CROSS JOIN LATERAL jsonb_each_text(c.filters) f
      WHERE c.relid = tbl
     HAVING count(*) > 0
+$$;
+
+-- The transforms part: {"": {replica: {column: value}}} with each value
+-- computed from the new row and carried as capture carries the column
+-- (pgreplica.column_value), or NULL when no replica transforms tbl.
+CREATE OR REPLACE FUNCTION pgreplica.transform_source(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('jsonb_build_object(%L, CASE WHEN $1 <> %L THEN %s END)', '', 'DELETE',
+                  pgreplica.build_object(array_agg(format('%L, (SELECT %s FROM (SELECT ($3).*) AS r)', x.key, v.obj) ORDER BY x.key)))
+      FROM pgreplica.capture_rule c CROSS JOIN LATERAL jsonb_each(c.transforms) x
+     CROSS JOIN LATERAL (SELECT pgreplica.build_object(array_agg(format('%L, %s', e.key,
+                                    CASE pgreplica.column_encoding(a.atttypid) WHEN 'json' THEN format('to_jsonb(%s)', e.value)
+                                         ELSE format('to_jsonb((%s)::text)', e.value) END) ORDER BY e.key)) AS obj
+                           FROM jsonb_each_text(x.value) e
+                           JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = e.key) v
+     WHERE c.relid = tbl
+    HAVING count(*) > 0
+$$;
+
+-- The body of tbl's route function (pgreplica.route_<oid>(op, old, new)),
+-- or NULL when no replica filters or transforms tbl: the filters part and
+-- the transforms part, one jsonb object (see pgreplica.log's route).
+CREATE OR REPLACE FUNCTION pgreplica.route_source(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT 'SELECT ' || concat_ws(' || ', pgreplica.filter_source(tbl), pgreplica.transform_source(tbl))
+     WHERE pgreplica.filter_source(tbl) IS NOT NULL OR pgreplica.transform_source(tbl) IS NOT NULL
 $$;
 
 -- The expressions that capture a row of tbl as it is defined now, over the

@@ -20,9 +20,10 @@ import (
 // columns no replica receives, and per replica its checked filter and the
 // hash of its rule.
 type tableRules struct {
-	omit    []string
-	filters map[string]string
-	hashes  map[string]string
+	omit       []string
+	filters    map[string]string
+	hashes     map[string]string
+	transforms map[string]map[string]string // replica -> column -> checked expression
 }
 
 // checkRules checks every replica's table rules before anything is
@@ -76,7 +77,7 @@ func (s *session) checkRules(ctx context.Context, tables []TableInfo, all bool) 
 			errs = append(errs, problems...)
 			tabRules := out[t]
 			if tabRules == nil {
-				tabRules = &tableRules{filters: map[string]string{}, hashes: map[string]string{}}
+				tabRules = &tableRules{filters: map[string]string{}, hashes: map[string]string{}, transforms: map[string]map[string]string{}}
 				out[t] = tabRules
 			}
 			tabRules.hashes[r.Name] = tr.Hash()
@@ -86,6 +87,20 @@ func (s *session) checkRules(ctx context.Context, tables []TableInfo, all bool) 
 					errs = append(errs, fmt.Errorf("%s%w", tr.Place("where"), err))
 				}
 				tabRules.filters[r.Name] = f
+			}
+			for _, col := range slices.Sorted(mapKeys(tr.Transform)) {
+				if !slices.Contains(c.cols, col) || slices.Contains(c.key, col) {
+					continue // columnProblems says why
+				}
+				x, err := checkTransform(ctx, s.origin, t, col, tr.Transform[col])
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s%w", tr.Place("transform"), err))
+					continue
+				}
+				if tabRules.transforms[r.Name] == nil {
+					tabRules.transforms[r.Name] = map[string]string{}
+				}
+				tabRules.transforms[r.Name][col] = x
 			}
 			if len(problems) == 0 {
 				if i := slices.IndexFunc(s.net, func(x config.Replica) bool { return x.Name == r.Name }); i >= 0 {
@@ -128,7 +143,8 @@ func (s *session) checkRules(ctx context.Context, tables []TableInfo, all bool) 
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	// Columns that no replica receives are left out at capture.
+	// Columns that no replica receives as they are (excluded, or
+	// transformed) are left out at capture.
 	for t, tabRules := range out {
 		c := known[t]
 		for _, col := range c.cols {
@@ -137,7 +153,7 @@ func (s *session) checkRules(ctx context.Context, tables []TableInfo, all bool) 
 			}
 			everywhere := true
 			for _, r := range s.cfg.Replicas {
-				if tr := rule.Of(r, t); tr == nil || tr.Carries(col) {
+				if tr := rule.Of(r, t); tr == nil || tr.Carries(col) && tr.Transform[col] == "" {
 					everywhere = false
 					break
 				}
@@ -181,6 +197,11 @@ func columnProblems(tr *config.TableRule, t pg.Table, cols, key []string) []erro
 	for _, col := range slices.Sorted(mapKeys(tr.Rename)) {
 		check("rename", col)
 	}
+	for _, col := range slices.Sorted(mapKeys(tr.Transform)) {
+		if check("transform", col) && slices.Contains(key, col) {
+			errs = append(errs, fmt.Errorf("%scolumn %s is the key of %s: it cannot be transformed (the replica finds its rows by it)", tr.Place("transform"), pg.Name(col), t))
+		}
+	}
 	return errs
 }
 
@@ -192,6 +213,26 @@ func columnProblems(tr *config.TableRule, t pg.Table, cols, key []string) []erro
 // server's text of the expression, which is what capture, sync and verify
 // use (one expression, whatever the config's text held).
 func checkFilter(ctx context.Context, conn *pgx.Conn, t pg.Table, where string) (string, error) {
+	return checkExpr(ctx, conn, t, "boolean", "filter", where)
+}
+
+// checkTransform has PostgreSQL check the transform of column col as
+// checkFilter checks a filter; the expression must give a value of the
+// column's type (it is cast to it).
+func checkTransform(ctx context.Context, conn *pgx.Conn, t pg.Table, col, expr string) (string, error) {
+	var typ string
+	// The type's name as the check (search_path pg_catalog) reads it.
+	if err := conn.QueryRow(ctx, `SELECT (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+	                                       WHERE attrelid = to_regclass($1) AND attname = $2)
+	                                FROM set_config('search_path', 'pg_catalog, pg_temp', true)`, t.Ident(), col).Scan(&typ); err != nil {
+		return "", fmt.Errorf("origin: type of %s.%s: %w", t, pg.Name(col), err)
+	}
+	return checkExpr(ctx, conn, t, typ, "transform of "+pg.Name(col), "(("+expr+"))::"+typ)
+}
+
+// checkExpr checks expr as the expression of a generated column of type
+// typ; what names it in messages.
+func checkExpr(ctx context.Context, conn *pgx.Conn, t pg.Table, typ, what, where string) (string, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return "", fmt.Errorf("origin: begin: %w", err)
@@ -208,34 +249,35 @@ func checkFilter(ctx context.Context, conn *pgx.Conn, t pg.Table, where string) 
 	}
 	// The extended protocol takes one statement only (pgx's Exec without
 	// arguments would use the simple protocol, which takes several).
-	add := "ALTER TABLE " + tmp + ` ADD COLUMN "pgreplica filter" boolean GENERATED ALWAYS AS ((` + where + `)) STORED`
+	add := "ALTER TABLE " + tmp + ` ADD COLUMN "pgreplica filter" ` + typ + ` GENERATED ALWAYS AS ((` + where + `)) STORED`
 	if _, err := tx.Conn().PgConn().ExecParams(ctx, add, nil, nil, nil, nil).Close(); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
 			msg := pgErr.Message
-			msg = strings.Replace(msg, "generation expression is not immutable", "the filter is not immutable (it may use only immutable functions: no now(), random(), other tables...)", 1)
-			msg = strings.Replace(msg, "in column generation expression", "in a filter", 1)
+			noun := strings.Fields(what)[0]
+			msg = strings.Replace(msg, "generation expression is not immutable", "the "+noun+" is not immutable (it may use only immutable functions: no now(), random(), other tables...)", 1)
+			msg = strings.Replace(msg, "in column generation expression", "in a "+noun, 1)
 			msg = strings.Replace(msg, `column "pgreplica filter" is of type boolean but default expression is of type`, "the filter must be boolean, not", 1)
 			if pgErr.Hint != "" && !strings.Contains(pgErr.Hint, "rewrite or cast") {
 				msg += " (" + strings.ReplaceAll(pgErr.Hint, "pgreplica filter check.", "") + ")"
 			}
-			return "", fmt.Errorf("filter %q refused by PostgreSQL: %s", where, msg)
+			return "", fmt.Errorf("%s %q refused by PostgreSQL: %s", what, trimCast(where, typ), msg)
 		}
-		return "", fmt.Errorf("filter %q: %w", where, err)
+		return "", fmt.Errorf("%s %q: %w", what, trimCast(where, typ), err)
 	}
-	var expr string
+	var checked string
 	var extra int
 	err = tx.QueryRow(ctx, `SELECT pg_get_expr(d.adbin, d.adrelid),
 	                               (SELECT count(*) FROM pg_attribute x WHERE x.attrelid = a.attrelid AND x.attnum > a.attnum)
 	                          FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-	                         WHERE a.attrelid = $1::regclass AND a.attname = 'pgreplica filter'`, tmp).Scan(&expr, &extra)
+	                         WHERE a.attrelid = $1::regclass AND a.attname = 'pgreplica filter'`, tmp).Scan(&checked, &extra)
 	if err != nil {
-		return "", fmt.Errorf("origin: read the checked filter: %w", err)
+		return "", fmt.Errorf("origin: read the checked %s: %w", what, err)
 	}
 	if extra > 0 {
-		return "", fmt.Errorf("filter %q is not one expression", where)
+		return "", fmt.Errorf("%s %q is not one expression", what, trimCast(where, typ))
 	}
-	return expr, nil
+	return checked, nil
 }
 
 // requiredColumns checks that replica's table t has every column the rule
@@ -291,13 +333,14 @@ func writeRules(ctx context.Context, tx pgx.Tx, rules map[pg.Table]*tableRules, 
 			continue
 		}
 		filters, _ := json.Marshal(r.filters)
+		transforms, _ := json.Marshal(r.transforms)
 		hashes, _ := json.Marshal(r.hashes)
 		omit := r.omit
 		if omit == nil {
 			omit = []string{}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO pgreplica.capture_rule (relid, omit, filters, hashes)
-		                           VALUES (to_regclass($1), $2, $3, $4)`, t.Ident(), omit, string(filters), string(hashes)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO pgreplica.capture_rule (relid, omit, filters, hashes, transforms)
+		                           VALUES (to_regclass($1), $2, $3, $4, $5)`, t.Ident(), omit, string(filters), string(hashes), string(transforms)); err != nil {
 			return fmt.Errorf("record capture rules of %s: %w", t, err)
 		}
 	}
@@ -326,4 +369,15 @@ func (s *session) recordRules(ctx context.Context, rules map[pg.Table]*tableRule
 		}
 		return writeRules(ctx, tx, rules, tables)
 	})
+}
+
+// trimCast is a transform as the operator wrote it, without the cast that
+// checkTransform put around it.
+func trimCast(expr, typ string) string {
+	if s, ok := strings.CutPrefix(expr, "(("); ok {
+		if s, ok := strings.CutSuffix(s, "))::"+typ); ok {
+			return s
+		}
+	}
+	return expr
 }

@@ -351,7 +351,7 @@ func placeRules(c *Config, root *yaml.Node) {
 			r := &c.Replicas[i].Tables[j]
 			r.Field = fmt.Sprintf("replicas[%d].tables[%d]", i, j)
 			r.Lines = map[string]string{}
-			for _, key := range []string{"", "table", "where", "columns", "rename", "target"} {
+			for _, key := range []string{"", "table", "where", "columns", "rename", "target", "transform"} {
 				f := r.Field
 				if key != "" {
 					f += "." + key

@@ -17,6 +17,9 @@ type TableRule struct {
 	Columns Columns           `yaml:"columns"` // which columns travel; the key always does
 	Rename  map[string]string `yaml:"rename"`  // origin column -> replica column
 	Target  string            `yaml:"target"`  // the replica's table, schema.table; "" = the origin's name
+	// Transform gives origin columns another value for this replica: an
+	// SQL expression over the row's (origin) columns, computed at capture.
+	Transform map[string]string `yaml:"transform"`
 
 	// Field is the rule's place in the config ("replicas[0].tables[1]") and
 	// Lines the "file:line" of its keys (where, columns, rename, and "" for
@@ -94,6 +97,9 @@ func (r *TableRule) Hash() string {
 	if r.Target != "" {
 		fmt.Fprintf(&b, "target=%q\n", r.Target)
 	}
+	for _, k := range slices.Sorted(mapKeys(r.Transform)) {
+		fmt.Fprintf(&b, "transform %q=%q\n", k, strings.TrimSpace(r.Transform[k]))
+	}
 	sum := sha256.Sum256([]byte(b.String()))
 	return hex.EncodeToString(sum[:6])
 }
@@ -116,6 +122,9 @@ func (r *TableRule) Summary() string {
 	}
 	for _, k := range slices.Sorted(mapKeys(r.Rename)) {
 		parts = append(parts, k+"→"+r.Rename[k])
+	}
+	for _, k := range slices.Sorted(mapKeys(r.Transform)) {
+		parts = append(parts, k+" = "+strings.TrimSpace(r.Transform[k]))
 	}
 	if r.Target != "" {
 		parts = append(parts, "into "+r.Target)
@@ -183,6 +192,14 @@ func (r Replica) ruleProblems(i int, add func(field, format string, args ...any)
 		}
 		if t.Columns.Include != nil && len(t.Columns.Include) == 0 {
 			add(field+".columns.include", "empty: list the columns that travel (the key always does), or use exclude")
+		}
+		for _, col := range slices.Sorted(mapKeys(t.Transform)) {
+			switch {
+			case strings.TrimSpace(t.Transform[col]) == "":
+				add(field+".transform", "column %s: empty expression", col)
+			case !t.Carries(col):
+				add(field+".transform", "column %s is transformed but not carried (columns)", col)
+			}
 		}
 		to := map[string]string{}
 		for _, from := range slices.Sorted(mapKeys(t.Rename)) {

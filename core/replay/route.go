@@ -103,6 +103,9 @@ func (rt *router) route(e *event) bool {
 			}
 		}
 	}
+	if len(t.rule.Transform) > 0 && (e.Op == 'I' || e.Op == 'U') {
+		e.Data = rt.transform(t, e)
+	}
 	e.Key, e.key = t.project(e.Key), nil
 	e.Data, e.data = t.project(e.Data), nil
 	return true
@@ -129,5 +132,40 @@ func (t *routedTable) project(js []byte) []byte {
 	if !changed {
 		return js
 	}
+	return []byte(out.json())
+}
+
+// transform sets the transformed columns of e's new row to the values
+// capture computed for the replica (the route's "" object). Without them
+// (captured before the rule) the columns are left out rather than sent as
+// they are: a transform often hides what the replica must not see.
+func (rt *router) transform(t *routedTable, e *event) []byte {
+	var values gjson.Result
+	gjson.ParseBytes(e.Route).ForEach(func(k, v gjson.Result) bool {
+		if k.Str == "" {
+			values = v.Get(rt.replica)
+			return false
+		}
+		return true
+	})
+	im := parseImage(e.Data)
+	out := im[:0]
+	for _, f := range im {
+		if t.rule.Transform[f.key] == "" {
+			out = append(out, f)
+		}
+	}
+	if !values.Exists() {
+		if !t.warned {
+			t.warned = true
+			rt.log.Warn("an event of a transformed table carries no transformed values: its transformed columns are left out; copy the table again (pgreplica sync --table) once pgreplica install made its capture current",
+				"table", t.target.String(), "event", e.ID)
+		}
+		return []byte(out.json())
+	}
+	values.ForEach(func(k, v gjson.Result) bool {
+		out = append(out, field{key: k.Str, raw: v.Raw, isStr: v.Type == gjson.String})
+		return true
+	})
 	return []byte(out.json())
 }

@@ -271,3 +271,32 @@ func readCopied(ctx context.Context, cfg *config.Config, r config.Replica) (map[
 func Any(cfg *config.Config) bool {
 	return slices.ContainsFunc(cfg.Replicas, func(r config.Replica) bool { return len(r.Tables) > 0 })
 }
+
+// Transforms returns the transforms of replica for table t as install
+// checked them and compiled them into capture ({column: expression, cast
+// to the column's type}); sync and verify select the same values.
+func Transforms(ctx context.Context, q Querier, replica string, t pg.Table) (map[string]string, error) {
+	var out map[string]string
+	err := q.QueryRow(ctx, `SELECT (SELECT transforms->$2 FROM pgreplica.capture_rule WHERE relid = to_regclass($1))`,
+		t.Ident(), replica).Scan(&out)
+	if err != nil {
+		return nil, fmt.Errorf("origin: transforms of %s for replica %s: %w", t, replica, err)
+	}
+	return out, nil
+}
+
+// SelectList is the projection's select list on the origin: each column,
+// or its transform, named as on the replica when named is set.
+func (p Projection) SelectList(transforms map[string]string, named bool) string {
+	parts := make([]string, len(p.Origin))
+	for i, c := range p.Origin {
+		parts[i] = pgx.Identifier{c}.Sanitize()
+		if x, ok := transforms[c]; ok {
+			parts[i] = "(" + x + ")"
+		}
+		if named {
+			parts[i] += " AS " + pgx.Identifier{p.Replica[i]}.Sanitize()
+		}
+	}
+	return strings.Join(parts, ", ")
+}

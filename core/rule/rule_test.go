@@ -285,6 +285,10 @@ func TestBadRules(t *testing.T) {
 			`pgreplica.yaml:10: replicas[0].tables[0].columns: public.customers has no column nope (generated columns are not carried)`},
 		{"required column left out", `columns: {exclude: [region, ssn]}`,
 			`pgreplica.yaml:10: replicas[0].tables[0].columns: replica replica: column region of public.customers is NOT NULL without a default, and the rule does not send it; send it, or give it a default there`},
+		{"transform of the key", "transform: {id: \"id + 1\"}" + "\n        columns: {exclude: [ssn]}",
+			`pgreplica.yaml:10: replicas[0].tables[0].transform: column id is the key of public.customers: it cannot be transformed (the replica finds its rows by it)`},
+		{"volatile transform", "transform: {note: \"note || now()\"}" + "\n        columns: {exclude: [ssn]}",
+			`pgreplica.yaml:10: replicas[0].tables[0].transform: transform of note "note || now()" refused by PostgreSQL: the transform is not immutable (it may use only immutable functions: no now(), random(), other tables...)`},
 		{"table not replicated", `columns: {exclude: [ssn]}` + "\n      - table: public.nosuch",
 			`pgreplica.yaml:11: replicas[0].tables[1].table: table public.nosuch is not replicated (no such table, not selected by tables.include/exclude, or without a key)`},
 	}
@@ -377,5 +381,44 @@ func TestTargetTable(t *testing.T) {
 	}
 	if after := rowsOf(t, e.origin, "SELECT relid::regclass::text || omit::text || filters::text FROM pgreplica.capture_rule"); !reflect.DeepEqual(after, before) {
 		t.Fatalf("a refused install changed the capture rules: %v, was %v", after, before)
+	}
+}
+
+// TestTransforms: a replica receives computed values of some columns, from
+// sync, the stream and verify alike; a column every replica receives only
+// transformed is never logged as it is.
+func TestTransforms(t *testing.T) {
+	tr := euRule()
+	tr.Transform = map[string]string{"email": "left(email, 1) || '***'", "note": "upper(note) || region"}
+	e := newEnv(t, []config.TableRule{tr})
+	exec(t, e.origin, `INSERT INTO customers SELECT g, (ARRAY['eu','us'])[1 + g % 2], false, 'ssn' || g, 'mail' || g || '@x', 'n' || g FROM generate_series(1, 50) g`)
+	if err := tablecopy.Sync(e.ctx, e.cfg, tablecopy.Options{}, nil); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	projection := "SELECT id, region, deleted, left(email, 1) || '***', upper(note) || region FROM customers WHERE " + euFilter + " ORDER BY id"
+	e.same("after sync", 0, projection)
+	steps := []string{
+		`INSERT INTO customers VALUES (100, 'eu', false, 's', 'zed@x', 'new')`,
+		`UPDATE customers SET note = 'changed' WHERE id = 100`,
+		`UPDATE customers SET region = 'us' WHERE id = 100`,
+		`UPDATE customers SET region = 'eu', email = 'back@x' WHERE id = 100`,
+		`UPDATE customers SET region = CASE region WHEN 'eu' THEN 'us' ELSE 'eu' END WHERE id % 4 = 0`,
+		`DELETE FROM customers WHERE id % 5 = 0`,
+	}
+	for _, s := range steps {
+		exec(t, e.origin, s)
+		e.catchUp(0)
+		e.same(s, 0, projection)
+	}
+	res, err := verify.Run(e.ctx, e.cfg, verify.Options{})
+	if err != nil || !res.Equal {
+		t.Fatalf("verify: %v %+v", err, res)
+	}
+	var leaked int64
+	if err := e.origin.QueryRow(e.ctx, `SELECT count(*) FROM pgreplica.log WHERE data ? 'email' OR data ? 'note' OR data::text LIKE '%@x%'`).Scan(&leaked); err != nil {
+		t.Fatal(err)
+	}
+	if leaked != 0 {
+		t.Errorf("%d events carry email or note as they are", leaked)
 	}
 }

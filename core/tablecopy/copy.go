@@ -32,6 +32,7 @@ type tableInfo struct {
 	target          pg.Table // the replica's table (rule target), else table
 	rule            *config.TableRule
 	proj            rule.Projection
+	transforms      map[string]string // column -> the transform install checked
 	partitioned     bool
 	size            int64         // bytes on disk
 	rows            int64         // estimate; 0 when unknown
@@ -391,13 +392,16 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 		format = " (FORMAT binary)"
 	}
 	out := "COPY " + t.Ident() + " (" + ti.outCols + ") TO STDOUT" + format
-	switch {
-	case ti.filter != "" && ti.partitioned:
-		out = "COPY (SELECT " + ti.outCols + " FROM " + t.Ident() + " WHERE (" + ti.filter + ")) TO STDOUT" + format
-	case ti.filter != "":
-		out = "COPY (SELECT " + ti.outCols + " FROM ONLY " + t.Ident() + " WHERE (" + ti.filter + ")) TO STDOUT" + format
-	case ti.partitioned:
-		out = "COPY (SELECT " + ti.outCols + " FROM " + t.Ident() + ") TO STDOUT" + format
+	if ti.partitioned || ti.filter != "" || len(ti.transforms) > 0 {
+		from := "ONLY " + t.Ident()
+		if ti.partitioned {
+			from = t.Ident()
+		}
+		where := ""
+		if ti.filter != "" {
+			where = " WHERE (" + ti.filter + ")"
+		}
+		out = "COPY (SELECT " + ti.proj.SelectList(ti.transforms, false) + " FROM " + from + where + ") TO STDOUT" + format
 	}
 	in := "COPY " + to.Ident() + " (" + ti.inCols + ") FROM STDIN" + format
 
@@ -520,6 +524,11 @@ func (c *copier) applyRule(ctx context.Context, q pgx.Tx, ti *tableInfo) error {
 	ti.proj = p
 	ti.outCols, ti.inCols = quoteNames(p.Origin), quoteNames(p.Replica)
 	ti.ruleHash = installed
+	if tr != nil && len(tr.Transform) > 0 {
+		if ti.transforms, err = rule.Transforms(ctx, q, c.replica.Name, t); err != nil {
+			return err
+		}
+	}
 	if tr != nil && tr.Filtered() {
 		if ti.filter, err = rule.Filter(ctx, q, c.replica.Name, t); err != nil {
 			return err

@@ -221,8 +221,9 @@ type comparison struct {
 	o, r     *side
 	// The replica's rule for the table: the origin side is then the
 	// projection (columns under their replica names, the filter's rows).
-	rule   *config.TableRule
-	filter string
+	rule       *config.TableRule
+	filter     string
+	transforms map[string]string
 
 	found        int // differences discovered so far
 	oOnly, rOnly map[string]leafRow
@@ -300,10 +301,9 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 	// Under a rule the origin's rows are its projection, named as on the
 	// replica.
 	proj := rule.Project(c.rule, cols, key)
-	var projected []string
+	projected := proj.SelectList(c.transforms, true)
 	renamed := map[string]columnInfo{}
 	for i, col := range proj.Origin {
-		projected = append(projected, pgx.Identifier{col}.Sanitize()+" AS "+pgx.Identifier{proj.Replica[i]}.Sanitize())
 		renamed[proj.Replica[i]] = ocols[col]
 	}
 	for i, k := range key {
@@ -354,7 +354,7 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 			if c.filter != "" {
 				where = " WHERE (" + c.filter + ")"
 			}
-			from = "(SELECT " + strings.Join(projected, ", ") + " FROM " + strings.TrimSuffix(from, " AS t") + where + ") AS t"
+			from = "(SELECT " + projected + " FROM " + strings.TrimSuffix(from, " AS t") + where + ") AS t"
 		}
 		s := &side{name: name, tx: tx, from: from, table: tbl.Ident(), rowHash: rowHash, colTypes: map[string]string{}}
 		for col, ci := range info {
@@ -593,7 +593,12 @@ func (c *comparison) loadRule(ctx context.Context, otx pgx.Tx, replica string) e
 		return fmt.Errorf("the rule for %s in the config is not the one installed on the origin: run pgreplica install (and sync the table again)", t)
 	}
 	if c.rule != nil && c.rule.Filtered() {
-		c.filter, err = rule.Filter(ctx, otx, replica, t)
+		if c.filter, err = rule.Filter(ctx, otx, replica, t); err != nil {
+			return err
+		}
+	}
+	if c.rule != nil && len(c.rule.Transform) > 0 {
+		c.transforms, err = rule.Transforms(ctx, otx, replica, t)
 	}
 	return err
 }
