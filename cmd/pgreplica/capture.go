@@ -114,6 +114,8 @@ type ruleJSON struct {
 	Include     []string          `json:"include,omitempty"`
 	Exclude     []string          `json:"exclude,omitempty"`
 	Rename      map[string]string `json:"rename,omitempty"`
+	Target      string            `json:"target,omitempty"`
+	Transform   map[string]string `json:"transform,omitempty"`
 	Hash        string            `json:"hash"`           // "" when the config has no rule (any more)
 	Installed   string            `json:"installed_hash"` // the rule capture follows on the origin
 	Copied      string            `json:"copied_hash"`    // the rule of the replica's last copy
@@ -126,6 +128,7 @@ func ruleOf(s rule.State) ruleJSON {
 		NeedsRecopy: s.Hash == s.Installed && s.Hash != s.Copied}
 	if r := s.Rule; r != nil {
 		j.Where, j.Include, j.Exclude, j.Rename = r.Where, r.Columns.Include, r.Columns.Exclude, r.Rename
+		j.Target, j.Transform = r.Target, r.Transform
 	}
 	return j
 }
