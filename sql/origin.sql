@@ -284,11 +284,16 @@ $$;
 
 -- The body of tbl's route function (pgreplica.route_<oid>(op, old, new)),
 -- or NULL when no replica filters or transforms tbl: the filters part and
--- the transforms part, one jsonb object (see pgreplica.log's route).
+-- the transforms part, one jsonb object (see pgreplica.log's route). It is
+-- PL/pgSQL, whose plans are kept for the session (an SQL function with
+-- subqueries is planned again at every call: several times the cost); its
+-- parameters are unnamed and columns win over its only variable (found),
+-- so that any column name means the column.
 CREATE OR REPLACE FUNCTION pgreplica.route_source(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT 'SELECT ' || concat_ws(' || ', pgreplica.filter_source(tbl), pgreplica.transform_source(tbl))
+    SELECT E'\n#variable_conflict use_column\nBEGIN\n    RETURN '
+           || concat_ws(' || ', pgreplica.filter_source(tbl), pgreplica.transform_source(tbl)) || E';\nEND\n'
      WHERE pgreplica.filter_source(tbl) IS NOT NULL OR pgreplica.transform_source(tbl) IS NOT NULL
 $$;
 
@@ -551,7 +556,7 @@ BEGIN
                    src);
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     IF pgreplica.route_source(tbl) IS NOT NULL THEN
-        EXECUTE format('CREATE OR REPLACE FUNCTION %s(text, %s, %s) RETURNS jsonb LANGUAGE sql IMMUTABLE AS %L',
+        EXECUTE format('CREATE OR REPLACE FUNCTION %s(text, %s, %s) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS %L',
                        pgreplica.route_function(tbl), name, name, pgreplica.route_source(tbl));
     END IF;
     -- A trigger that runs another function (made by an older version) is
