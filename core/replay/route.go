@@ -108,6 +108,9 @@ func (rt *router) route(e *event) bool {
 	}
 	e.Key, e.key = t.project(e.Key), nil
 	e.Data, e.data = t.project(e.Data), nil
+	if e.Op == 'U' && len(parseImage(e.Data)) == 0 {
+		return false // it changed only columns the replica does not receive
+	}
 	return true
 }
 

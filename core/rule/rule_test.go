@@ -422,3 +422,21 @@ func TestTransforms(t *testing.T) {
 		t.Errorf("%d events carry email or note as they are", leaked)
 	}
 }
+
+// TestUpdateOfAColumnOneReplicaDoesNotReceive: an UPDATE that changed only
+// a column a replica does not receive is nothing for that replica, and
+// reaches the other.
+func TestUpdateOfAColumnOneReplicaDoesNotReceive(t *testing.T) {
+	without := config.TableRule{Table: "public.customers", Columns: config.Columns{Exclude: []string{"ssn", "note"}},
+		Rename: map[string]string{"email": "contact_email"}}
+	with := config.TableRule{Table: "public.customers", Columns: config.Columns{Exclude: []string{"ssn"}},
+		Rename: map[string]string{"email": "contact_email"}}
+	e := newEnv(t, []config.TableRule{without}, []config.TableRule{with})
+	e.install()
+	exec(t, e.origin, `INSERT INTO customers VALUES (1, 'eu', false, 's', 'a@x', 'n1')`)
+	exec(t, e.origin, `UPDATE customers SET note = 'only the note'`)
+	e.catchUp(0)
+	e.catchUp(1)
+	e.same("without note", 0, "SELECT id, region, deleted, email, NULL::text FROM customers ORDER BY id")
+	e.same("with note", 1, "SELECT id, region, deleted, email, note FROM customers ORDER BY id")
+}
