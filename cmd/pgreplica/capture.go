@@ -192,7 +192,9 @@ func (a *app) tablesCommand() *cobra.Command {
 primary key, the status of its capture trigger (installed, missing,
 no primary key, disabled), its state on the replicas (copying or catchup
 while pgreplica sync copies it, then replicating) and the events captured for
-it that the slowest replica has not applied yet. Problems are listed first.`,
+it that the slowest replica has not applied yet. Problems are listed first.
+Then each replica's rule per table (replicas[].tables), and whether the table
+needs a re-copy under it (or the rule is not installed yet).`,
 		Example: "  pgreplica -c shop.yaml tables\n  pgreplica -c shop.yaml tables --json | jq '.[] | select(.status != \"installed\")'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
