@@ -1,4 +1,4 @@
--- pgreplica capture schema for the origin database, version 2.
+-- pgreplica capture schema for the origin database, version 3.
 --
 -- Installed by `pgreplica install`; can also be run by hand:
 --   psql -v ON_ERROR_STOP=1 -1 -f sql/origin.sql "dbname=shop"
@@ -25,6 +25,11 @@ CREATE TABLE IF NOT EXISTS pgreplica.meta (
 --   key     primary key of the row before the change (U, D)
 --   data    the new row image (I) or only the changed columns (U)
 --   origin  the pgreplica.origin tag of the writing session (cascading)
+--   route   for a table with row filters (pgreplica.capture_rule), per
+--           filtered replica which side of its filter the row is on:
+--           1 the old row passes, 2 the new row passes, 3 both, 0 neither;
+--           with transforms, under the key "" per replica the values that
+--           replace the columns' (INSERT, UPDATE)
 -- The parent holds no rows: they go to three children chosen by id block, so
 -- that a fully applied child is emptied with TRUNCATE instead of DELETE and the
 -- log never bloats (the way PgQ rotates its event tables).
@@ -40,6 +45,7 @@ CREATE TABLE IF NOT EXISTS pgreplica.log (
     data        jsonb,
     origin      text
 );
+ALTER TABLE pgreplica.log ADD COLUMN IF NOT EXISTS route jsonb;
 CREATE TABLE IF NOT EXISTS pgreplica.log_0 () INHERITS (pgreplica.log);
 CREATE TABLE IF NOT EXISTS pgreplica.log_1 () INHERITS (pgreplica.log);
 CREATE TABLE IF NOT EXISTS pgreplica.log_2 () INHERITS (pgreplica.log);
@@ -215,6 +221,82 @@ AS $$
      WHERE k.ord <= i.indnkeyatts
 $$;
 
+-- What the replicas' rules (replicas[].tables in the config) ask of capture,
+-- written by pgreplica install: omit, the columns that no replica receives
+-- (never written to the log: such data never leaves the origin); filters,
+-- per replica name the row filter that PostgreSQL checked (an immutable
+-- boolean expression over the row's columns, as the server deparsed it);
+-- hashes, per replica name the hash of its whole rule for the table (sync
+-- and status compare it with the config's and with the replica's copy);
+-- transforms, per replica name {column: expression} as PostgreSQL checked
+-- it (already cast to the column's type): the value that replica receives
+-- instead of the column's, computed at capture from the new row.
+-- A table with filters is captured with its whole new row on UPDATE (a row
+-- that moves into a filter reaches that replica as an INSERT) and with the
+-- route of each event (see pgreplica.log).
+CREATE TABLE IF NOT EXISTS pgreplica.capture_rule (
+    relid   oid PRIMARY KEY,
+    omit    text[] NOT NULL DEFAULT '{}',
+    filters jsonb  NOT NULL DEFAULT '{}',
+    hashes  jsonb  NOT NULL DEFAULT '{}',
+    transforms jsonb NOT NULL DEFAULT '{}'
+);
+REVOKE ALL ON pgreplica.capture_rule FROM PUBLIC;
+
+-- The columns of tbl that capture leaves out.
+CREATE OR REPLACE FUNCTION pgreplica.omitted(tbl regclass) RETURNS text[]
+LANGUAGE sql STABLE
+AS $$ SELECT coalesce((SELECT omit FROM pgreplica.capture_rule WHERE relid = tbl), '{}') $$;
+
+-- The filters part of tbl's route function: a jsonb object of replica name
+-- -> 1 (the old row passes) + 2 (the new row passes), or NULL when no
+-- replica filters tbl. A filter that is NULL does not pass. Column names in
+-- a filter are those of the subquery r.
+CREATE OR REPLACE FUNCTION pgreplica.filter_source(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pgreplica.build_object(array_agg(format(
+               '%L, CASE WHEN $1 <> ''INSERT'' AND coalesce((SELECT (%s) FROM (SELECT ($2).*) AS r), false) THEN 1 ELSE 0 END'
+               ' + CASE WHEN $1 <> ''DELETE'' AND coalesce((SELECT (%s) FROM (SELECT ($3).*) AS r), false) THEN 2 ELSE 0 END',
+               f.key, f.value, f.value) ORDER BY f.key))
+      FROM pgreplica.capture_rule c CROSS JOIN LATERAL jsonb_each_text(c.filters) f
+     WHERE c.relid = tbl
+    HAVING count(*) > 0
+$$;
+
+-- The transforms part: {"": {replica: {column: value}}} with each value
+-- computed from the new row and carried as capture carries the column
+-- (pgreplica.column_value), or NULL when no replica transforms tbl.
+CREATE OR REPLACE FUNCTION pgreplica.transform_source(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('jsonb_build_object(%L, CASE WHEN $1 <> %L THEN %s END)', '', 'DELETE',
+                  pgreplica.build_object(array_agg(format('%L, (SELECT %s FROM (SELECT ($3).*) AS r)', x.key, v.obj) ORDER BY x.key)))
+      FROM pgreplica.capture_rule c CROSS JOIN LATERAL jsonb_each(c.transforms) x
+     CROSS JOIN LATERAL (SELECT pgreplica.build_object(array_agg(format('%L, %s', e.key,
+                                    CASE pgreplica.column_encoding(a.atttypid) WHEN 'json' THEN format('to_jsonb(%s)', e.value)
+                                         ELSE format('to_jsonb((%s)::text)', e.value) END) ORDER BY e.key)) AS obj
+                           FROM jsonb_each_text(x.value) e
+                           JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = e.key) v
+     WHERE c.relid = tbl
+    HAVING count(*) > 0
+$$;
+
+-- The body of tbl's route function (pgreplica.route_<oid>(op, old, new)),
+-- or NULL when no replica filters or transforms tbl: the filters part and
+-- the transforms part, one jsonb object (see pgreplica.log's route). It is
+-- PL/pgSQL, whose plans are kept for the session (an SQL function with
+-- subqueries is planned again at every call: several times the cost); its
+-- parameters are unnamed and columns win over its only variable (found),
+-- so that any column name means the column.
+CREATE OR REPLACE FUNCTION pgreplica.route_source(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT E'\n#variable_conflict use_column\nBEGIN\n    RETURN '
+           || concat_ws(' || ', pgreplica.filter_source(tbl), pgreplica.transform_source(tbl)) || E';\nEND\n'
+     WHERE pgreplica.filter_source(tbl) IS NOT NULL OR pgreplica.transform_source(tbl) IS NOT NULL
+$$;
+
 -- The expressions that capture a row of tbl as it is defined now, over the
 -- records named newrec and oldrec:
 --   ins   the new row's captured columns as a jsonb object
@@ -241,6 +323,7 @@ AS $$
               JOIN pg_attribute ka ON ka.attrelid = tbl AND ka.attname = x.k)
       FROM pg_attribute a
      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+       AND a.attname::text <> ALL (pgreplica.omitted(tbl))
 $$;
 
 -- A row change captured from the table's definition as it is now, for when
@@ -266,8 +349,8 @@ BEGIN
         EXECUTE format('SELECT %s', coalesce(x.key, 'to_jsonb($2)')) INTO k USING n, o;
     END IF;
 EXCEPTION WHEN OTHERS THEN
-    d := CASE WHEN op <> 'DELETE' THEN to_jsonb(n) END;
-    k := CASE WHEN op <> 'INSERT' THEN to_jsonb(o) END;
+    d := CASE WHEN op <> 'DELETE' THEN to_jsonb(n) - pgreplica.omitted(tbl) END;
+    k := CASE WHEN op <> 'INSERT' THEN to_jsonb(o) - pgreplica.omitted(tbl) END;
 END
 $$;
 
@@ -292,6 +375,7 @@ DECLARE
     x   record;
     sch text;
     rel text;
+    routed boolean := pgreplica.route_source(tbl) IS NOT NULL;
 BEGIN
     SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
     IF x.key IS NULL THEN
@@ -310,6 +394,7 @@ DECLARE
     newid bigint;
     k     jsonb;
     d     jsonb;
+    route jsonb;
 BEGIN
     IF current_setting('pgreplica.origin', true) <> '' THEN
         tag := pgreplica.apply_tag();
@@ -326,7 +411,7 @@ BEGIN
             d := %2$s;
         ELSE
             k := %4$s;
-        END IF;
+        END IF;%7$s
     EXCEPTION WHEN OTHERS THEN
         -- the table changed since this function was made: capture it as it is now
         SELECT c.d, c.k INTO d, k FROM pgreplica.capture_now(TG_RELID, TG_OP, NEW, OLD) c;
@@ -337,20 +422,23 @@ BEGIN
     newid := nextval('pgreplica.log_id_seq');
     CASE (newid / 100000) %% 3
     WHEN 0 THEN
-        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, key, data, origin)
-        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag);
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, key, data, origin, route)
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route);
     WHEN 1 THEN
-        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, key, data, origin)
-        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag);
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, key, data, origin, route)
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route);
     ELSE
-        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, key, data, origin)
-        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag);
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, key, data, origin, route)
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route);
     END CASE;
     -- PostgreSQL delivers one notification per transaction for these.
     PERFORM pg_notify('pgreplica', '');
     RETURN NULL;
 END
-$src$, pgreplica.table_name(tbl), x.ins, coalesce(x.same, ''), x.key, sch, rel);
+$src$, pgreplica.table_name(tbl), x.ins,
+    -- row filters: the whole new row (nothing left out), and the route
+    CASE WHEN routed THEN '' ELSE coalesce(x.same, '') END, x.key, sch, rel,
+    CASE WHEN routed THEN format(E'\n        route := %s(TG_OP, OLD, NEW);', pgreplica.route_function(tbl)) ELSE '' END);
 END
 $f$;
 
@@ -389,6 +477,11 @@ CREATE OR REPLACE FUNCTION pgreplica.capture_function(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$ SELECT 'pgreplica.capture_' || tbl::oid $$;
 
+-- The name of a table's generated route function (row filters).
+CREATE OR REPLACE FUNCTION pgreplica.route_function(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT 'pgreplica.route_' || tbl::oid $$;
+
 -- The settings a table's capture function runs with: a pinned search_path
 -- (it is SECURITY DEFINER), and, when some column travels as its text form,
 -- the output styles that make that text the same whatever the writing
@@ -424,6 +517,10 @@ AS $$
                       AND p.oid = to_regprocedure(pgreplica.capture_function(tbl) || '()')
                       AND p.prosrc = pgreplica.capture_source(tbl)
                       AND lower(p.proconfig::text) = lower(pgreplica.capture_settings(tbl)::text))
+       AND (pgreplica.route_source(tbl) IS NULL
+            OR EXISTS (SELECT 1 FROM pg_proc p
+                        WHERE p.oid = to_regprocedure(format('%s(text, %s, %s)', pgreplica.route_function(tbl), tbl, tbl))
+                          AND p.prosrc = pgreplica.route_source(tbl)))
        AND NOT EXISTS (SELECT 1 FROM pgreplica.truncate_tables(tbl) r
                         WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t
                                            WHERE t.tgrelid = r AND t.tgname = 'pgreplica_truncate'))
@@ -458,6 +555,10 @@ BEGIN
                         THEN ' SET DateStyle = ISO SET IntervalStyle = postgres SET extra_float_digits = 3' ELSE '' END,
                    src);
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    IF pgreplica.route_source(tbl) IS NOT NULL THEN
+        EXECUTE format('CREATE OR REPLACE FUNCTION %s(text, %s, %s) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS %L',
+                       pgreplica.route_function(tbl), name, name, pgreplica.route_source(tbl));
+    END IF;
     -- A trigger that runs another function (made by an older version) is
     -- made again; one that runs this one already is kept.
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgreplica_capture'
@@ -694,5 +795,5 @@ END
 $$;
 SELECT pgreplica.ensure_event_trigger();
 
-INSERT INTO pgreplica.meta (key, value) VALUES ('capture_version', '2')
+INSERT INTO pgreplica.meta (key, value) VALUES ('capture_version', '3')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

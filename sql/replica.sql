@@ -81,6 +81,10 @@ CREATE INDEX IF NOT EXISTS held_table ON pgreplica.held (set_name, schema_name, 
 -- A table whose events the replica cannot apply (a column it lacks...) is
 -- 'held' too, with the reason, until pgreplica retry --table releases it.
 ALTER TABLE pgreplica.table_state ADD COLUMN IF NOT EXISTS reason text;
+-- rule: the hash of the replica's rule for the table (config
+-- replicas[].tables) that its last copy was made under, NULL for none; a
+-- table whose rule changed since needs a new copy (pgreplica sync --table).
+ALTER TABLE pgreplica.table_state ADD COLUMN IF NOT EXISTS rule text;
 
 -- Raised by the engine's position update when the stored position is not
 -- the one it applied from (another applier, a verify): the transaction then
@@ -148,5 +152,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '2')
+INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '3')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

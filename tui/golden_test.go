@@ -789,3 +789,37 @@ func TestDestructiveKeysAsk(t *testing.T) {
 		})
 	}
 }
+
+// TestTablesShowRules: a table a replica has a rule for carries the ƒ
+// marker at 80x24, and its detail says the rule per replica.
+func TestTablesShowRules(t *testing.T) {
+	f := newFixture(true)
+	f.env.Config.Replicas[1].Tables = []config.TableRule{{Table: "public.customers", Where: "region = 'eu'",
+		Columns: config.Columns{Exclude: []string{"ssn"}}}}
+	f.send(tea.WindowSizeMsg{Width: 80, Height: 24})
+	f.load()
+	f.send(press("1"))
+	out := ansi.Strip(f.root.Render())
+	var marked []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, " ƒ ") {
+			marked = append(marked, l)
+		}
+	}
+	if len(marked) != 1 || !strings.Contains(marked[0], "public.customers") {
+		t.Fatalf("want one marked row, public.customers; got %q in\n%s", marked, out)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if w := ansi.StringWidth(l); w > 80 {
+			t.Errorf("line wider than 80 (%d): %q", w, l)
+		}
+	}
+	title, text, ok := f.tab.Detail()
+	for i := 0; i < 10 && title != "table public.customers"; i++ {
+		f.send(press("j"))
+		title, text, ok = f.tab.Detail()
+	}
+	if !ok || !strings.Contains(strings.Join(text, "\n"), "rule        replica-2: where region = 'eu'; without ssn") {
+		t.Errorf("detail lacks the rule: %q", text)
+	}
+}

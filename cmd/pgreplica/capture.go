@@ -14,6 +14,7 @@ import (
 	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/core/rule"
 	"pgreplica/core/tablecopy"
 )
 
@@ -94,16 +95,42 @@ are lost: run 'pgreplica replicate --once' first to apply them.`,
 
 // tableJSON is one line of `tables --json`.
 type tableJSON struct {
-	Table       string            `json:"table"`
-	Key         []string          `json:"key"`
-	KeyIndex    string            `json:"key_index,omitempty"` // "primary" or "unique"
-	Status      string            `json:"status"`
-	State       string            `json:"state"`
-	Replicas    map[string]string `json:"replicas,omitempty"`
-	Pending     int64             `json:"pending"`
-	LastEventAt *string           `json:"last_event_at"`
-	Sequences   []sequenceJSON    `json:"sequences,omitempty"`
-	Fenced      []string          `json:"fenced_on,omitempty"` // replicas where writes to it are refused (protect)
+	Table       string              `json:"table"`
+	Key         []string            `json:"key"`
+	KeyIndex    string              `json:"key_index,omitempty"` // "primary" or "unique"
+	Status      string              `json:"status"`
+	State       string              `json:"state"`
+	Replicas    map[string]string   `json:"replicas,omitempty"`
+	Pending     int64               `json:"pending"`
+	LastEventAt *string             `json:"last_event_at"`
+	Sequences   []sequenceJSON      `json:"sequences,omitempty"`
+	Fenced      []string            `json:"fenced_on,omitempty"` // replicas where writes to it are refused (protect)
+	Rules       map[string]ruleJSON `json:"rules,omitempty"`     // per replica, its rule for the table (replicas[].tables)
+}
+
+// ruleJSON is a replica's rule for a table in `tables --json`.
+type ruleJSON struct {
+	Where       string            `json:"where,omitempty"`
+	Include     []string          `json:"include,omitempty"`
+	Exclude     []string          `json:"exclude,omitempty"`
+	Rename      map[string]string `json:"rename,omitempty"`
+	Target      string            `json:"target,omitempty"`
+	Transform   map[string]string `json:"transform,omitempty"`
+	Hash        string            `json:"hash"`           // "" when the config has no rule (any more)
+	Installed   string            `json:"installed_hash"` // the rule capture follows on the origin
+	Copied      string            `json:"copied_hash"`    // the rule of the replica's last copy
+	NeedsRecopy bool              `json:"needs_recopy"`
+	Problem     string            `json:"problem,omitempty"`
+}
+
+func ruleOf(s rule.State) ruleJSON {
+	j := ruleJSON{Hash: s.Hash, Installed: s.Installed, Copied: s.Copied, Problem: s.Problem(),
+		NeedsRecopy: s.Hash == s.Installed && s.Hash != s.Copied}
+	if r := s.Rule; r != nil {
+		j.Where, j.Include, j.Exclude, j.Rename = r.Where, r.Columns.Include, r.Columns.Exclude, r.Rename
+		j.Target, j.Transform = r.Target, r.Transform
+	}
+	return j
 }
 
 // sequenceJSON is a table's sequence in `tables --json`.
@@ -165,7 +192,9 @@ func (a *app) tablesCommand() *cobra.Command {
 primary key, the status of its capture trigger (installed, missing,
 no primary key, disabled), its state on the replicas (copying or catchup
 while pgreplica sync copies it, then replicating) and the events captured for
-it that the slowest replica has not applied yet. Problems are listed first.`,
+it that the slowest replica has not applied yet. Problems are listed first.
+Then each replica's rule per table (replicas[].tables), and whether the table
+needs a re-copy under it (or the rule is not installed yet).`,
 		Example: "  pgreplica -c shop.yaml tables\n  pgreplica -c shop.yaml tables --json | jq '.[] | select(.status != \"installed\")'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -189,6 +218,16 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 			states, perReplica := tableStates(cmd.Context(), cfg, tables)
 			seqs, _ := capture.ReadSequences(cmd.Context(), cfg) // none before install
 			fenced := capture.Fenced(cmd.Context(), cfg)
+			var ruleStates []rule.State
+			if rule.Any(cfg) {
+				if ruleStates, err = rule.States(cmd.Context(), cfg); err != nil {
+					fmt.Fprintf(a.stderr, "warning: rules: %v\n", err)
+				}
+			}
+			rules := map[pg.Table][]rule.State{}
+			for _, s := range ruleStates {
+				rules[s.Table] = append(rules[s.Table], s)
+			}
 			if asJSON {
 				byTable := map[pg.Table][]sequenceJSON{}
 				for _, s := range seqs {
@@ -211,6 +250,12 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 						out[i].LastEventAt = &s
 					}
 					out[i].Sequences = byTable[t.Table]
+					for _, s := range rules[t.Table] {
+						if out[i].Rules == nil {
+							out[i].Rules = map[string]ruleJSON{}
+						}
+						out[i].Rules[s.Replica] = ruleOf(s)
+					}
 					for _, r := range cfg.Connected() {
 						if fenced[r.Name][t.Table] {
 							out[i].Fenced = append(out[i].Fenced, r.Name)
@@ -232,10 +277,34 @@ it that the slowest replica has not applied yet. Problems are listed first.`,
 				if !t.Last.IsZero() {
 					last = t.Last.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, states[t.Table], t.Pending, last)
+				state := states[t.Table]
+				for _, s := range rules[t.Table] {
+					if s.Problem() != "" {
+						state = "needs re-copy"
+						if s.Hash != s.Installed {
+							state = "rule not installed"
+						}
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, state, t.Pending, last)
 			}
 			if err := w.Flush(); err != nil {
 				return err
+			}
+			if len(ruleStates) > 0 {
+				fmt.Fprintln(a.stdout)
+			}
+			for _, s := range ruleStates {
+				line := "replica " + s.Replica + ": " + s.Table.String() + ": "
+				if s.Rule != nil {
+					line += s.Rule.Summary()
+				} else {
+					line += "no rule"
+				}
+				if p := s.Problem(); p != "" {
+					line += " · " + p
+				}
+				fmt.Fprintln(a.stdout, line)
 			}
 			for _, r := range cfg.Connected() {
 				if n := len(fenced[r.Name]); n > 0 {

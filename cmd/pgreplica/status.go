@@ -15,20 +15,24 @@ import (
 	"pgreplica/core/control"
 	"pgreplica/core/copystate"
 	"pgreplica/core/replay"
+	"pgreplica/core/rule"
 	"pgreplica/core/status"
 )
 
 // statusJSON is the stable shape of `status --json`.
 type statusJSON struct {
-	Set           string              `json:"set"`
-	Origin        string              `json:"origin"`
-	DaemonRunning bool                `json:"daemon_running"`
-	LogEvents     int64               `json:"log_events"`
-	Health        string              `json:"health"`        // ok, warning, critical, no_engine
-	Reason        string              `json:"reason"`        // why, in words
-	ExitCode      int                 `json:"exit_code"`     // the command's exit code
-	StaleCapture  []string            `json:"stale_capture"` // tables whose capture is stale: run install
-	Replicas      []replicaStatusJSON `json:"replicas"`
+	Set           string   `json:"set"`
+	Origin        string   `json:"origin"`
+	DaemonRunning bool     `json:"daemon_running"`
+	LogEvents     int64    `json:"log_events"`
+	Health        string   `json:"health"`        // ok, warning, critical, no_engine
+	Reason        string   `json:"reason"`        // why, in words
+	ExitCode      int      `json:"exit_code"`     // the command's exit code
+	StaleCapture  []string `json:"stale_capture"` // tables whose capture is stale: run install
+	// Rules: the replicas' table rules that need the operator ("replica
+	// eu: public.customers: needs re-copy under its rule: pgreplica sync ...").
+	Rules    []string            `json:"rules,omitempty"`
+	Replicas []replicaStatusJSON `json:"replicas"`
 }
 
 type replicaStatusJSON struct {
@@ -233,8 +237,20 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 	if code == exitOK && len(rep.Stale) > 0 {
 		code, reason = statusWarning, fmt.Sprintf("capture is stale for %s: run pgreplica install", strings.Join(rep.Stale, ", "))
 	}
+	var ruleLines []string
+	if rule.Any(cfg) {
+		states, _ := rule.States(ctx, cfg) // a replica that cannot be read is reported above
+		for _, s := range states {
+			if p := s.Problem(); p != "" {
+				ruleLines = append(ruleLines, "replica "+s.Replica+": "+s.Table.String()+": "+p)
+			}
+		}
+	}
+	if code == exitOK && len(ruleLines) > 0 {
+		code, reason = statusWarning, ruleLines[0]
+	}
 	out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents,
-		Health: healthWord(code), Reason: reason, ExitCode: code, StaleCapture: append([]string{}, rep.Stale...)}
+		Health: healthWord(code), Reason: reason, ExitCode: code, StaleCapture: append([]string{}, rep.Stale...), Rules: ruleLines}
 	for _, r := range rs {
 		j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(),
 			LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables, Holder: r.Holder}
@@ -278,6 +294,9 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 	fmt.Fprintf(a.stdout, "set %s · origin %s · %s · %d events in the log\n\n", out.Set, out.Origin, daemon, out.LogEvents)
 	for _, t := range out.StaleCapture {
 		fmt.Fprintf(a.stdout, "capture is stale for %s: run pgreplica install (a column added since is not replicated)\n\n", t)
+	}
+	for _, l := range out.Rules {
+		fmt.Fprintf(a.stdout, "%s\n\n", l)
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "REPLICA\tSTATE\tPENDING\tLAG\tLAST APPLIED\tCONFLICTS")

@@ -36,6 +36,12 @@ replica, no temporary files; each table's copy replaces the replica's rows
 in one transaction that also records the snapshot. The other tables keep
 replicating meanwhile.
 
+A table with a rule for the replica (replicas[].tables: where, columns,
+rename, target, transform) is copied as the rule selects it: COPY of a query
+with the filter install checked. After changing a rule, run pgreplica
+install, then sync --replica R --table T: tables and status say "needs
+re-copy" until then.
+
 Capture is installed first where missing (triggers on the origin,
 bookkeeping and a position on the replicas), so that nothing written during
 the copy is lost. With --schema, tables the replica lacks are created first

@@ -12,6 +12,7 @@ import (
 
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
+	"pgreplica/core/rule"
 	pgsql "pgreplica/sql"
 )
 
@@ -65,6 +66,10 @@ type Options struct {
 	// on the replicated tables (the operator agreed: they would otherwise
 	// run on every applied change).
 	DisableReplicaTriggers bool
+	// Some: the config's tables are some of the replicated tables (sync
+	// installs capture table by table): the replicas' rules of the other
+	// tables are neither checked nor changed.
+	Some bool
 }
 
 // ErrRemoved is returned (wrapped) when tables whose capture was removed
@@ -103,6 +108,10 @@ func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Re
 	if err := s.checkReplicasHave(ctx, keyed); err != nil {
 		return err
 	}
+	rules, err := s.checkRules(ctx, tables, !opt.Some)
+	if err != nil {
+		return err
+	}
 	var removed []string
 	if !opt.Recapture {
 		kept := tables[:0:0]
@@ -116,7 +125,7 @@ func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Re
 		}
 		tables = kept
 	}
-	snap, err := s.installOrigin(ctx, tables, report)
+	snap, err := s.installOrigin(ctx, tables, rules, report)
 	if err != nil {
 		return err
 	}
@@ -130,10 +139,14 @@ func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Re
 		if err := installReplica(ctx, s.replicas[i], r.Name, cfg.Name, snap, report); err != nil {
 			return err
 		}
-		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, captured, opt.DisableReplicaTriggers, report); err != nil {
+		targets := make([]pg.Table, len(captured)) // the replica's names of the captured tables
+		for j, t := range captured {
+			targets[j] = rule.Target(rule.Of(r, t), t)
+		}
+		if err := checkReplicaSide(ctx, s.replicas[i], r.Name, targets, opt.DisableReplicaTriggers, report); err != nil {
 			return err
 		}
-		if err := fence(ctx, s.replicas[i], cfg, r, captured, report); err != nil {
+		if err := fence(ctx, s.replicas[i], cfg, r, targets, report); err != nil {
 			return err
 		}
 	}
@@ -159,7 +172,7 @@ func removedLine(t pg.Table) string {
 // transaction for all would deadlock with application transactions that
 // write several tables. It returns the snapshot taken before any trigger
 // was created: every transaction not visible in it is captured.
-func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report Report) (string, error) {
+func (s *session) installOrigin(ctx context.Context, tables []TableInfo, rules map[pg.Table]*tableRules, report Report) (string, error) {
 	var snap string
 	if err := s.origin.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
 		return "", fmt.Errorf("origin: take snapshot: %w", err)
@@ -206,6 +219,15 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 	}
 	if s.cfg.DDL.Capture {
 		report("origin: ddl.capture is on: a plain ALTER TABLE of a captured table reaches every replica in the stream")
+	}
+	var keyed []pg.Table
+	for _, t := range tables {
+		if t.Status != NoKey {
+			keyed = append(keyed, t.Table)
+		}
+	}
+	if err := s.recordRules(ctx, rules, keyed, report); err != nil {
+		return "", err
 	}
 	for _, t := range tables {
 		line, err := addTableRetried(ctx, s.origin, t.Table)
@@ -328,26 +350,38 @@ func (s *session) checkReplicasHave(ctx context.Context, tables []pg.Table) erro
 		return nil
 	}
 	want := make(map[pg.Table][]string, len(tables))
+	keys := make(map[pg.Table][]string, len(tables))
 	for _, t := range tables {
 		cols, err := capturedColumns(ctx, s.origin, t)
 		if err != nil {
 			return fmt.Errorf("origin: %w", err)
 		}
 		want[t] = cols
+		if _, key, err := rule.Columns(ctx, s.origin, t); err == nil {
+			keys[t] = key
+		}
 	}
 	var problems []error
 	for i, r := range s.net {
 		for _, t := range tables {
-			have, err := capturedColumns(ctx, s.replicas[i], t)
+			need, to := want[t], t
+			if tr := rule.Of(r, t); tr != nil {
+				need, to = rule.Project(tr, want[t], keys[t]).Replica, rule.Target(tr, t)
+			}
+			have, err := capturedColumns(ctx, s.replicas[i], to)
 			if err != nil {
 				return fmt.Errorf("replica %s: %w", r.Name, err)
+			}
+			if have == nil && to != t {
+				problems = append(problems, fmt.Errorf("replica %s lacks table %s (the target of %s); create it there", r.Name, to, t))
+				continue
 			}
 			if have == nil {
 				problems = append(problems, fmt.Errorf("replica %s lacks table %s; create it there (pgreplica sync --schema) or exclude it under tables.exclude", r.Name, t))
 				continue
 			}
-			if missing := minus(want[t], have); len(missing) > 0 {
-				problems = append(problems, fmt.Errorf("replica %s: table %s lacks column %s", r.Name, t, strings.Join(quoteAll(missing), ", ")))
+			if missing := minus(need, have); len(missing) > 0 {
+				problems = append(problems, fmt.Errorf("replica %s: table %s lacks column %s", r.Name, to, strings.Join(quoteAll(missing), ", ")))
 			}
 		}
 	}
@@ -432,6 +466,21 @@ func AddTablesWith(ctx context.Context, cfg *config.Config, tables []pg.Table, o
 		if err := s.checkReplicasHave(ctx, []pg.Table{t}); err != nil {
 			return err
 		}
+	}
+	infos, err := ListTables(ctx, s.origin, func(schema, table string) bool {
+		return slices.Contains(tables, pg.Table{Schema: schema, Name: table})
+	})
+	if err != nil {
+		return err
+	}
+	rules, err := s.checkRules(ctx, infos, false)
+	if err != nil {
+		return err
+	}
+	if err := s.recordRules(ctx, rules, tables, report); err != nil {
+		return err
+	}
+	for _, t := range tables {
 		line, err := addTableRetried(ctx, s.origin, t)
 		if err != nil {
 			return err

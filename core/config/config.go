@@ -61,6 +61,9 @@ type Replica struct {
 	// session but pgreplica's apply session are refused (Slony-I's
 	// deny-access triggers), with an error that names the origin.
 	Protect bool `yaml:"protect,omitempty"`
+	// Tables are this replica's rules (rules.go): row filter, columns and
+	// column names per origin table. Tables without a rule travel whole.
+	Tables []TableRule `yaml:"tables,omitempty"`
 }
 
 // Tables selects tables by schema.table glob patterns.
@@ -246,6 +249,7 @@ func (c *Config) problems() []problem {
 		} else if r.DSN == c.Origin.DSN {
 			add(field+".dsn", "same as origin.dsn: a database cannot replicate into itself")
 		}
+		r.ruleProblems(i, add)
 	}
 
 	if len(c.Tables.Include) == 0 {

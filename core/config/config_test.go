@@ -347,7 +347,7 @@ func TestLoadExample(t *testing.T) {
 	if err := c.RequireReplicas(); err != nil {
 		t.Error(err)
 	}
-	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 ||
+	if c.Name != "shop" || len(c.Replicas) != 3 || !c.Replicas[2].File || c.Replicas[0].Rule("public.customers").Hash() == "" || c.Control.Socket == "" || len(c.Tables.Exclude) == 0 ||
 		c.Serve.SSH.Listen == "" || c.Serve.SSH.AuthorizedKeys == "" || c.Serve.SSH.ReadOnlyKeys == "" {
 		t.Errorf("example.yaml does not set every key: %+v", c)
 	}
@@ -547,7 +547,7 @@ func TestReplica(t *testing.T) {
 	}
 	c.Replicas = []Replica{{Name: "reporting", DSN: "host=db2"}, {Name: "standby", DSN: "host=db3"}}
 	r, err := c.Replica("standby")
-	if err != nil || r != c.Replicas[1] {
+	if err != nil || !reflect.DeepEqual(r, c.Replicas[1]) {
 		t.Errorf("Replica(standby) = %+v, %v", r, err)
 	}
 	if _, err := c.Replica("backup"); errText(err) != `unknown replica "backup" (known: reporting, standby)` {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -16,7 +17,7 @@ func TestLoadFileReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Replicas) != 2 || c.Replicas[1] != (Replica{Name: "dmz", File: true}) {
+	if len(c.Replicas) != 2 || !reflect.DeepEqual(c.Replicas[1], Replica{Name: "dmz", File: true}) {
 		t.Fatalf("replicas = %+v", c.Replicas)
 	}
 	if got := c.Connected(); len(got) != 1 || got[0].Name != "reporting" {

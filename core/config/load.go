@@ -65,6 +65,7 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s:%d: a second YAML document, want one", path, next.Line)
 	}
 	c.Path = path
+	placeRules(&c, root)
 
 	var errs []error
 	for _, p := range c.problems() {
@@ -340,4 +341,25 @@ func fieldSteps(field string) []string {
 		}
 	}
 	return steps
+}
+
+// placeRules records where each replica's table rules are written, for the
+// errors that install finds in them (a filter PostgreSQL refuses).
+func placeRules(c *Config, root *yaml.Node) {
+	for i := range c.Replicas {
+		for j := range c.Replicas[i].Tables {
+			r := &c.Replicas[i].Tables[j]
+			r.Field = fmt.Sprintf("replicas[%d].tables[%d]", i, j)
+			r.Lines = map[string]string{}
+			for _, key := range []string{"", "table", "where", "columns", "rename", "target", "transform"} {
+				f := r.Field
+				if key != "" {
+					f += "." + key
+				}
+				if line := lineOf(root, f); line > 0 {
+					r.Lines[key] = fmt.Sprintf("%s:%d", c.Path, line)
+				}
+			}
+		}
+	}
 }

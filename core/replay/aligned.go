@@ -79,6 +79,9 @@ func Aligned(ctx context.Context, cfg *config.Config, replicaName string, fn Ali
 		// Batches are cut as the engine cuts them (batch.max_events,
 		// batch.max_bytes).
 		err := readIntervalTx(ctx, otx, pos.Snapshot, step, pos.LastID, func(e *event) error {
+			if !w.router.route(e) {
+				return nil
+			}
 			if cur.full(e, w.limits) {
 				if err := flush(false); err != nil {
 					return err

@@ -33,6 +33,7 @@ type worker struct {
 	originConn  *pgx.Conn
 	replicaConn *pgx.Conn
 	apply       *applier
+	router      *router // the replica's table rules; nil without any
 	pos         Position
 	havePos     bool
 	locked      bool // this session holds the replica's apply lock
@@ -119,6 +120,11 @@ func (w *worker) connectIn(ctx context.Context, at *string) error {
 			return fmt.Errorf("origin: %w", err)
 		}
 		w.originConn = c
+		if w.router == nil {
+			if w.router, err = newRouter(ctx, c, w.replica, w.log); err != nil {
+				return fmt.Errorf("origin: %w", err)
+			}
+		}
 	}
 	*at = "replica " + w.replica.Name
 	if w.replicaConn == nil {
@@ -298,6 +304,9 @@ func (w *worker) applyInterval(ctx, stopping context.Context, target Snapshot) (
 				cur = batch{target: cur.target}
 			}
 			watch.kick()
+			if !w.router.route(e) {
+				return nil
+			}
 			e.parse()
 			cur.add(e)
 			return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,18 +16,29 @@ import (
 	"pgreplica/core/config"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/core/rule"
 )
 
 // tableInfo is what a worker needs to know of an origin table.
 type tableInfo struct {
-	table       pg.Table
-	cols        string // the non-generated columns, quoted, in origin order
-	partitioned bool
-	size        int64         // bytes on disk
-	rows        int64         // estimate; 0 when unknown
-	binaryOK    bool          // every column can travel in binary COPY format
-	refs        []*tableInfo  // tables of this copy it references (foreign keys on the replica)
-	copied      chan struct{} // closed when its copy has committed
+	table pg.Table
+	cols  string // the non-generated columns, quoted, in origin order
+	// The replica's rule (replicas[].tables): the origin columns it sends
+	// (quoted), their names on the replica (quoted), the filter as install
+	// checked it ("" for every row) and the rule's hash ("" for no rule).
+	outCols, inCols string
+	filter          string
+	ruleHash        string
+	target          pg.Table // the replica's table (rule target), else table
+	rule            *config.TableRule
+	proj            rule.Projection
+	transforms      map[string]string // column -> the transform install checked
+	partitioned     bool
+	size            int64         // bytes on disk
+	rows            int64         // estimate; 0 when unknown
+	binaryOK        bool          // every column can travel in binary COPY format
+	refs            []*tableInfo  // tables of this copy it references (foreign keys on the replica)
+	copied          chan struct{} // closed when its copy has committed
 }
 
 // copier copies tables to one replica.
@@ -94,6 +106,9 @@ func (c *copier) run(ctx context.Context) error {
 	for _, t := range c.tables {
 		ti, err := loadTableInfo(ctx, etx, t)
 		if err != nil {
+			return err
+		}
+		if err := c.applyRule(ctx, etx, ti); err != nil {
 			return err
 		}
 		ti.copied = make(chan struct{})
@@ -169,6 +184,7 @@ func major(c *pgx.Conn) int {
 func (c *copier) setCopying(ctx context.Context, ctl *pgx.Conn) error {
 	schemas, names := make([]string, len(c.tables)), make([]string, len(c.tables))
 	for i, t := range c.tables {
+		t = rule.Target(rule.Of(c.replica, t), t) // the replica's name for it
 		schemas[i], names[i] = t.Schema, t.Name
 	}
 	_, err := ctl.Exec(ctx, `
@@ -340,7 +356,7 @@ SELECT format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexr
 // the snapshot snap, in one replica transaction that also moves the table
 // to 'catchup' at snap.
 func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, binaryFormat bool) error {
-	t := ti.table
+	t, to := ti.table, ti.target // the origin's table and the replica's
 	start := time.Now()
 	p := Progress{Replica: w.c.replica.Name, Table: t, TotalRows: ti.rows, TotalBytes: ti.size}
 	w.c.progress(p)
@@ -350,7 +366,7 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	rt, err := w.replicaTable(ctx, tx, t, w.c.created[t])
+	rt, err := w.replicaTable(ctx, tx, to, w.c.created[to])
 	if err != nil {
 		return err
 	}
@@ -358,9 +374,9 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 	if rt.partitioned {
 		only = ""
 	}
-	empty := "TRUNCATE " + only + t.Ident()
+	empty := "TRUNCATE " + only + to.Ident()
 	if rt.referenced {
-		empty = "DELETE FROM " + only + t.Ident()
+		empty = "DELETE FROM " + only + to.Ident()
 	}
 	if _, err := tx.Exec(ctx, empty); err != nil {
 		return fmt.Errorf("empty the replica's table: %w", err)
@@ -375,11 +391,19 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 	if binaryFormat {
 		format = " (FORMAT binary)"
 	}
-	out := "COPY " + t.Ident() + " (" + ti.cols + ") TO STDOUT" + format
-	if ti.partitioned {
-		out = "COPY (SELECT " + ti.cols + " FROM " + t.Ident() + ") TO STDOUT" + format
+	out := "COPY " + t.Ident() + " (" + ti.outCols + ") TO STDOUT" + format
+	if ti.partitioned || ti.filter != "" || len(ti.transforms) > 0 {
+		from := "ONLY " + t.Ident()
+		if ti.partitioned {
+			from = t.Ident()
+		}
+		where := ""
+		if ti.filter != "" {
+			where = " WHERE (" + ti.filter + ")"
+		}
+		out = "COPY (SELECT " + ti.proj.SelectList(ti.transforms, false) + " FROM " + from + where + ") TO STDOUT" + format
 	}
-	in := "COPY " + t.Ident() + " (" + ti.cols + ") FROM STDIN" + format
+	in := "COPY " + to.Ident() + " (" + ti.inCols + ") FROM STDIN" + format
 
 	meter := &meter{counter: newRowCounter(binaryFormat), start: start, p: p, report: w.c.progress}
 	pipe := newChunkPipe()
@@ -404,15 +428,15 @@ func (w *worker) copyTable(ctx context.Context, ti *tableInfo, snap string, bina
 			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	if err := w.copySequences(ctx, tx, t); err != nil {
+	if err := w.copySequences(ctx, tx, ti); err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `
-INSERT INTO pgreplica.table_state (set_name, schema_name, table_name, state, snapshot, updated_at)
-VALUES ($1, $2, $3, 'catchup', $4, now())
+INSERT INTO pgreplica.table_state (set_name, schema_name, table_name, state, snapshot, rule, updated_at)
+VALUES ($1, $2, $3, 'catchup', $4, nullif($5, ''), now())
     ON CONFLICT (set_name, schema_name, table_name)
-    DO UPDATE SET state = 'catchup', snapshot = EXCLUDED.snapshot, updated_at = now()`,
-		w.c.cfg.Name, t.Schema, t.Name, snap)
+    DO UPDATE SET state = 'catchup', snapshot = EXCLUDED.snapshot, rule = EXCLUDED.rule, updated_at = now()`,
+		w.c.cfg.Name, to.Schema, to.Name, snap, ti.ruleHash)
 	if err != nil {
 		return fmt.Errorf("record the copy's snapshot: %w", err)
 	}
@@ -429,13 +453,18 @@ var errCopyInEnded = errors.New("the replica's COPY ended")
 // copySequences sets the replica's sequences owned by the table's columns
 // (serial, identity) to the origin's current values, so that a replica
 // promoted to origin does not hand out used values.
-func (w *worker) copySequences(ctx context.Context, tx pgx.Tx, t pg.Table) error {
-	seqs, err := OwnedSequences(ctx, w.otx, t)
+func (w *worker) copySequences(ctx context.Context, tx pgx.Tx, ti *tableInfo) error {
+	seqs, err := OwnedSequences(ctx, w.otx, ti.table)
 	if err != nil {
 		return err
 	}
 	for _, s := range seqs {
-		if err := SetSequence(ctx, tx, t, s); err != nil {
+		i := slices.Index(ti.proj.Origin, s.Column)
+		if i < 0 {
+			continue // not sent to this replica
+		}
+		s.Column = ti.proj.Replica[i]
+		if err := SetSequence(ctx, tx, ti.target, s); err != nil {
 			return err
 		}
 	}
@@ -469,4 +498,52 @@ func (m *meter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// applyRule sets what the replica's rule for the table copies: the
+// projection, the filter that install checked and compiled into capture
+// (the copy and the stream select the same rows), and the rule's hash. A
+// rule changed in the config since install is refused: the stream still
+// follows the installed one.
+func (c *copier) applyRule(ctx context.Context, q pgx.Tx, ti *tableInfo) error {
+	t := ti.table
+	tr := rule.Of(c.replica, t)
+	ti.rule, ti.target = tr, rule.Target(tr, t)
+	installed, err := rule.Installed(ctx, q, c.replica.Name, t)
+	if err != nil {
+		return err
+	}
+	if want := tr.Hash(); want != installed {
+		return fmt.Errorf("replica %s: the rule for %s in the config is not the one installed on the origin: run pgreplica install first, then sync it", c.replica.Name, t)
+	}
+	cols, key, err := rule.Columns(ctx, q, t)
+	if err != nil {
+		return err
+	}
+	p := rule.Project(tr, cols, key)
+	ti.proj = p
+	ti.outCols, ti.inCols = quoteNames(p.Origin), quoteNames(p.Replica)
+	ti.ruleHash = installed
+	if tr != nil && len(tr.Transform) > 0 {
+		if ti.transforms, err = rule.Transforms(ctx, q, c.replica.Name, t); err != nil {
+			return err
+		}
+	}
+	if tr != nil && tr.Filtered() {
+		if ti.filter, err = rule.Filter(ctx, q, c.replica.Name, t); err != nil {
+			return err
+		}
+		if ti.filter == "" {
+			return fmt.Errorf("replica %s: no filter for %s is installed on the origin: run pgreplica install first", c.replica.Name, t)
+		}
+	}
+	return nil
+}
+
+func quoteNames(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = pgx.Identifier{n}.Sanitize()
+	}
+	return strings.Join(quoted, ", ")
 }

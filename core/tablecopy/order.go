@@ -25,8 +25,8 @@ func readReferences(ctx context.Context, replica *pgx.Conn, infos []*tableInfo) 
 	byName := make(map[pg.Table]*tableInfo, len(infos))
 	names := make([]string, len(infos))
 	for i, ti := range infos {
-		byName[ti.table] = ti
-		names[i] = ti.table.Ident()
+		byName[ti.target] = ti
+		names[i] = ti.target.Ident()
 	}
 	rows, err := replica.Query(ctx, `
 SELECT cn.nspname, c.relname, pn.nspname, p.relname

@@ -236,7 +236,7 @@ func ensureCapture(ctx context.Context, cfg *config.Config, targets []config.Rep
 		sub.Tables = config.Tables{Include: []string{globQuote(t.Schema) + "." + globQuote(t.Name)}}
 		if err := pg.Retry(ctx, 5, 200*time.Millisecond, pg.IsLockBusy, func() error {
 			// A table whose capture was removed is copied again here: capture it again.
-			return capture.InstallWith(ctx, &sub, capture.Options{Recapture: true}, quiet)
+			return capture.InstallWith(ctx, &sub, capture.Options{Recapture: true, Some: true}, quiet)
 		}); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -10,7 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"pgreplica/core/config"
 	"pgreplica/core/pg"
+	"pgreplica/core/rule"
 )
 
 // side is one server's view of the table being compared, in its
@@ -215,8 +217,13 @@ type comparison struct {
 	fastHash bool // both servers compute hashtextextended alike
 	res      TableResult
 	keyCols  []string
-	cols     []string // compared columns: the origin's non-generated ones
+	cols     []string // compared columns: the origin's non-generated ones (their replica names)
 	o, r     *side
+	// The replica's rule for the table: the origin side is then the
+	// projection (columns under their replica names, the filter's rows).
+	rule       *config.TableRule
+	filter     string
+	transforms map[string]string
 
 	found        int // differences discovered so far
 	oOnly, rOnly map[string]leafRow
@@ -291,7 +298,20 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 	if err != nil {
 		return "", fmt.Errorf("origin: read columns: %w", err)
 	}
-	rcols, rkind, err := readColumns(ctx, rtx, t)
+	// Under a rule the origin's rows are its projection, named as on the
+	// replica.
+	proj := rule.Project(c.rule, cols, key)
+	projected := proj.SelectList(c.transforms, true)
+	renamed := map[string]columnInfo{}
+	for i, col := range proj.Origin {
+		renamed[proj.Replica[i]] = ocols[col]
+	}
+	for i, k := range key {
+		key[i] = c.rule.As(k)
+	}
+	cols, ocols = proj.Replica, renamed
+	to := rule.Target(c.rule, t) // the replica's table
+	rcols, rkind, err := readColumns(ctx, rtx, to)
 	if err != nil {
 		return "", fmt.Errorf("replica: read columns: %w", err)
 	}
@@ -321,11 +341,22 @@ SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 		rowHash = "hashtextextended(" + rowText + ", 0)"
 	}
 	mk := func(name string, tx pgx.Tx, kind string, info map[string]columnInfo) *side {
-		from := "ONLY " + t.Ident() + " AS t"
-		if kind == "p" {
-			from = t.Ident() + " AS t"
+		tbl := t
+		if name == "replica" {
+			tbl = to
 		}
-		s := &side{name: name, tx: tx, from: from, table: t.Ident(), rowHash: rowHash, colTypes: map[string]string{}}
+		from := "ONLY " + tbl.Ident() + " AS t"
+		if kind == "p" {
+			from = tbl.Ident() + " AS t"
+		}
+		if name == "origin" && c.rule != nil {
+			where := ""
+			if c.filter != "" {
+				where = " WHERE (" + c.filter + ")"
+			}
+			from = "(SELECT " + projected + " FROM " + strings.TrimSuffix(from, " AS t") + where + ") AS t"
+		}
+		s := &side{name: name, tx: tx, from: from, table: tbl.Ident(), rowHash: rowHash, colTypes: map[string]string{}}
 		for col, ci := range info {
 			s.colTypes[col] = ci.typ
 		}
@@ -547,4 +578,27 @@ func (c *comparison) finish() {
 	res.ExtraCount = int64(len(res.Extra)) + c.extraN
 	res.DifferentCount = int64(len(res.Different))
 	res.Equal = res.MissingCount == 0 && res.ExtraCount == 0 && res.DifferentCount == 0 && !res.Truncated
+}
+
+// loadRule reads the filter that install compiled for the replica's rule;
+// a rule changed in the config since install is refused (the replica
+// follows the installed one).
+func (c *comparison) loadRule(ctx context.Context, otx pgx.Tx, replica string) error {
+	t := c.res.Table
+	installed, err := rule.Installed(ctx, otx, replica, t)
+	if err != nil {
+		return err
+	}
+	if installed != c.rule.Hash() {
+		return fmt.Errorf("the rule for %s in the config is not the one installed on the origin: run pgreplica install (and sync the table again)", t)
+	}
+	if c.rule != nil && c.rule.Filtered() {
+		if c.filter, err = rule.Filter(ctx, otx, replica, t); err != nil {
+			return err
+		}
+	}
+	if c.rule != nil && len(c.rule.Transform) > 0 {
+		c.transforms, err = rule.Transforms(ctx, otx, replica, t)
+	}
+	return err
 }

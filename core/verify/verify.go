@@ -37,6 +37,7 @@ import (
 	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
 	"pgreplica/core/replay"
+	"pgreplica/core/rule"
 )
 
 // Options select what Run compares. The zero value compares every captured
@@ -253,10 +254,13 @@ func verifyReplica(ctx context.Context, cfg *config.Config, r config.Replica, ta
 		for _, t := range tables {
 			tstart := time.Now()
 			var tr TableResult
-			if st := states[t]; st.Syncing() {
+			if st := states[rule.Target(rule.Of(r, t), t)]; st.Syncing() {
 				tr = TableResult{Table: t, Skipped: "being copied by pgreplica sync (state " + string(st) + "); verify it once it replicates"}
 			} else {
-				c := &comparison{opt: opt, res: TableResult{Table: t}, fastHash: fast}
+				c := &comparison{opt: opt, res: TableResult{Table: t}, fastHash: fast, rule: rule.Of(r, t)}
+				if err := c.loadRule(ctx, otx, r.Name); err != nil {
+					return fmt.Errorf("replica %s: compare %s: %w", r.Name, t, err)
+				}
 				if err := c.run(ctx, otx, rtx); err != nil {
 					return fmt.Errorf("replica %s: compare %s: %w", r.Name, t, err)
 				}

@@ -19,6 +19,7 @@ import (
 const (
 	vNone          = "none"
 	vCapture       = "pgreplica capture alone"
+	vFiltered      = "pgreplica capture alone, a row filter on each table"
 	vPgreplica     = "pgreplica capture + applier"
 	vNative        = "native logical replication"
 	vSlonyTriggers = "Slony-I log triggers alone"
@@ -26,7 +27,7 @@ const (
 )
 
 func (e *env) overheadVariants() []string {
-	base := []string{vNone, vCapture, vPgreplica, vNative}
+	base := []string{vNone, vCapture, vFiltered, vPgreplica, vNative}
 	if e.slony != nil {
 		base = append(base, vSlonyTriggers, vSlony)
 	}
@@ -151,6 +152,14 @@ func (e *env) overhead(ctx context.Context, variant string) (overheadSample, err
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
 			return s, err
 		}
+	case vFiltered:
+		if err := e.setFilters(ctx, true); err != nil {
+			return s, err
+		}
+		if err := e.setMode(ctx, "pgreplica"); err != nil {
+			return s, err
+		}
+		after = func() error { return e.setFilters(ctx, false) }
 	case vPgreplica:
 		if err := e.setMode(ctx, "pgreplica"); err != nil {
 			return s, err
@@ -461,4 +470,26 @@ func (e *env) lag(ctx context.Context, r string) (lagSample, error) {
 	}
 	s.Lost = last - first + 1 - s.Probes
 	return s, nil
+}
+
+// filteredTables are the TPC-B tables; each has bid, the branch.
+var filteredTables = []string{"pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"}
+
+// setFilters gives (or takes back) one replica a row filter on each TPC-B
+// table, half of the branches, as install records a checked rule, and
+// makes their capture functions again: capture then tests the old and the
+// new row of each change and logs whole new rows on UPDATE.
+func (e *env) setFilters(ctx context.Context, on bool) error {
+	var sql strings.Builder
+	for _, t := range filteredTables {
+		fmt.Fprintf(&sql, "DELETE FROM pgreplica.capture_rule WHERE relid = '%s'::regclass;\n", t)
+		if on {
+			fmt.Fprintf(&sql, `INSERT INTO pgreplica.capture_rule (relid, filters) VALUES ('%s'::regclass, '{"filtered": "((bid %% 2) = 1)"}');`+"\n", t)
+		}
+		fmt.Fprintf(&sql, "SELECT pgreplica.refresh_table('%s'::regclass);\n", t)
+	}
+	if _, err := e.og.Exec(ctx, sql.String()); err != nil {
+		return fmt.Errorf("filters %v: %w", on, err)
+	}
+	return nil
 }

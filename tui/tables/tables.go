@@ -16,6 +16,7 @@ import (
 	"pgreplica/core/capture"
 	"pgreplica/core/copystate"
 	"pgreplica/core/pg"
+	"pgreplica/core/rule"
 	"pgreplica/tui/layout"
 	"pgreplica/tui/screen"
 )
@@ -466,7 +467,11 @@ func (m *Model) View(w, h int) string {
 		}
 		state := m.stateOf(r)
 		word := Word(r.Status)
-		line := " " + cur + t.StateStyle(word).Render(screen.Fit(word, 10)) + " " + screen.Fit(r.Table.String(), nameW) + " " +
+		name := r.Table.String()
+		if len(m.rules(r.Table)) > 0 {
+			name = screen.Fit(name, nameW-2) + " ƒ" // a replica has a rule for it (detail says which)
+		}
+		line := " " + cur + t.StateStyle(word).Render(screen.Fit(word, 10)) + " " + screen.Fit(name, nameW) + " " +
 			screen.Fit(key, 12) + screen.FitRight(pend, 8) + "  " + screen.Fit(state, 12) + screen.Fit(last, 10)
 		if i == m.cursor {
 			line = t.Selected.Render(screen.Fit(stripANSI(line), w))
@@ -534,6 +539,9 @@ func (m *Model) Detail() (string, []string, bool) {
 		i := strings.LastIndexByte(s, ':')
 		text = append(text, "replica     "+s[:i]+": "+s[i+1:])
 	}
+	for _, l := range m.rules(r.Table) {
+		text = append(text, "rule        "+l)
+	}
 	text = append(text, "", m.explain(r))
 	return "table " + r.Table.String(), text, true
 }
@@ -591,6 +599,9 @@ func (m *Model) detail(rows []capture.TableInfo, w int) []string {
 			text = strings.TrimSuffix(text, ", or press i to reinstall.") + "."
 		}
 	}
+	if rules := m.rules(r.Table); len(rules) > 0 {
+		text += " Rules (ƒ): " + strings.Join(rules, " · ") + "."
+	}
 	if m.working != "" {
 		text = t.Glyphs.Dot + " " + m.working + "…"
 	}
@@ -619,4 +630,19 @@ func errorView(m *Model, w, h int) string {
 	}
 	lines = append(lines, "", " Try: check that the origin is running and reachable (pgreplica check),", "      then press r to retry.")
 	return screen.Block(strings.Join(lines, "\n"), w, h)
+}
+
+// rules are the replicas' rules for table t in the config, one
+// "replica: summary" each.
+func (m *Model) rules(t pg.Table) []string {
+	if m.env.Config == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range m.env.Config.Replicas {
+		if tr := rule.Of(r, t); tr != nil {
+			out = append(out, r.Name+": "+tr.Summary())
+		}
+	}
+	return out
 }
