@@ -3,6 +3,7 @@ package switchover
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -44,7 +45,7 @@ func TestSwappedConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := loadText(t, string(out))
-	if c.Origin.DSN != "host=db2 dbname=shop" || c.Replicas[0] != (config.Replica{Name: "reporting", DSN: "host=db1 dbname=shop", Protect: true}) ||
+	if c.Origin.DSN != "host=db2 dbname=shop" || !reflect.DeepEqual(c.Replicas[0], config.Replica{Name: "reporting", DSN: "host=db1 dbname=shop", Protect: true}) ||
 		c.Replicas[1].DSN != "host=db3 dbname=shop" || c.PollInterval.String() != "500ms" {
 		t.Fatalf("swapped:\n%s", out)
 	}
@@ -107,5 +108,25 @@ func TestSteps(t *testing.T) {
 	}
 	if _, ok := ParseStep("bogus"); ok {
 		t.Fatal("a bogus step parsed")
+	}
+}
+
+// A replica that receives a projection (table rules) holds only part of
+// the origin's data: neither a switchover nor a failover makes it the
+// origin.
+func TestReplicaWithRulesCannotBecomeOrigin(t *testing.T) {
+	cfg := &config.Config{Name: "shop", Origin: config.Endpoint{DSN: "host=db1"}, Replicas: []config.Replica{
+		{Name: "eu", DSN: "host=db2", Tables: []config.TableRule{{Table: "public.customers", Where: "region = 'eu'"}}},
+		{Name: "full", DSN: "host=db3"},
+	}}
+	want := "replica eu has table rules (replicas[].tables: filters, columns or targets), so it holds only part of the origin's data and cannot become the origin"
+	if _, err := swapped(cfg, "eu", "eu"); err == nil || err.Error() != "switchover --to eu: "+want {
+		t.Fatalf("switchover to a ruled replica: %v", err)
+	}
+	if _, err := withoutOrigin(cfg, "eu"); err == nil || err.Error() != "failover --to eu: "+want {
+		t.Fatalf("failover to a ruled replica: %v", err)
+	}
+	if _, err := swapped(cfg, "full", "full"); err != nil {
+		t.Fatalf("switchover to a whole replica: %v", err)
 	}
 }

@@ -164,6 +164,9 @@ func withoutOrigin(old *config.Config, to string) (*config.Config, error) {
 	if idx < 0 {
 		return nil, fmt.Errorf("failover --to %s: the set %s has no replica %s (its replicas: %s)", to, old.Name, to, strings.Join(names, ", "))
 	}
+	if err := wholeCopy("failover", old.Replicas[idx]); err != nil {
+		return nil, err
+	}
 	n := *old
 	n.Origin.DSN = old.Replicas[idx].DSN
 	n.Replicas = append(append([]config.Replica{}, old.Replicas[:idx]...), old.Replicas[idx+1:]...)

@@ -156,6 +156,15 @@ func Prepare(ctx context.Context, path string, opt Options) (*Plan, error) {
 
 // swapped is the config after the switchover of old to replica to, the
 // old origin becoming replica as.
+// wholeCopy refuses a replica with table rules as the new origin: it holds
+// only its projection of the origin's rows and columns.
+func wholeCopy(cmd string, r config.Replica) error {
+	if len(r.Tables) > 0 {
+		return fmt.Errorf("%s --to %s: replica %s has table rules (replicas[].tables: filters, columns or targets), so it holds only part of the origin's data and cannot become the origin", cmd, r.Name, r.Name)
+	}
+	return nil
+}
+
 func swapped(old *config.Config, to, as string) (*config.Config, error) {
 	var names []string
 	idx := -1
@@ -170,6 +179,9 @@ func swapped(old *config.Config, to, as string) (*config.Config, error) {
 	}
 	if idx < 0 {
 		return nil, fmt.Errorf("switchover --to %s: the set %s has no replica %s (its replicas: %s)", to, old.Name, to, strings.Join(names, ", "))
+	}
+	if err := wholeCopy("switchover", old.Replicas[idx]); err != nil {
+		return nil, err
 	}
 	if as != to && slices.Contains(names, as) {
 		return nil, fmt.Errorf("switchover --as %s: the set has a replica %s already; choose another name for the old origin", as, as)
