@@ -115,10 +115,13 @@ func TestSteps(t *testing.T) {
 // the origin's data: neither a switchover nor a failover makes it the
 // origin.
 func TestReplicaWithRulesCannotBecomeOrigin(t *testing.T) {
-	cfg := &config.Config{Name: "shop", Origin: config.Endpoint{DSN: "host=db1"}, Replicas: []config.Replica{
+	c := config.Default()
+	c.Name, c.Origin.DSN = "shop", "host=db1"
+	c.Replicas = []config.Replica{
 		{Name: "eu", DSN: "host=db2", Tables: []config.TableRule{{Table: "public.customers", Where: "region = 'eu'"}}},
 		{Name: "full", DSN: "host=db3"},
-	}}
+	}
+	cfg := &c
 	want := "replica eu has table rules (replicas[].tables: filters, columns or targets), so it holds only part of the origin's data and cannot become the origin"
 	if _, err := swapped(cfg, "eu", "eu"); err == nil || err.Error() != "switchover --to eu: "+want {
 		t.Fatalf("switchover to a ruled replica: %v", err)
