@@ -284,6 +284,33 @@ AS $$
                       ORDER BY a.depth DESC LIMIT 1), tbl)
 $$;
 
+-- skip_roles (PyReplica's SKIP_USER): writes by these roles are not
+-- captured. The list (pgreplica.meta skip_roles, a JSON array that install
+-- writes) is compiled into each capture function as a literal, so nothing
+-- is looked up per row; changing it makes the functions stale until install
+-- makes them again. The writing role is the one the session runs as (SET
+-- ROLE, else the login role): the capture function itself runs as its owner.
+CREATE OR REPLACE FUNCTION pgreplica.writing_role() RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END $$;
+
+CREATE OR REPLACE FUNCTION pgreplica.skip_roles() RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce((SELECT array_agg(r ORDER BY r) FROM jsonb_array_elements_text(m.value::jsonb) r), '{}')
+      FROM (SELECT (SELECT value FROM pgreplica.meta WHERE key = 'skip_roles') AS value) m
+$$;
+
+-- The statement the capture functions start with when skip_roles is set.
+CREATE OR REPLACE FUNCTION pgreplica.skip_roles_check() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN cardinality(pgreplica.skip_roles()) > 0 THEN format($c$
+    IF pgreplica.writing_role() = ANY (%L::text[]) THEN
+        RETURN NULL;  -- written by a role in skip_roles: not captured
+    END IF;$c$, pgreplica.skip_roles()) ELSE '' END
+$$;
+
 -- The source of a table's capture function, or NULL without a key.
 CREATE OR REPLACE FUNCTION pgreplica.capture_source(tbl regclass) RETURNS text
 LANGUAGE plpgsql STABLE
@@ -310,7 +337,7 @@ DECLARE
     newid bigint;
     k     jsonb;
     d     jsonb;
-BEGIN
+BEGIN%7$s
     IF current_setting('pgreplica.origin', true) <> '' THEN
         tag := pgreplica.apply_tag();
         IF tag IS NOT NULL AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
@@ -350,7 +377,7 @@ BEGIN
     PERFORM pg_notify('pgreplica', '');
     RETURN NULL;
 END
-$src$, pgreplica.table_name(tbl), x.ins, coalesce(x.same, ''), x.key, sch, rel);
+$src$, pgreplica.table_name(tbl), x.ins, coalesce(x.same, ''), x.key, sch, rel, pgreplica.skip_roles_check());
 END
 $f$;
 
@@ -368,6 +395,9 @@ BEGIN
         IF tag IS NOT NULL AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
             RETURN NULL;
         END IF;
+    END IF;
+    IF pgreplica.writing_role() = ANY (pgreplica.skip_roles()) THEN
+        RETURN NULL;  -- skip_roles (one lookup per TRUNCATE statement)
     END IF;
     PERFORM pgreplica.write_event(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', NULL, tag);
     PERFORM pg_notify('pgreplica', '');

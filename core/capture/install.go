@@ -207,6 +207,9 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 	if s.cfg.DDL.Capture {
 		report("origin: ddl.capture is on: a plain ALTER TABLE of a captured table reaches every replica in the stream")
 	}
+	if err := recordSkipRoles(ctx, s.origin, s.cfg.SkipRoles, report); err != nil {
+		return "", err
+	}
 	for _, t := range tables {
 		line, err := addTableRetried(ctx, s.origin, t.Table)
 		if err != nil {
@@ -532,6 +535,27 @@ SELECT n.nspname, c.relname, t.tgname
 			return fmt.Errorf("replica %s: drop schema pgreplica: %w", r.Name, err)
 		}
 		report(fmt.Sprintf("replica %s: removed schema pgreplica", r.Name))
+	}
+	return nil
+}
+
+// recordSkipRoles stores skip_roles where the capture functions' generator
+// reads it (pgreplica.meta skip_roles); the triggers made after it (every
+// table's, as its function is then no longer current) have it compiled in.
+func recordSkipRoles(ctx context.Context, conn *pgx.Conn, roles []string, report Report) error {
+	list := slices.Clone(roles)
+	slices.Sort(list)
+	if list == nil {
+		list = []string{}
+	}
+	tag, err := conn.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('skip_roles', to_jsonb($1::text[])::text)
+	                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+	                             WHERE pgreplica.meta.value::jsonb <> EXCLUDED.value::jsonb`, list)
+	if err != nil {
+		return fmt.Errorf("origin: record skip_roles: %w", err)
+	}
+	if tag.RowsAffected() > 0 && len(list) > 0 {
+		report("origin: writes by " + strings.Join(list, ", ") + " are not captured (skip_roles)")
 	}
 	return nil
 }

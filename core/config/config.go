@@ -32,7 +32,10 @@ type Config struct {
 	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
 	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
 	DDL          DDL           `yaml:"ddl"`           // schema changes made with plain SQL on the origin
-	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
+	// SkipRoles are roles whose writes are not captured (PyReplica's
+	// SKIP_USER): compiled into the capture triggers by install.
+	SkipRoles []string `yaml:"skip_roles"`
+	Path      string   `yaml:"-"` // file it was loaded from, "" when built from flags
 }
 
 // DDL is what happens to a schema change made with plain SQL (not
@@ -245,6 +248,22 @@ func (c *Config) problems() []problem {
 			add(field+".dsn", "%s", msg)
 		} else if r.DSN == c.Origin.DSN {
 			add(field+".dsn", "same as origin.dsn: a database cannot replicate into itself")
+		}
+	}
+
+	seenRole := map[string]int{}
+	for i, r := range c.SkipRoles {
+		field := fmt.Sprintf("skip_roles[%d]", i)
+		first, seen := seenRole[r]
+		switch {
+		case strings.TrimSpace(r) == "":
+			add(field, "empty role name")
+		case len(r) > 63:
+			add(field, "a role name has at most 63 bytes (got %d)", len(r))
+		case seen:
+			add(field, "duplicate, already listed as skip_roles[%d] (got %q)", first, r)
+		default:
+			seenRole[r] = i
 		}
 	}
 
