@@ -85,6 +85,9 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 // are left out (and reported, and the error wraps ErrRemoved) unless
 // opt.Recapture is set; the rest is installed all the same.
 func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Report) error {
+	if cfg.MultiMaster() {
+		return installNodes(ctx, cfg, opt, report)
+	}
 	s, err := open(ctx, cfg)
 	if err != nil {
 		return err
@@ -486,6 +489,14 @@ func requireOrigin(ctx context.Context, conn *pgx.Conn) error {
 // origin and the pgreplica schema from every replica. Application tables
 // and rows are not touched.
 func Uninstall(ctx context.Context, cfg *config.Config, report Report) error {
+	if cfg.MultiMaster() {
+		for _, d := range cfg.Directions("") {
+			if err := Uninstall(ctx, d, nodeReport(d.Source, report)); err != nil {
+				return fmt.Errorf("node %s: %w", d.Source, err)
+			}
+		}
+		return nil
+	}
 	s, err := open(ctx, cfg)
 	if err != nil {
 		return err
