@@ -15,7 +15,7 @@ import (
 // reached, and told apart from the others, before anything is changed.
 // Each direction is then installed as a one-way set (Config.Directions).
 func installNodes(ctx context.Context, cfg *config.Config, opt Options, report Report) error {
-	if err := checkNodes(ctx, cfg); err != nil {
+	if err := CheckNodes(ctx, cfg); err != nil {
 		return err
 	}
 	for _, d := range cfg.Directions("") {
@@ -26,14 +26,14 @@ func installNodes(ctx context.Context, cfg *config.Config, opt Options, report R
 	return nil
 }
 
-// checkNodes connects to every node and makes sure no database is listed
+// CheckNodes connects to every node and makes sure no database is listed
 // twice (under two DSNs that name the same database).
-func checkNodes(ctx context.Context, cfg *config.Config) error {
+func CheckNodes(ctx context.Context, cfg *config.Config) error {
 	seen := map[string]string{}
 	for _, n := range cfg.Nodes {
-		c, err := pg.ConnectReplica(ctx, config.Replica{Name: n.Name, DSN: n.DSN}, "install")
+		c, err := pg.ConnectAs(ctx, "node "+n.Name, n.DSN, pg.AppName("install"))
 		if err != nil {
-			return fmt.Errorf("node %s: %w; nothing was installed", n.Name, err)
+			return fmt.Errorf("%w; nothing was installed", err)
 		}
 		// The cluster's identity where the role may read it, else the
 		// server's address; with the database's name.
