@@ -44,6 +44,20 @@ CREATE TABLE IF NOT EXISTS pgreplica.conflict (
     detected_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- On a multi-master node the conflict ledger also holds both sides of each
+-- conflict and its outcome (the same on every node): the row and version
+-- found here, the remote version (the remote row is data), the policy, the
+-- winning version and whether the remote change was applied or the local
+-- row kept; reviewed_at when an operator reviewed it (pgreplica conflicts
+-- resolve).
+ALTER TABLE pgreplica.conflict ADD COLUMN IF NOT EXISTS local_row jsonb,
+                               ADD COLUMN IF NOT EXISTS local_version jsonb,
+                               ADD COLUMN IF NOT EXISTS remote_version jsonb,
+                               ADD COLUMN IF NOT EXISTS policy text,
+                               ADD COLUMN IF NOT EXISTS winner jsonb,
+                               ADD COLUMN IF NOT EXISTS outcome text,
+                               ADD COLUMN IF NOT EXISTS reviewed_at timestamptz;
+
 -- Per-table state of an online copy (pgreplica sync):
 --   copying      the copy is running; the engine holds this table's events
 --   catchup      the copy committed at snapshot; events visible in it are

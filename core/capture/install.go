@@ -213,6 +213,15 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 	if err := recordSkipRoles(ctx, s.origin, s.cfg.SkipRoles, report); err != nil {
 		return "", err
 	}
+	if s.cfg.Source != "" {
+		// Multi-master: the capture functions keep each row's version and
+		// every table gets its apply function (sql/origin.sql).
+		if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('mm_node', $1)
+		                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+		                                  WHERE pgreplica.meta.value <> EXCLUDED.value`, s.cfg.Source); err != nil {
+			return "", fmt.Errorf("origin: record the node's name: %w", err)
+		}
+	}
 	for _, t := range tables {
 		line, err := addTableRetried(ctx, s.origin, t.Table)
 		if err != nil {

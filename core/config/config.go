@@ -35,6 +35,8 @@ type Config struct {
 	// Nodes make a multi-master set (nodes.go): every node captures and
 	// applies every other node's changes. Exclusive with Origin and Replicas.
 	Nodes []Node `yaml:"nodes"`
+	// Conflicts is a multi-master set's conflict resolution.
+	Conflicts Conflicts `yaml:"conflicts"`
 	// SkipRoles are roles whose writes are not captured (PyReplica's
 	// SKIP_USER): compiled into the capture triggers by install.
 	SkipRoles []string `yaml:"skip_roles"`
@@ -314,6 +316,7 @@ func (c *Config) problems() []problem {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
 	c.alertProblems(add)
+	c.conflictProblems(add)
 	c.Serve.problems(add)
 	return ps
 }

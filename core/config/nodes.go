@@ -42,6 +42,7 @@ func (c *Config) Directions(into string) []*Config {
 	var out []*Config
 	for _, src := range c.Nodes {
 		d := *c
+		d.Conflicts.Priority = c.Ranks()
 		d.Nodes = nil
 		d.Name = DirectionSet(c.Name, src.Name)
 		d.Source = src.Name
@@ -66,6 +67,7 @@ func (c *Config) Pairs() []*Config {
 	for i, a := range c.Nodes {
 		for _, b := range c.Nodes[i+1:] {
 			d := *c
+			d.Conflicts.Priority = c.Ranks()
 			d.Nodes = nil
 			d.Name = DirectionSet(c.Name, a.Name)
 			d.Source = a.Name
@@ -123,6 +125,98 @@ func (c *Config) nodeProblems(add func(field, format string, args ...any)) {
 		}
 		if len(DirectionSet(c.Name, n.Name)) > 63 {
 			add(field+".name", "set name, %q and node name together must be at most 63 characters (got %d)", DirectionSeparator, len(DirectionSet(c.Name, n.Name)))
+		}
+	}
+}
+
+// Conflicts is how a multi-master set resolves concurrent changes of a row.
+type Conflicts struct {
+	// Policy is the set's: latest (the newest write wins by the row's
+	// clock; ties by Priority), priority (among concurrent writes, the node
+	// earlier in Priority wins), or error (the direction stops there,
+	// its position unchanged, until the operator resolves the row).
+	Policy string `yaml:"policy"`
+	// Priority orders the nodes for ties and for the priority policy;
+	// default: the order of nodes:.
+	Priority []string `yaml:"priority"`
+	// Tables override the policy per table ("schema.table": policy).
+	Tables map[string]string `yaml:"tables"`
+}
+
+// The conflict policies.
+const (
+	PolicyLatest   = "latest"
+	PolicyPriority = "priority"
+	PolicyError    = "error"
+)
+
+// DefaultPolicy is the conflict policy of a set that names none.
+const DefaultPolicy = PolicyLatest
+
+// PolicyFor is the conflict policy of a table ("schema.table", as
+// pg.Table.String prints it).
+func (c *Config) PolicyFor(table string) string {
+	if p, ok := c.Conflicts.Tables[table]; ok {
+		return p
+	}
+	if c.Conflicts.Policy == "" {
+		return DefaultPolicy
+	}
+	return c.Conflicts.Policy
+}
+
+// Ranks is the node priority list: Conflicts.Priority, else the nodes in order.
+func (c *Config) Ranks() []string {
+	if len(c.Conflicts.Priority) > 0 {
+		return c.Conflicts.Priority
+	}
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+func policyProblem(p string) string {
+	switch p {
+	case PolicyLatest, PolicyPriority, PolicyError:
+		return ""
+	case "keep_local", "apply_remote", "skip":
+		return fmt.Sprintf("%s does not converge: each node would keep a different row; use latest, priority or error (got %q)", p, p)
+	}
+	return fmt.Sprintf("want latest, priority or error (got %q)", p)
+}
+
+func (c *Config) conflictProblems(add func(field, format string, args ...any)) {
+	if !c.MultiMaster() {
+		if c.Conflicts.Policy != "" || len(c.Conflicts.Priority) > 0 || len(c.Conflicts.Tables) > 0 {
+			add("conflicts", "conflict policies are for a multi-master set (nodes:)")
+		}
+		return
+	}
+	if c.Conflicts.Policy != "" {
+		if msg := policyProblem(c.Conflicts.Policy); msg != "" {
+			add("conflicts.policy", "%s", msg)
+		}
+	}
+	for t, p := range c.Conflicts.Tables {
+		if msg := policyProblem(p); msg != "" {
+			add("conflicts.tables", "%s: %s", t, msg)
+		}
+	}
+	if len(c.Conflicts.Priority) > 0 {
+		seen := map[string]bool{}
+		for i, n := range c.Conflicts.Priority {
+			if _, err := c.Node(n); err != nil {
+				add(fmt.Sprintf("conflicts.priority[%d]", i), "%v", err)
+			}
+			if seen[n] {
+				add(fmt.Sprintf("conflicts.priority[%d]", i), "listed twice (got %q)", n)
+			}
+			seen[n] = true
+		}
+		if len(seen) != len(c.Nodes) {
+			add("conflicts.priority", "must list every node once (got %d of %d)", len(c.Conflicts.Priority), len(c.Nodes))
 		}
 	}
 }

@@ -35,6 +35,8 @@ type applier struct {
 	skip     map[int64]bool // events the operator skipped (pgreplica.skipped)
 	skipRead time.Time      // when skip was read
 
+	mm *mmRules // a direction of a multi-master set: events with versions go through the table's apply function
+
 	noCopies     bool     // the last batch found no table being copied
 	held         []string // tables held on the replica, as the last batch found them (held.go)
 	fallbacks    int      // batches replayed event by event after the set-based apply failed

@@ -22,6 +22,7 @@ type event struct {
 	Op    byte // 'I', 'U', 'D' or 'T'
 	Key   []byte
 	Data  []byte
+	Meta  []byte // multi-master: the row's versions (log.meta); nil elsewhere
 
 	key, data image // Key and Data parsed (by parse)
 }
@@ -37,7 +38,7 @@ func (e *event) parse() {
 }
 
 func (e *event) size() int {
-	return len(e.Key) + len(e.Data) + len(e.Table.Schema) + len(e.Table.Name) + 48
+	return len(e.Key) + len(e.Data) + len(e.Meta) + len(e.Table.Schema) + len(e.Table.Name) + 48
 }
 
 // The interval (from, to] is the events whose transaction is visible in
@@ -54,7 +55,7 @@ const intervalWhere = `
    AND pg_visible_in_snapshot(txid, %[1]s)
    AND id > $4`
 
-const eventColumns = `id, txid::text::int8, at, schema_name, table_name, op::text, key::text, data::text`
+const eventColumns = `id, txid::text::int8, at, schema_name, table_name, op::text, key::text, data::text, meta::text`
 
 // readSQL selects the events of the interval (from, to], to = $5, after
 // event $4, in log id order.
@@ -67,7 +68,7 @@ var readSQL = `SELECT ` + eventColumns + ` FROM pgreplica.log` + fmt.Sprintf(int
 // is the statement's own snapshot, so the scan sees every event of the
 // transactions visible in it.
 var readCurrentSQL = `SELECT * FROM (
-SELECT 0::int8 AS id, 0::int8, now(), '', pg_current_snapshot()::text, 'S', NULL, NULL
+SELECT 0::int8 AS id, 0::int8, now(), '', pg_current_snapshot()::text, 'S', NULL, NULL, NULL
  UNION ALL
 SELECT ` + eventColumns + ` FROM pgreplica.log` + fmt.Sprintf(intervalWhere, `pg_current_snapshot()`) + `
 ) AS i ORDER BY id`
@@ -136,7 +137,7 @@ func scanEvents(rows pgx.Rows, fn func(*event) error) error {
 		var e event
 		var op string
 		var txid int64
-		if err := rows.Scan(&e.ID, &txid, &e.At, &e.Table.Schema, &e.Table.Name, &op, &e.Key, &e.Data); err != nil {
+		if err := rows.Scan(&e.ID, &txid, &e.At, &e.Table.Schema, &e.Table.Name, &op, &e.Key, &e.Data, &e.Meta); err != nil {
 			return fmt.Errorf("read events: %w", err)
 		}
 		e.Txid = uint64(txid)

@@ -20,8 +20,9 @@ import (
 type worker struct {
 	set     string
 	replica config.Replica
-	label   string // the name in status and events: the replica's, or on a multi-master set its direction ("a->b")
-	origin  string // origin DSN
+	mm      *mmRules // a multi-master direction's conflict rules, else nil
+	label   string   // the name in status and events: the replica's, or on a multi-master set its direction ("a->b")
+	origin  string   // origin DSN
 	limits  config.Batch
 	mode    ApplyMode
 	net     pg.Net        // connection bounds; DeadPath bounds every wait on a server
@@ -69,6 +70,7 @@ func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func
 	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch, mode: mode,
 		net: netOf(cfg), grace: cfg.Timeouts.OrphanGrace, log: log.With("replica", r.Name), emit: emit, retry: make(chan struct{}, 1)}
 	w.label = r.Name
+	w.mm = newMMRules(cfg)
 	if cfg.Source != "" {
 		w.label = config.DirectionLabel(cfg.Source, r.Name)
 		w.log = log.With("replica", w.label)
@@ -154,6 +156,7 @@ func (w *worker) connectIn(ctx context.Context, at *string) error {
 		w.replicaConn = c
 		w.unflushed = walMark{} // a crash may have lost what it named
 		w.apply = newApplier(c, w.set, w.replica.Name, w.mode)
+		w.apply.mm = w.mm
 		w.havePos, w.locked = false, false
 	}
 	if !w.locked && !w.beside {
