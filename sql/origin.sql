@@ -793,7 +793,8 @@ BEGIN
         c  bigint;
     BEGIN
         vk := CASE WHEN TG_OP = 'DELETE' THEN k ELSE %1$s END;
-        SELECT v.clock, v.gen INTO b FROM pgreplica.row_version v WHERE v.relid = %2$s AND v.key = coalesce(k, vk);
+        -- locked: an apply of this row that commits first is seen here
+        SELECT v.clock, v.gen INTO b FROM pgreplica.row_version v WHERE v.relid = %2$s AND v.key = coalesce(k, vk) FOR UPDATE;
         c := greatest((extract(epoch FROM clock_timestamp()
                        + coalesce(nullif(current_setting('pgreplica.test_clock_skew', true), ''), '0')::interval) * 1000000)::bigint,
                       coalesce(b.clock + 1, 0));
@@ -811,6 +812,9 @@ BEGIN
         ON CONFLICT (relid, key) DO UPDATE
            SET clock = EXCLUDED.clock, gen = EXCLUDED.gen, node = EXCLUDED.node, deleted = EXCLUDED.deleted;
     EXCEPTION WHEN OTHERS THEN
+        IF SQLSTATE LIKE '40%%' OR SQLSTATE IN ('55P03', '57014') THEN
+            RAISE;  -- a deadlock, a lock or statement timeout: the transaction's, not capture's
+        END IF;
         m := NULL;
         RAISE WARNING 'pgreplica: no version for this change of %%: %%', TG_TABLE_NAME, SQLERRM
             USING HINT = 'Run pgreplica install; until then conflicts on this table are not detected.';
@@ -905,10 +909,14 @@ DECLARE
     wins   boolean;
     equal  boolean;
 BEGIN
+  FOR attempt IN 1..3 LOOP
+    -- The row first, locked: a local writer of it commits before this
+    -- reads the row's version (and one that comes later waits for this).
+    SELECT %4$s INTO loc FROM %5$s AS t WHERE %6$s FOR UPDATE;
     SELECT jsonb_build_object('c', v.clock, 'g', v.gen, 'n', v.node) INTO lv
-      FROM pgreplica.row_version v WHERE v.relid = %3$s AND v.key = ok;
-    SELECT %4$s INTO loc FROM %5$s AS t WHERE %6$s;
+      FROM pgreplica.row_version v WHERE v.relid = %3$s AND v.key = ok FOR UPDATE;
     equal := CASE WHEN op = 'D' THEN loc IS NULL ELSE coalesce(loc = d, false) END;
+    kind := NULL;
     IF lv IS DISTINCT FROM meta->'b' AND NOT equal THEN
         kind := CASE op WHEN 'I' THEN CASE WHEN loc IS NOT NULL THEN 'insert_exists' END
                         WHEN 'U' THEN CASE WHEN loc IS NULL THEN 'update_missing' ELSE 'update_origin_differs' END
@@ -927,9 +935,18 @@ BEGIN
         ELSIF loc IS NOT NULL THEN
             UPDATE %5$s AS t SET %8$s FROM jsonb_to_record(d) AS n(%9$s) WHERE %6$s;
         ELSE
-            INSERT INTO %1$s (%10$s) OVERRIDING SYSTEM VALUE SELECT %11$s FROM jsonb_to_record(d) AS n(%9$s);
+            BEGIN
+                INSERT INTO %1$s (%10$s) OVERRIDING SYSTEM VALUE SELECT %11$s FROM jsonb_to_record(d) AS n(%9$s);
+            EXCEPTION WHEN unique_violation THEN
+                IF attempt < 3 THEN
+                    CONTINUE;  -- a local writer inserted it meanwhile: decide again
+                END IF;
+                RAISE;
+            END;
         END IF;
     END IF;
+    EXIT;
+  END LOOP;
     IF wins THEN
         INSERT INTO pgreplica.row_version AS r (relid, key, clock, gen, node, deleted)
         VALUES (%3$s, vk, (rv->>'c')::bigint, (rv->>'g')::bigint, rv->>'n', op = 'D')
