@@ -56,7 +56,8 @@ ALTER TABLE pgreplica.conflict ADD COLUMN IF NOT EXISTS local_row jsonb,
                                ADD COLUMN IF NOT EXISTS policy text,
                                ADD COLUMN IF NOT EXISTS winner jsonb,
                                ADD COLUMN IF NOT EXISTS outcome text,
-                               ADD COLUMN IF NOT EXISTS reviewed_at timestamptz;
+                               ADD COLUMN IF NOT EXISTS reviewed_at timestamptz,
+                               ADD COLUMN IF NOT EXISTS review text;
 
 -- Per-table state of an online copy (pgreplica sync):
 --   copying      the copy is running; the engine holds this table's events

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -81,6 +82,72 @@ node a: installed bookkeeping schema (version 2), applying b's changes from now 
 	out, _, code = cli(t, "", "-c", cfg, "verify")
 	if code != exitProblems || !strings.Contains(out, "a->b public.orders: DIFFERENT: 1 different") {
 		t.Fatalf("verify of a drifted pair: code %d\n%s", code, out)
+	}
+	execSQL(t, a, "UPDATE orders SET note = 'healed' WHERE id = 1") // b had a's version: no conflict
+
+	// A conflict: both change row 2; b's, the later, wins on both.
+	execSQL(t, a, "UPDATE orders SET note = 'a2' WHERE id = 2")
+	execSQL(t, b, "UPDATE orders SET note = 'b2' WHERE id = 2")
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate"); code != 0 {
+		t.Fatalf("replicate: %d %s", code, errOut)
+	}
+	conflicts := func() []conflictJSON {
+		t.Helper()
+		out, errOut, code := cli(t, "", "-c", cfg, "conflicts", "--json")
+		var cs []conflictJSON
+		if err := json.Unmarshal([]byte(out), &cs); err != nil || code != 0 {
+			t.Fatalf("conflicts --json: code %d, %v\n%s\n%s", code, err, out, errOut)
+		}
+		return cs
+	}
+	cs := conflicts()
+	rows = nil
+	for _, c := range cs {
+		var w struct{ N string }
+		if err := json.Unmarshal(c.Winner, &w); err != nil {
+			t.Fatalf("winner %s: %v", c.Winner, err)
+		}
+		rows = append(rows, fmt.Sprintf("%s %s %s %s %s local=%s captured=%s winner=%s", c.Replica, c.Table, c.Kind, c.Policy, c.Outcome,
+			c.LocalRow["note"], c.Captured["note"], w.N))
+	}
+	slices.Sort(rows)
+	want = "a->b public.orders update_origin_differs latest kept local=b2 captured=a2 winner=b\n" +
+		"b->a public.orders update_origin_differs latest applied local=a2 captured=b2 winner=b"
+	if got := strings.Join(rows, "\n"); got != want {
+		t.Fatalf("conflicts:\n%s\nwant\n%s", got, want)
+	}
+	for _, d := range []string{a, b} {
+		if got := queryText(t, d, "SELECT string_agg(id || ' ' || note, ', ' ORDER BY id) FROM orders"); got != "1 healed, 2 b2" {
+			t.Fatalf("orders = %q", got)
+		}
+	}
+	// The operator takes the other version: a's, written on b, reaches a.
+	var onB conflictJSON
+	for _, c := range cs {
+		if c.Replica == "a->b" {
+			onB = c
+		}
+	}
+	out, errOut, code = cli(t, "", "-c", cfg, "conflicts", "resolve", "--replica", "a->b", fmt.Sprint(onB.ID), "other")
+	if code != 0 || !strings.Contains(out, "wrote the other version of public.orders {\"id\": 2} on node b; the change reaches every node") {
+		t.Fatalf("resolve: code %d\n%s\n%s", code, out, errOut)
+	}
+	if _, errOut, code := cli(t, "", "-c", cfg, "replicate"); code != 0 {
+		t.Fatalf("replicate: %d %s", code, errOut)
+	}
+	for _, d := range []string{a, b} {
+		if got := queryText(t, d, "SELECT string_agg(id || ' ' || note, ', ' ORDER BY id) FROM orders"); got != "1 healed, 2 a2" {
+			t.Fatalf("after resolve, orders = %q", got)
+		}
+	}
+	for _, c := range conflicts() {
+		if c.Review != "other" || c.ReviewedAt == "" {
+			t.Errorf("conflict %d on %s not marked reviewed: %q %q", c.ID, c.Replica, c.Review, c.ReviewedAt)
+		}
+	}
+	if _, errOut, code := cli(t, "", "-c", cfg, "conflicts", "resolve", "--replica", "a->b", "999", "keep"); code != exitErr ||
+		!strings.Contains(errOut, "no conflict 999 recorded for a->b") {
+		t.Fatalf("resolve of no conflict: %d %s", code, errOut)
 	}
 }
 
