@@ -35,8 +35,8 @@ type Conflict struct {
 	// the winning version, whether the remote change was applied or the
 	// local row kept, and when and how an operator reviewed it.
 	LocalRow, LocalVersion, RemoteVersion, Winner string // JSON; "" when none
-	Policy, Outcome, Review                        string
-	ReviewedAt                                     *time.Time
+	Policy, Outcome, Review                       string
+	ReviewedAt                                    *time.Time
 }
 
 // Limit is how many conflicts are read per replica (newest first).

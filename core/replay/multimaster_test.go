@@ -269,13 +269,13 @@ func (m *mmEnv) ledger(i int, table string, id int) []string {
 // of its own.
 func TestMultiMasterOrderIndependence(t *testing.T) {
 	cases := []struct {
-		name       string
-		setup      string // on a, replicated everywhere first
-		onA, onB   string
-		latest     string // the row under latest (b writes last)
-		priority   string // under priority (a first)
-		kindA      string // what a and c record (b's change meets a's), "" for none
-		kindB      string // what b and d record (a's change meets b's)
+		name     string
+		setup    string // on a, replicated everywhere first
+		onA, onB string
+		latest   string // the row under latest (b writes last)
+		priority string // under priority (a first)
+		kindA    string // what a and c record (b's change meets a's), "" for none
+		kindB    string // what b and d record (a's change meets b's)
 	}{
 		{"update vs update", "INSERT INTO %[1]s VALUES (%[2]d, 'base', 0)", "UPDATE %[1]s SET v = 'a' WHERE id = %[2]d", "UPDATE %[1]s SET n = 7 WHERE id = %[2]d",
 			`(%d,base,7)`, `(%d,a,0)`, "update_origin_differs", "update_origin_differs"},
