@@ -38,7 +38,15 @@ them. --disable-replica-triggers then disables those triggers on the
 replicated tables (ALTER TABLE ... DISABLE TRIGGER, as the tables' owner).
 
 A table whose capture was removed (remove-table) is left out with an error:
-copy it again with add-table --sync, or take it back with --no-sync.`,
+copy it again with add-table --sync, or take it back with --no-sync.
+
+On a multi-master set (nodes:) every node gets both: its own writes are
+captured and every other node's applied. Every node is reached first; the
+replicated tables' sequences must not be able to give the same value on two
+nodes (distinct ranges, or INCREMENT BY the number of nodes with an offset
+per node): a sequence at risk is an error that names it, and with --yes
+install sets such sequences to step by the number of nodes, each node from
+its own offset, past every node's last value.`,
 		Example: "  pgreplica -c shop.yaml install\n  pgreplica -c shop.yaml install --disable-replica-triggers --yes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,7 +72,7 @@ copy it again with add-table --sync, or take it back with --no-sync.`,
 					return err
 				}
 			}
-			return capture.InstallWith(cmd.Context(), cfg, capture.Options{DisableReplicaTriggers: disableTriggers}, a.line)
+			return capture.InstallWith(cmd.Context(), cfg, capture.Options{DisableReplicaTriggers: disableTriggers, FixSequences: a.yes}, a.line)
 		},
 	}
 	cmd.Flags().BoolVar(&disableTriggers, "disable-replica-triggers", false, "disable the replicas' own user triggers on replicated tables where the apply role cannot skip them (asks first)")

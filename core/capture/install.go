@@ -65,6 +65,10 @@ type Options struct {
 	// on the replicated tables (the operator agreed: they would otherwise
 	// run on every applied change).
 	DisableReplicaTriggers bool
+	// FixSequences, on a multi-master set, sets the replicated tables'
+	// sequences that could give the same value on two nodes to an offset
+	// per node (the operator agreed) instead of refusing to install.
+	FixSequences bool
 }
 
 // ErrRemoved is returned (wrapped) when tables whose capture was removed

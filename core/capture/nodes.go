@@ -18,6 +18,9 @@ func installNodes(ctx context.Context, cfg *config.Config, opt Options, report R
 	if err := CheckNodes(ctx, cfg); err != nil {
 		return err
 	}
+	if err := CheckNodeSequences(ctx, cfg, opt.FixSequences, report); err != nil {
+		return err
+	}
 	for _, d := range cfg.Directions("") {
 		if err := InstallWith(ctx, d, opt, nodeReport(d.Source, report)); err != nil {
 			return fmt.Errorf("node %s: %w", d.Source, err)
