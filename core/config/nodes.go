@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Node is one database of a multi-master set: it captures its own writes
@@ -141,6 +142,20 @@ type Conflicts struct {
 	Priority []string `yaml:"priority"`
 	// Tables override the policy per table ("schema.table": policy).
 	Tables map[string]string `yaml:"tables"`
+	// Retention is how long each node keeps its conflict ledger's
+	// entries (removed with the log's purge); 0 is DefaultRetention.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// DefaultRetention is how long a conflict stays in the ledger.
+const DefaultRetention = 30 * 24 * time.Hour
+
+// Kept is how long the ledger keeps a conflict.
+func (c Conflicts) Kept() time.Duration {
+	if c.Retention == 0 {
+		return DefaultRetention
+	}
+	return c.Retention
 }
 
 // The conflict policies.
@@ -193,6 +208,9 @@ func (c *Config) conflictProblems(add func(field, format string, args ...any)) {
 			add("conflicts", "conflict policies are for a multi-master set (nodes:)")
 		}
 		return
+	}
+	if c.Conflicts.Retention < 0 {
+		add("conflicts.retention", "must not be negative (got %s)", c.Conflicts.Retention)
 	}
 	if c.Conflicts.Policy != "" {
 		if msg := policyProblem(c.Conflicts.Policy); msg != "" {

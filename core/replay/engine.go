@@ -438,6 +438,9 @@ func (e *Engine) purgeLoop(ctx context.Context) {
 		// A purge deletes at most what has piled up since the last one.
 		pctx, cancel := context.WithTimeout(ctx, e.net.DeadPath+e.cfg.Purge.Interval)
 		res, err := Purge(pctx, conn)
+		if err == nil && e.cfg.Source != "" {
+			err = purgeLedger(pctx, conn, e.cfg.Conflicts.Kept(), e.log)
+		}
 		cancel()
 		closeSoon(conn)
 		if err != nil {

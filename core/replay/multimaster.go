@@ -1,8 +1,13 @@
 package replay
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"pgreplica/core/config"
 )
@@ -29,4 +34,21 @@ func (r *mmRules) statement(m *tableMeta, set string, e *event) (string, []any, 
 	sql := fmt.Sprintf(`SELECT pgreplica.mm_apply_%d($1::text::"char", $2::jsonb, $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9)`, m.relid)
 	return sql, []any{string(e.Op), nullText(e.Key), nullText(e.Data), string(e.Meta), r.policyFor(e.Table.String()),
 		r.ranks, set, e.ID, strconv.FormatUint(e.Txid, 10)}, nil
+}
+
+// purgeLedger removes, on a multi-master node, the conflicts recorded more
+// than retention ago (conflicts.retention), with the log's purge.
+func purgeLedger(ctx context.Context, conn *pgx.Conn, retention time.Duration, log *slog.Logger) error {
+	if retention <= 0 {
+		return nil
+	}
+	tag, err := conn.Exec(ctx, "DELETE FROM pgreplica.conflict WHERE detected_at < now() - $1::interval",
+		fmt.Sprintf("%d microseconds", retention.Microseconds()))
+	if err != nil {
+		return fmt.Errorf("purge the conflict ledger: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		log.Info("conflict ledger purged", "deleted", tag.RowsAffected(), "retention", retention.String())
+	}
+	return nil
 }

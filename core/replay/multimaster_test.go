@@ -524,3 +524,28 @@ func execMayDeadlock(t testing.TB, c *pgx.Conn, sql string) {
 		t.Fatalf("%s: %v", firstLine(sql), err)
 	}
 }
+
+// The conflict ledger is purged with the log: entries older than
+// conflicts.retention go, newer ones stay.
+func TestMultiMasterLedgerRetention(t *testing.T) {
+	m := newMM(t, 2, mmSchema)
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'a', 0), (2, 'a', 0)")
+	exec(t, m.conns[1], "INSERT INTO t VALUES (1, 'b', 0), (2, 'b', 0)")
+	m.all()
+	for i := range m.conns {
+		if n := scalar(t, m.conns[i], "SELECT count(*)::text FROM pgreplica.conflict"); n != "2" {
+			t.Fatalf("node %s recorded %s conflicts, want 2", m.names[i], n)
+		}
+		exec(t, m.conns[i], "UPDATE pgreplica.conflict SET detected_at = now() - interval '8 days' WHERE key->>'id' = '1'")
+	}
+	m.cfg.Purge.Interval = time.Second
+	m.cfg.Conflicts.Retention = 7 * 24 * time.Hour
+	ctx, cancel := context.WithTimeout(m.ctx, 1500*time.Millisecond)
+	defer cancel()
+	replay.New(m.cfg, testLogger(t), replay.Options{}).Run(ctx)
+	for i := range m.conns {
+		if got := scalar(t, m.conns[i], "SELECT string_agg(key->>'id', ',') FROM pgreplica.conflict"); got != "2" {
+			t.Errorf("node %s keeps conflicts on keys %s, want only 2's", m.names[i], got)
+		}
+	}
+}
