@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgreplica/core/pgtest/faultproxy"
 )
 
 // nodesConfig makes two node databases with schema and a config naming them.
@@ -224,4 +231,121 @@ func TestCLIMultiMasterSequences(t *testing.T) {
 	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
 		t.Fatalf("install again (sequences now safe): %d %s", code, errOut)
 	}
+}
+
+// hotLoad writes random INSERT, UPDATE and DELETE on 20 hot keys of t at
+// dsn until ctx ends; a deadlock with the engine costs that transaction.
+func hotLoad(ctx context.Context, t *testing.T, dsn, who string) func() {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer c.Close(context.Background())
+		for ctx.Err() == nil {
+			_, err := c.Exec(ctx, fmt.Sprintf(`DO $$
+BEGIN
+    FOR i IN 1..3 LOOP
+        CASE floor(random() * 3)::int
+        WHEN 0 THEN INSERT INTO t VALUES (1 + floor(random() * 20)::int, '%[1]s', i) ON CONFLICT (id) DO NOTHING;
+        WHEN 1 THEN UPDATE t SET v = '%[1]s ' || md5(random()::text), n = n + 1 WHERE id = 1 + floor(random() * 20)::int;
+        ELSE DELETE FROM t WHERE id = 1 + floor(random() * 20)::int;
+        END CASE;
+    END LOOP;
+END $$`, who))
+			if err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "40P01") {
+				t.Errorf("load on %s: %v", who, err)
+				return
+			}
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	return func() { <-done }
+}
+
+// Convergence under faults: both nodes write the same 20 hot keys while the
+// daemon is SIGKILLed and restarted, and node b's connections are cut;
+// after quiescence the pair verifies equal, and every conflict met on both
+// nodes has the same winner on both.
+func TestDaemonMultiMasterConvergesThroughKillsAndACut(t *testing.T) {
+	p := shared.Get(t)
+	a, b := p.DBs(t)
+	for _, d := range []string{a, b} {
+		execSQL(t, d, "CREATE TABLE t (id int PRIMARY KEY, v text, n int)")
+	}
+	c, err := pgx.ParseConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := faultproxy.Start(fmt.Sprintf("%s:%d", c.Host, c.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	viaB := strings.Replace(b, fmt.Sprintf("port=%d", c.Port), fmt.Sprintf("port=%d", px.Port()), 1)
+	cfg := writeConfig(t, fmt.Sprintf("name: mesh\nnodes:\n  - {name: a, dsn: %q}\n  - {name: b, dsn: %q}\n"+
+		"poll_interval: 200ms\nconflicts:\n  policy: latest\n"+faultTimeouts, a, viaB))
+	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
+		t.Fatal(errOut)
+	}
+	ctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	waits := []func(){hotLoad(ctx, t, a, "a"), hotLoad(ctx, t, b, "b")}
+	for round := 0; round < 3; round++ {
+		d := startDaemon(t, cfg)
+		time.Sleep(700 * time.Millisecond)
+		if round == 1 {
+			px.Reset() // node b's connections cut mid-run
+			time.Sleep(500 * time.Millisecond)
+		}
+		d.cmd.Process.Kill() // SIGKILL
+		<-d.done
+	}
+	stopLoad()
+	for _, w := range waits {
+		w()
+	}
+	if t.Failed() {
+		return
+	}
+	d := startDaemon(t, cfg)
+	same := func() bool {
+		return queryText(t, a, "SELECT coalesce(string_agg(format('%s', t), ',' ORDER BY id), '') FROM t") ==
+			queryText(t, b, "SELECT coalesce(string_agg(format('%s', t), ',' ORDER BY id), '') FROM t")
+	}
+	eventually(t, 30*time.Second, "nodes equal", func() bool {
+		return same() && count(t, a, "SELECT count(*) FROM pgreplica.log") > 0
+	})
+	time.Sleep(time.Second) // anything still in flight
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	if out, errOut, code := cli(t, "", "-c", cfg, "verify"); code != 0 {
+		t.Fatalf("verify: code %d\n%s\n%s", code, out, errOut)
+	}
+	const pairs = `SELECT coalesce(string_agg(p || '|' || w, E'\n' ORDER BY p), '') FROM (
+	  SELECT DISTINCT least(local_version::text, remote_version::text) || ' ' || greatest(local_version::text, remote_version::text) AS p, winner::text AS w
+	    FROM pgreplica.conflict) x`
+	onA := map[string]string{}
+	for _, l := range strings.Split(queryText(t, a, pairs), "\n") {
+		if k, w, ok := strings.Cut(l, "|"); ok {
+			onA[k] = w
+		}
+	}
+	met := 0
+	for _, l := range strings.Split(queryText(t, b, pairs), "\n") {
+		if k, w, ok := strings.Cut(l, "|"); ok {
+			if prev, seen := onA[k]; seen {
+				met++
+				if prev != w {
+					t.Errorf("conflict %s: winner %s on a, %s on b", k, prev, w)
+				}
+			}
+		}
+	}
+	if len(onA) == 0 || met == 0 {
+		t.Fatalf("%d conflicts on a, %d met on both: the test made none", len(onA), met)
+	}
+	t.Logf("%d conflicts on a, %d of them met on b too", len(onA), met)
 }
