@@ -781,7 +781,18 @@ DECLARE
     y record;  -- over OLD (NEW as the old row): y.key is the new key
 BEGIN
     IF pgreplica.mm_node() IS NULL THEN
-        RETURN '';
+        -- One-way set, a table in conflicts.detect_drift (pgreplica.meta
+        -- drift_tables): an UPDATE carries the old values of the changed
+        -- columns, which a replica compares with its own.
+        IF NOT pgreplica.table_name(tbl) IN (SELECT jsonb_array_elements_text(value::jsonb) FROM pgreplica.meta WHERE key = 'drift_tables') THEN
+            RETURN '';
+        END IF;
+        SELECT * INTO y FROM pgreplica.capture_exprs(tbl, 'OLD', 'NEW');
+        SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
+        RETURN format($b$
+    IF TG_OP = 'UPDATE' THEN
+        m := jsonb_build_object('old', (%1$s) - ARRAY[%2$s]::text[]);  -- conflicts.detect_drift
+    END IF;$b$, y.ins, coalesce(x.same, ''));
     END IF;
     SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
     SELECT * INTO y FROM pgreplica.capture_exprs(tbl, 'OLD', 'NEW');

@@ -217,6 +217,16 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, report 
 	if err := recordSkipRoles(ctx, s.origin, s.cfg.SkipRoles, report); err != nil {
 		return "", err
 	}
+	drift := slices.Clone(s.cfg.Conflicts.DetectDrift)
+	slices.Sort(drift)
+	if drift == nil {
+		drift = []string{}
+	}
+	if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('drift_tables', to_jsonb($1::text[])::text)
+	                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+	                                  WHERE pgreplica.meta.value::jsonb <> EXCLUDED.value::jsonb`, drift); err != nil {
+		return "", fmt.Errorf("origin: record conflicts.detect_drift: %w", err)
+	}
 	if s.cfg.Source != "" {
 		// Multi-master: the capture functions keep each row's version and
 		// every table gets its apply function (sql/origin.sql).

@@ -142,6 +142,12 @@ type Conflicts struct {
 	Priority []string `yaml:"priority"`
 	// Tables override the policy per table ("schema.table": policy).
 	Tables map[string]string `yaml:"tables"`
+	// DetectDrift ("schema.table", also on a one-way set): an UPDATE of
+	// these tables carries the old values of the changed columns; a
+	// replica whose row had other values there (a local write) records
+	// the change as an update_origin_differs conflict (and applies it).
+	// Multi-master tables always carry them.
+	DetectDrift []string `yaml:"detect_drift"`
 	// Retention is how long each node keeps its conflict ledger's
 	// entries (removed with the log's purge); 0 is DefaultRetention.
 	Retention time.Duration `yaml:"retention"`
@@ -205,7 +211,7 @@ func policyProblem(p string) string {
 func (c *Config) conflictProblems(add func(field, format string, args ...any)) {
 	if !c.MultiMaster() {
 		if c.Conflicts.Policy != "" || len(c.Conflicts.Priority) > 0 || len(c.Conflicts.Tables) > 0 {
-			add("conflicts", "conflict policies are for a multi-master set (nodes:)")
+			add("conflicts", "conflict policies are for a multi-master set (nodes:); a one-way set has only detect_drift and retention")
 		}
 		return
 	}

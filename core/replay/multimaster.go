@@ -2,9 +2,11 @@ package replay
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,4 +53,58 @@ func purgeLedger(ctx context.Context, conn *pgx.Conn, retention time.Duration, l
 		log.Info("conflict ledger purged", "deleted", tag.RowsAffected(), "retention", retention.String())
 	}
 	return nil
+}
+
+// fastFor reports whether a batch goes set-based: never when an event
+// carries old values to compare (conflicts.detect_drift).
+func (a *applier) fastFor(events []*event) bool {
+	if !a.fast(len(events)) {
+		return false
+	}
+	for _, e := range events {
+		if e.Meta != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// driftCheck is the statement that finds whether the replica's row for an
+// UPDATE event had, in the changed columns, values other than the origin's
+// old ones (meta.old) and other than the new ones (both sides made the same
+// change: no drift). ok is false when the event carries no old values.
+func (a *applier) driftCheck(ctx context.Context, e *event) (string, []any, bool, error) {
+	var meta struct {
+		Old json.RawMessage `json:"old"`
+	}
+	if err := json.Unmarshal(e.Meta, &meta); err != nil || len(meta.Old) == 0 {
+		return "", nil, false, nil
+	}
+	m, err := a.tableMeta(ctx, e.Table, e.ID)
+	if err != nil {
+		return "", nil, false, err
+	}
+	e.parse()
+	old := parseImage(meta.Old)
+	cols, err := a.columns(m, e.Table, old, e.ID)
+	if err != nil {
+		return "", nil, false, err
+	}
+	keyCols, err := a.columns(m, e.Table, e.key, e.ID)
+	if err != nil || len(cols) == 0 {
+		return "", nil, false, err
+	}
+	here, was, now := make([]string, len(cols)), make([]string, len(cols)), make([]string, len(cols))
+	for i, c := range cols {
+		id := pgx.Identifier{c}.Sanitize()
+		here[i], was[i], now[i] = "t."+id, value(m, "o", c), value(m, "n", c)
+		if m.cols[c].viaText { // json has no equality: compare the text
+			here[i], was[i], now[i] = "t."+id+"::text", "o."+id, "n."+id
+		}
+	}
+	sql := fmt.Sprintf(`SELECT 1 FROM %s AS t, jsonb_to_record($1::jsonb) AS %s, jsonb_to_record($2::jsonb) AS %s, jsonb_to_record($3::jsonb) AS %s
+	                     WHERE %s AND ROW(%s, NULL) IS DISTINCT FROM ROW(%s, NULL) AND ROW(%s, NULL) IS DISTINCT FROM ROW(%s, NULL)`,
+		m.target, recordDef(m, "o", cols), recordDef(m, "n", cols), recordDef(m, "k", keyCols), keyMatch(m, keyCols),
+		strings.Join(here, ", "), strings.Join(was, ", "), strings.Join(here, ", "), strings.Join(now, ", "))
+	return sql, []any{string(meta.Old), string(e.Data), string(e.Key)}, true, nil
 }

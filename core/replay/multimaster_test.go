@@ -549,3 +549,27 @@ func TestMultiMasterLedgerRetention(t *testing.T) {
 		}
 	}
 }
+
+// One-way drift (conflicts.detect_drift): a local UPDATE on the replica,
+// then an origin UPDATE of the same row, is recorded as
+// update_origin_differs (and applied: the replica follows its origin); no
+// report when both made the same change, nor for an UPDATE of a row the
+// replica left alone, nor for a table not opted in.
+func TestOneWayDriftIsReported(t *testing.T) {
+	e := newEnv(t, "CREATE TABLE t (id int PRIMARY KEY, v text, j json); CREATE TABLE other (id int PRIMARY KEY, v text)", 1)
+	e.cfg.Conflicts.DetectDrift = []string{"public.t"}
+	if err := capture.Install(e.ctx, e.cfg, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, e.origin, `INSERT INTO t VALUES (1, 'x', '{"a": 1}'), (2, 'x', null), (3, 'x', null); INSERT INTO other VALUES (1, 'x')`)
+	e.once()
+	exec(t, e.replicas[0], `UPDATE t SET v = 'local' WHERE id = 1; UPDATE t SET v = 'same' WHERE id = 2; UPDATE other SET v = 'local'`)
+	exec(t, e.origin, `UPDATE t SET v = 'origin' WHERE id = 1; UPDATE t SET v = 'same' WHERE id = 2; UPDATE t SET v = 'origin' WHERE id = 3;
+	                   UPDATE other SET v = 'origin'; UPDATE t SET j = '{"a":  2}' WHERE id = 1`)
+	e.once()
+	got := scalar(t, e.replicas[0], "SELECT coalesce(string_agg(table_name || ' ' || kind || ' ' || key::text || ' ' || data::text, '; ' ORDER BY id), '') FROM pgreplica.conflict")
+	if want := `t update_origin_differs {"id": 1} {"v": "origin"}`; got != want {
+		t.Fatalf("conflicts: %s\nwant %s", got, want)
+	}
+	e.requireEqual(0, "t", "other")
+}
