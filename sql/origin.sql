@@ -1,4 +1,4 @@
--- pgreplica capture schema for the origin database, version 2.
+-- pgreplica capture schema for the origin database, version 3.
 --
 -- Installed by `pgreplica install`; can also be run by hand:
 --   psql -v ON_ERROR_STOP=1 -1 -f sql/origin.sql "dbname=shop"
@@ -341,6 +341,9 @@ DECLARE
     k     jsonb;
     d     jsonb;
     m     jsonb;  -- multi-master: the row's version (mm_capture_block)
+    vk    jsonb;
+    vb    record;
+    vc    bigint;
 BEGIN%7$s
     IF current_setting('pgreplica.origin', true) <> '' THEN
         tag := pgreplica.apply_tag();
@@ -357,14 +360,18 @@ BEGIN%7$s
             d := %2$s;
         ELSE
             k := %4$s;
-        END IF;
+        END IF;%8$s
     EXCEPTION WHEN OTHERS THEN
+        IF SQLSTATE LIKE '40%%' OR SQLSTATE IN ('55P03', '57014') THEN
+            RAISE;  -- a deadlock, a lock or statement timeout: the transaction's
+        END IF;
         -- the table changed since this function was made: capture it as it is now
+        m := NULL;
         SELECT c.d, c.k INTO d, k FROM pgreplica.capture_now(TG_RELID, TG_OP, NEW, OLD) c;
     END;
     IF d = '{}' THEN
         RETURN NULL;  -- an UPDATE that changed nothing: no event
-    END IF;%8$s
+    END IF;
     newid := nextval('pgreplica.log_id_seq');
     CASE (newid / 100000) %% 3
     WHEN 0 THEN
@@ -769,10 +776,10 @@ AS $$
       FROM unnest(pgreplica.key_columns(tbl)) WITH ORDINALITY AS x(k, o)
 $$;
 
--- The statements a capture function runs on a multi-master node after the
--- change is known (k, d set): '' elsewhere. A failure leaves the event
--- without a version (applied as on a one-way set) rather than failing the
--- application's statement.
+-- The statements a capture function runs on a multi-master node once the
+-- change is known (k, d set), inside its guarded block: '' elsewhere. A
+-- failure leaves the event without a version (applied as on a one-way set)
+-- rather than failing the application's statement.
 CREATE OR REPLACE FUNCTION pgreplica.mm_capture_block(tbl regclass) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $f$
@@ -790,46 +797,37 @@ BEGIN
         SELECT * INTO y FROM pgreplica.capture_exprs(tbl, 'OLD', 'NEW');
         SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
         RETURN format($b$
-    IF TG_OP = 'UPDATE' THEN
-        m := jsonb_build_object('old', (%1$s) - ARRAY[%2$s]::text[]);  -- conflicts.detect_drift
-    END IF;$b$, y.ins, coalesce(x.same, ''));
+        IF TG_OP = 'UPDATE' THEN
+            m := jsonb_build_object('old', (%1$s) - ARRAY[%2$s]::text[]);  -- conflicts.detect_drift
+        END IF;$b$, y.ins, coalesce(x.same, ''));
     END IF;
     SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
     SELECT * INTO y FROM pgreplica.capture_exprs(tbl, 'OLD', 'NEW');
     RETURN format($b$
-    -- multi-master: the row's version (pgreplica.row_version)
-    DECLARE
-        vk jsonb;
-        b  record;
-        c  bigint;
-    BEGIN
-        vk := CASE WHEN TG_OP = 'DELETE' THEN k ELSE %1$s END;
-        -- locked: an apply of this row that commits first is seen here
-        SELECT v.clock, v.gen INTO b FROM pgreplica.row_version v WHERE v.relid = %2$s AND v.key = coalesce(k, vk) FOR UPDATE;
-        c := greatest((extract(epoch FROM clock_timestamp()
-                       + coalesce(nullif(current_setting('pgreplica.test_clock_skew', true), ''), '0')::interval) * 1000000)::bigint,
-                      coalesce(b.clock + 1, 0));
-        m := jsonb_build_object('v', jsonb_build_object('c', c, 'g', coalesce(b.gen, 0) + 1, 'n', %3$L));
-        IF b.clock IS NOT NULL THEN
-            m := m || jsonb_build_object('b', (SELECT jsonb_build_object('c', v.clock, 'g', v.gen, 'n', v.node)
-                                                 FROM pgreplica.row_version v WHERE v.relid = %2$s AND v.key = coalesce(k, vk)));
-        END IF;
-        IF TG_OP = 'UPDATE' THEN
-            m := m || jsonb_build_object('old', (%4$s) - ARRAY[%5$s]::text[]);
-            d := %6$s;
-        END IF;
-        INSERT INTO pgreplica.row_version AS r (relid, key, clock, gen, node, deleted)
-        VALUES (%2$s, vk, c, coalesce(b.gen, 0) + 1, %3$L, TG_OP = 'DELETE')
-        ON CONFLICT (relid, key) DO UPDATE
-           SET clock = EXCLUDED.clock, gen = EXCLUDED.gen, node = EXCLUDED.node, deleted = EXCLUDED.deleted;
-    EXCEPTION WHEN OTHERS THEN
-        IF SQLSTATE LIKE '40%%' OR SQLSTATE IN ('55P03', '57014') THEN
-            RAISE;  -- a deadlock, a lock or statement timeout: the transaction's, not capture's
-        END IF;
-        m := NULL;
-        RAISE WARNING 'pgreplica: no version for this change of %%: %%', TG_TABLE_NAME, SQLERRM
-            USING HINT = 'Run pgreplica install; until then conflicts on this table are not detected.';
-    END;$b$, y.key, tbl::oid, pgreplica.mm_node(), y.ins, coalesce(x.same, ''), x.ins);
+        -- multi-master: the row's version (pgreplica.row_version); inside
+        -- the block above: should the table have changed since this
+        -- function was made, the change goes without a version
+        IF TG_OP <> 'UPDATE' OR d <> '{}' THEN
+            vk := CASE WHEN TG_OP = 'DELETE' THEN k ELSE %1$s END;
+            -- locked: an apply of this row that commits first is seen here
+            SELECT v.clock, v.gen, v.node INTO vb FROM pgreplica.row_version v
+             WHERE v.relid = %2$s AND v.key = coalesce(k, vk) FOR UPDATE;
+            vc := greatest((extract(epoch FROM clock_timestamp()
+                            + coalesce(nullif(current_setting('pgreplica.test_clock_skew', true), ''), '0')::interval) * 1000000)::bigint,
+                           coalesce(vb.clock + 1, 0));
+            m := jsonb_build_object('v', jsonb_build_object('c', vc, 'g', coalesce(vb.gen, 0) + 1, 'n', %3$L));
+            IF vb.clock IS NOT NULL THEN
+                m := m || jsonb_build_object('b', jsonb_build_object('c', vb.clock, 'g', vb.gen, 'n', vb.node));
+            END IF;
+            IF TG_OP = 'UPDATE' THEN
+                m := m || jsonb_build_object('old', (%4$s) - ARRAY[%5$s]::text[]);
+                d := %6$s;
+            END IF;
+            INSERT INTO pgreplica.row_version AS r (relid, key, clock, gen, node, deleted)
+            VALUES (%2$s, vk, vc, coalesce(vb.gen, 0) + 1, %3$L, TG_OP = 'DELETE')
+            ON CONFLICT (relid, key) DO UPDATE
+               SET clock = EXCLUDED.clock, gen = EXCLUDED.gen, node = EXCLUDED.node, deleted = EXCLUDED.deleted;
+        END IF;$b$, y.key, tbl::oid, pgreplica.mm_node(), y.ins, coalesce(x.same, ''), x.ins);
 END
 $f$;
 
@@ -1004,5 +1002,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO pgreplica.meta (key, value) VALUES ('capture_version', '2')
+INSERT INTO pgreplica.meta (key, value) VALUES ('capture_version', '3')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

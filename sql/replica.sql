@@ -1,4 +1,4 @@
--- pgreplica bookkeeping schema for a replica database, version 2.
+-- pgreplica bookkeeping schema for a replica database, version 3.
 --
 -- Installed by `pgreplica install` on every replica; can also be run by hand:
 --   psql -v ON_ERROR_STOP=1 -1 -f sql/replica.sql "dbname=shop"
@@ -163,5 +163,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '2')
+INSERT INTO pgreplica.meta (key, value) VALUES ('replica_version', '3')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

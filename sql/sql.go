@@ -17,8 +17,8 @@ var Replica string
 // Versions of the schemas above; the install is skipped when the database
 // already has this version (pgreplica.meta).
 const (
-	OriginVersion  = "2"
-	ReplicaVersion = "2"
+	OriginVersion  = "3"
+	ReplicaVersion = "3"
 )
 
 // BundleOrigin is the origin's record of the bundles exported for file

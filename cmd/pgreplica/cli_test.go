@@ -63,11 +63,11 @@ func TestCLIInstallTablesAndUninstall(t *testing.T) {
 	                                CREATE TABLE audit (at timestamptz, what text);
 	                                CREATE TABLE "Line Items" (order_id int, n int, PRIMARY KEY (order_id, n));`)
 	out, errOut, code := cli(t, "", "-c", cfg, "install")
-	want := `origin: installed capture schema (version 2)
+	want := `origin: installed capture schema (version 3)
 created trigger on public."Line Items" (order_id,n)
 public.audit has no primary key: not replicated
 created trigger on public.orders (id)
-replica r1: installed bookkeeping schema (version 2), replicating from now on
+replica r1: installed bookkeeping schema (version 3), replicating from now on
 `
 	if code != 0 || out != want {
 		t.Fatalf("install: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)

@@ -32,12 +32,12 @@ func nodesConfig(t *testing.T, schema string) (cfgPath, a, b string) {
 func TestCLIMultiMaster(t *testing.T) {
 	cfg, a, b := nodesConfig(t, "CREATE TABLE orders (id int PRIMARY KEY, note text)")
 	out, errOut, code := cli(t, "", "-c", cfg, "install")
-	want := `node a: installed capture schema (version 2)
+	want := `node a: installed capture schema (version 3)
 node a: created trigger on public.orders (id)
-node b: installed bookkeeping schema (version 2), applying a's changes from now on
-node b: installed capture schema (version 2)
+node b: installed bookkeeping schema (version 3), applying a's changes from now on
+node b: installed capture schema (version 3)
 node b: created trigger on public.orders (id)
-node a: installed bookkeeping schema (version 2), applying b's changes from now on
+node a: installed bookkeeping schema (version 3), applying b's changes from now on
 `
 	if code != 0 || out != want {
 		t.Fatalf("install: code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)

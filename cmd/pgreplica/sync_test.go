@@ -44,7 +44,7 @@ INSERT INTO "Line Items" SELECT g, 1, 'sku-' || g FROM generate_series(1, 2000) 
 		"replica r1: created type public.status\n",
 		"replica r1: created table public.orders (4 columns, primary key)\n",
 		`replica r1: created table public."Line Items" (3 columns, primary key)` + "\n",
-		"origin: installed capture schema (version 2)\n",
+		"origin: installed capture schema (version 3)\n",
 		"created trigger on public.orders (id)\n",
 		"copied 2 tables (4000 rows, ",
 	} {

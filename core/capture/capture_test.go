@@ -100,13 +100,13 @@ func TestInstallTablesReinstallUninstall(t *testing.T) {
 
 	got := install(t, ctx, cfg)
 	want := []string{
-		"origin: installed capture schema (version 2)",
+		"origin: installed capture schema (version 3)",
 		`created trigger on "Sales Dept"."Order ""Lines""" (select,Ünïcode)`,
 		"created trigger on public.composite (a,b)",
 		"created trigger on public.gen (id)",
 		"public.nokey has no primary key: not replicated",
 		"created trigger on public.single (id)",
-		"replica replica: installed bookkeeping schema (version 2), replicating from now on",
+		"replica replica: installed bookkeeping schema (version 3), replicating from now on",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("install printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -141,13 +141,13 @@ func TestInstallTablesReinstallUninstall(t *testing.T) {
 	catalog := strs(t, origin, catalogState)
 	again := install(t, ctx, cfg)
 	wantAgain := []string{
-		"origin: capture schema is current (version 2)",
+		"origin: capture schema is current (version 3)",
 		`trigger on "Sales Dept"."Order ""Lines""" is current (select,Ünïcode)`,
 		"trigger on public.composite is current (a,b)",
 		"trigger on public.gen is current (id)",
 		"public.nokey has no primary key: not replicated",
 		"trigger on public.single is current (id)",
-		"replica replica: bookkeeping schema is current (version 2)",
+		"replica replica: bookkeeping schema is current (version 3)",
 	}
 	if strings.Join(again, "\n") != strings.Join(wantAgain, "\n") {
 		t.Fatalf("re-install printed:\n%s", strings.Join(again, "\n"))
