@@ -27,6 +27,10 @@ type MultiMasterResult struct {
 	PlainCPUPerTxn       []float64 `json:"plain_cpu_per_txn"`
 	MultiMasterCPUPerTxn []float64 `json:"multi_master_cpu_per_txn"`
 	CPURatio             float64   `json:"cpu_ratio"`
+	// Capture alone (row versions kept, nothing applied): where the cost is.
+	CaptureTPS       []float64 `json:"capture_tps"`
+	CaptureCPUPerTxn []float64 `json:"capture_cpu_per_txn"`
+	CaptureCPURatio  float64   `json:"capture_cpu_ratio"`
 }
 
 // multiMaster measures MultiMasterResult on two databases of their own
@@ -77,9 +81,13 @@ func (e *env) multiMaster(ctx context.Context, runs int) (*MultiMasterResult, er
 	}
 	res := &MultiMasterResult{}
 	args := append(e.tpcbArgs(), "-T", strconv.Itoa(e.opt.Seconds))
+	const plainV, captureV, engineV = 0, 1, 2
 	for run := 0; run < runs; run++ {
-		for _, mm := range rotateBool(run) {
-			if err := capture(mm); err != nil {
+		order := []int{plainV, captureV, engineV}
+		for i := range order {
+			v := order[(i+run)%len(order)]
+			mm := v == engineV
+			if err := capture(v != plainV); err != nil {
 				return nil, err
 			}
 			var d *daemon
@@ -114,14 +122,18 @@ func (e *env) multiMaster(ctx context.Context, runs int) (*MultiMasterResult, er
 			if err != nil {
 				return nil, err
 			}
-			e.logf("  multi-master %t: %.1f tps; CPU %.3f ms/txn", mm, r.TPS, 1000*cpu/float64(r.Txns))
+			e.logf("  %s: %.1f tps; CPU %.3f ms/txn", []string{"plain", "capture alone", "capture + engine"}[v], r.TPS, 1000*cpu/float64(r.Txns))
 			if r.Txns <= 0 {
 				return nil, fmt.Errorf("no transactions in pgbench output:\n%s", tail(r.Output, 10))
 			}
-			if mm {
+			switch v {
+			case engineV:
 				res.MultiMasterTPS = append(res.MultiMasterTPS, r.TPS)
 				res.MultiMasterCPUPerTxn = append(res.MultiMasterCPUPerTxn, cpu/float64(r.Txns))
-			} else {
+			case captureV:
+				res.CaptureTPS = append(res.CaptureTPS, r.TPS)
+				res.CaptureCPUPerTxn = append(res.CaptureCPUPerTxn, cpu/float64(r.Txns))
+			default:
 				res.PlainTPS = append(res.PlainTPS, r.TPS)
 				res.PlainCPUPerTxn = append(res.PlainCPUPerTxn, cpu/float64(r.Txns))
 			}
@@ -138,6 +150,11 @@ func (e *env) multiMaster(ctx context.Context, runs int) (*MultiMasterResult, er
 	mc.finish()
 	if mc.Median > 0 {
 		res.CPURatio = pc.Median / mc.Median
+	}
+	cc := Stat{Runs: res.CaptureCPUPerTxn}
+	cc.finish()
+	if cc.Median > 0 {
+		res.CaptureCPURatio = pc.Median / cc.Median
 	}
 	return res, nil
 }
