@@ -156,6 +156,11 @@ node a: installed bookkeeping schema (version 3), applying b's changes from now 
 		!strings.Contains(errOut, "no conflict 999 recorded for a->b") {
 		t.Fatalf("resolve of no conflict: %d %s", code, errOut)
 	}
+	// A command of one-way sets says so, and connects nowhere.
+	if _, errOut, code := cli(t, "", "-c", cfg, "add-table", "orders"); code != exitErr ||
+		!strings.Contains(errOut, "a multi-master set (nodes:) has no one origin: this command works on one-way sets only") {
+		t.Fatalf("add-table on nodes: %d %s", code, errOut)
+	}
 }
 
 // Bad multi-master configs and nodes: one clear line each, nothing changed.
