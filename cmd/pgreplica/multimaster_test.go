@@ -270,11 +270,18 @@ END $$`, who))
 	return func() { <-done }
 }
 
-// Convergence under faults: both nodes write the same 20 hot keys while the
-// daemon is SIGKILLed and restarted, and node b's connections are cut;
+// Convergence under faults, for each policy that resolves: both nodes
+// write the same 20 hot keys while the daemon is SIGKILLed and restarted,
+// and node b's connections are cut;
 // after quiescence the pair verifies equal, and every conflict met on both
 // nodes has the same winner on both.
 func TestDaemonMultiMasterConvergesThroughKillsAndACut(t *testing.T) {
+	for _, policy := range []string{"latest", "priority"} {
+		t.Run(policy, func(t *testing.T) { daemonConvergence(t, policy) })
+	}
+}
+
+func daemonConvergence(t *testing.T, policy string) {
 	p := shared.Get(t)
 	a, b := p.DBs(t)
 	for _, d := range []string{a, b} {
@@ -291,7 +298,7 @@ func TestDaemonMultiMasterConvergesThroughKillsAndACut(t *testing.T) {
 	t.Cleanup(px.Close)
 	viaB := strings.Replace(b, fmt.Sprintf("port=%d", c.Port), fmt.Sprintf("port=%d", px.Port()), 1)
 	cfg := writeConfig(t, fmt.Sprintf("name: mesh\nnodes:\n  - {name: a, dsn: %q}\n  - {name: b, dsn: %q}\n"+
-		"poll_interval: 200ms\nconflicts:\n  policy: latest\n"+faultTimeouts, a, viaB))
+		"poll_interval: 200ms\nconflicts:\n  policy: "+policy+"\n"+faultTimeouts, a, viaB))
 	if _, errOut, code := cli(t, "", "-c", cfg, "install"); code != 0 {
 		t.Fatal(errOut)
 	}
