@@ -525,13 +525,18 @@ func execMayDeadlock(t testing.TB, c *pgx.Conn, sql string) {
 	}
 }
 
-// The conflict ledger is purged with the log: entries older than
-// conflicts.retention go, newer ones stay.
+// The conflict ledger summarises large values and is purged with the log:
+// entries older than conflicts.retention go, newer ones stay.
 func TestMultiMasterLedgerRetention(t *testing.T) {
 	m := newMM(t, 2, mmSchema)
-	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'a', 0), (2, 'a', 0)")
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'a', 0), (2, repeat('a', 5000), 0)")
 	exec(t, m.conns[1], "INSERT INTO t VALUES (1, 'b', 0), (2, 'b', 0)")
 	m.all()
+	// A large value is summarised in the ledger, not copied.
+	if got := scalar(t, m.conns[1], "SELECT data->>'v' FROM pgreplica.conflict WHERE key->>'id' = '2'"); got != "<5002 bytes, md5 "+
+		scalar(t, m.conns[1], "SELECT md5(to_jsonb(repeat('a', 5000))::text)")+">" {
+		t.Errorf("node b's ledger holds the remote value as %.40q", got)
+	}
 	for i := range m.conns {
 		if n := scalar(t, m.conns[i], "SELECT count(*)::text FROM pgreplica.conflict"); n != "2" {
 			t.Fatalf("node %s recorded %s conflicts, want 2", m.names[i], n)
