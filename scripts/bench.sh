@@ -16,7 +16,7 @@
 # --seconds N, --tpcb-txns N, --inserts N, --insert-txn-rows N,
 # --lag-seconds N, --durability off,on, --oldtxn-minutes N (default 2; 5
 # for the figure), --oldtxn-tps N,
-# --scenarios overhead,apply,lag,oldtxn, --out FILE, --keep.
+# --scenarios overhead,apply,lag,oldtxn,multimaster, --out FILE, --keep.
 #
 # Scenarios (docs/performance.md): 1. origin overhead (pgbench TPC-B, scale
 # 10, 4 clients, 30 s; TPS with no replication, pgreplica capture alone,
@@ -27,7 +27,9 @@
 # TPS (p50/p95/p99); 4. pgreplica's peak RSS, CPU and event log size;
 # 5. an old open writing transaction: CPU of pgreplica's reading session on
 # the origin per minute at 300 TPS, with and without a session that holds
-# a writing transaction open for the whole run.
+# a writing transaction open for the whole run; 6. multimaster: pgbench on
+# node a of a 2-node multi-master set, without capture and with capture (row
+# versions) and the engine applying to node b: the node's TPS ratio.
 # A full run takes about 100 minutes (--durability off: about 50).
 # Prints a markdown table; writes bench-results/bench.json.
 set -euo pipefail

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS pgreplica.log (
     origin      text
 );
 ALTER TABLE pgreplica.log ADD COLUMN IF NOT EXISTS route jsonb;
+-- meta: on a multi-master node, the row's version after the change and
+-- the one it overwrote, and an UPDATE's old values of the changed columns.
+ALTER TABLE pgreplica.log ADD COLUMN IF NOT EXISTS meta jsonb;
 CREATE TABLE IF NOT EXISTS pgreplica.log_0 () INHERITS (pgreplica.log);
 CREATE TABLE IF NOT EXISTS pgreplica.log_1 () INHERITS (pgreplica.log);
 CREATE TABLE IF NOT EXISTS pgreplica.log_2 () INHERITS (pgreplica.log);
@@ -367,6 +370,33 @@ AS $$
                       ORDER BY a.depth DESC LIMIT 1), tbl)
 $$;
 
+-- skip_roles (PyReplica's SKIP_USER): writes by these roles are not
+-- captured. The list (pgreplica.meta skip_roles, a JSON array that install
+-- writes) is compiled into each capture function as a literal, so nothing
+-- is looked up per row; changing it makes the functions stale until install
+-- makes them again. The writing role is the one the session runs as (SET
+-- ROLE, else the login role): the capture function itself runs as its owner.
+CREATE OR REPLACE FUNCTION pgreplica.writing_role() RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END $$;
+
+CREATE OR REPLACE FUNCTION pgreplica.skip_roles() RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce((SELECT array_agg(r ORDER BY r) FROM jsonb_array_elements_text(m.value::jsonb) r), '{}')
+      FROM (SELECT (SELECT value FROM pgreplica.meta WHERE key = 'skip_roles') AS value) m
+$$;
+
+-- The statement the capture functions start with when skip_roles is set.
+CREATE OR REPLACE FUNCTION pgreplica.skip_roles_check() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN cardinality(pgreplica.skip_roles()) > 0 THEN format($c$
+    IF pgreplica.writing_role() = ANY (%L::text[]) THEN
+        RETURN NULL;  -- written by a role in skip_roles: not captured
+    END IF;$c$, pgreplica.skip_roles()) ELSE '' END
+$$;
+
 -- The source of a table's capture function, or NULL without a key.
 CREATE OR REPLACE FUNCTION pgreplica.capture_source(tbl regclass) RETURNS text
 LANGUAGE plpgsql STABLE
@@ -395,7 +425,11 @@ DECLARE
     k     jsonb;
     d     jsonb;
     route jsonb;
-BEGIN
+    m     jsonb;  -- multi-master: the row's version (mm_capture_block)
+    vk    jsonb;
+    vb    record;
+    vc    bigint;
+BEGIN%7$s
     IF current_setting('pgreplica.origin', true) <> '' THEN
         tag := pgreplica.apply_tag();
         IF tag IS NOT NULL AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
@@ -411,9 +445,13 @@ BEGIN
             d := %2$s;
         ELSE
             k := %4$s;
-        END IF;%7$s
+        END IF;%8$s%9$s
     EXCEPTION WHEN OTHERS THEN
+        IF SQLSTATE LIKE '40%%' OR SQLSTATE IN ('55P03', '57014') THEN
+            RAISE;  -- a deadlock, a lock or statement timeout: the transaction's
+        END IF;
         -- the table changed since this function was made: capture it as it is now
+        m := NULL;
         SELECT c.d, c.k INTO d, k FROM pgreplica.capture_now(TG_RELID, TG_OP, NEW, OLD) c;
     END;
     IF d = '{}' THEN
@@ -422,14 +460,14 @@ BEGIN
     newid := nextval('pgreplica.log_id_seq');
     CASE (newid / 100000) %% 3
     WHEN 0 THEN
-        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, key, data, origin, route)
-        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route);
+        INSERT INTO pgreplica.log_0 (id, schema_name, table_name, op, key, data, origin, route, meta)
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route, m);
     WHEN 1 THEN
-        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, key, data, origin, route)
-        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route);
+        INSERT INTO pgreplica.log_1 (id, schema_name, table_name, op, key, data, origin, route, meta)
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route, m);
     ELSE
-        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, key, data, origin, route)
-        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route);
+        INSERT INTO pgreplica.log_2 (id, schema_name, table_name, op, key, data, origin, route, meta)
+        VALUES (newid, %5$L, %6$L, left(TG_OP, 1), k, d, tag, route, m);
     END CASE;
     -- PostgreSQL delivers one notification per transaction for these.
     PERFORM pg_notify('pgreplica', '');
@@ -438,6 +476,7 @@ END
 $src$, pgreplica.table_name(tbl), x.ins,
     -- row filters: the whole new row (nothing left out), and the route
     CASE WHEN routed THEN '' ELSE coalesce(x.same, '') END, x.key, sch, rel,
+    pgreplica.skip_roles_check(), pgreplica.mm_capture_block(tbl),
     CASE WHEN routed THEN format(E'\n        route := %s(TG_OP, OLD, NEW);', pgreplica.route_function(tbl)) ELSE '' END);
 END
 $f$;
@@ -456,6 +495,9 @@ BEGIN
         IF tag IS NOT NULL AND coalesce(current_setting('pgreplica.cascade', true), '') <> 'on' THEN
             RETURN NULL;
         END IF;
+    END IF;
+    IF pgreplica.writing_role() = ANY (pgreplica.skip_roles()) THEN
+        RETURN NULL;  -- skip_roles (one lookup per TRUNCATE statement)
     END IF;
     PERFORM pgreplica.write_event(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T', NULL, tag);
     PERFORM pg_notify('pgreplica', '');
@@ -541,6 +583,9 @@ DECLARE
 BEGIN
     IF src IS NULL THEN
         RETURN NULL;
+    END IF;
+    IF pgreplica.mm_node() IS NOT NULL THEN
+        PERFORM pgreplica.mm_refresh(tbl);  -- multi-master: the table's apply function too
     END IF;
     IF pgreplica.trigger_is_current(tbl) THEN
         RETURN verb;
@@ -794,6 +839,270 @@ BEGIN
 END
 $$;
 SELECT pgreplica.ensure_event_trigger();
+
+-- ---------------------------------------------------------------------------
+-- Multi-master (a set with nodes:). On such a node pgreplica.meta holds
+-- mm_node, this node's name, which install writes before making the capture
+-- functions. Each row of a captured table then has a version, kept beside
+-- the application's tables (no column is added to them): (clock, gen,
+-- node), where clock (µs since the epoch) is greatest(clock_timestamp(),
+-- the row's current clock + 1 µs), so that a write made after seeing
+-- another is newer than it whatever the clocks say, and gen counts the
+-- writes the row has seen. A deleted row keeps its version (a tombstone),
+-- so that a concurrent update and delete resolve the same way everywhere.
+-- Each event carries (in log.meta) the version it made, v, and the one it
+-- overwrote, b; an UPDATE carries the whole new row (any node may have to
+-- take it whole) and, in meta.old, the old values of the changed columns.
+CREATE TABLE IF NOT EXISTS pgreplica.row_version (
+    relid   oid    NOT NULL,
+    key     jsonb  NOT NULL,
+    clock   bigint NOT NULL,
+    gen     bigint NOT NULL,
+    node    text   NOT NULL,
+    deleted boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (relid, key)
+);
+REVOKE ALL ON pgreplica.row_version FROM PUBLIC;
+
+-- This node's name on a multi-master set, else NULL.
+CREATE OR REPLACE FUNCTION pgreplica.mm_node() RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT value FROM pgreplica.meta WHERE key = 'mm_node' $$;
+
+-- The key of tbl as a jsonb object over a record rec ('NEW', 't'), or the
+-- key object picked out of a captured image img ('d').
+CREATE OR REPLACE FUNCTION pgreplica.mm_key_of(tbl regclass, img text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pgreplica.build_object(array_agg(format('%L, %s->%L', x.k, img, x.k) ORDER BY x.o))
+      FROM unnest(pgreplica.key_columns(tbl)) WITH ORDINALITY AS x(k, o)
+$$;
+
+-- The statements a capture function runs on a multi-master node once the
+-- change is known (k, d set), inside its guarded block: '' elsewhere. A
+-- failure leaves the event without a version (applied as on a one-way set)
+-- rather than failing the application's statement.
+CREATE OR REPLACE FUNCTION pgreplica.mm_capture_block(tbl regclass) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $f$
+DECLARE
+    x record;  -- over NEW (OLD as the old row)
+    y record;  -- over OLD (NEW as the old row): y.key is the new key
+BEGIN
+    IF pgreplica.mm_node() IS NULL THEN
+        -- One-way set, a table in conflicts.detect_drift (pgreplica.meta
+        -- drift_tables): an UPDATE carries the old values of the changed
+        -- columns, which a replica compares with its own.
+        IF NOT pgreplica.table_name(tbl) IN (SELECT jsonb_array_elements_text(value::jsonb) FROM pgreplica.meta WHERE key = 'drift_tables') THEN
+            RETURN '';
+        END IF;
+        SELECT * INTO y FROM pgreplica.capture_exprs(tbl, 'OLD', 'NEW');
+        SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
+        RETURN format($b$
+        IF TG_OP = 'UPDATE' THEN
+            m := jsonb_build_object('old', (%1$s) - ARRAY[%2$s]::text[]);  -- conflicts.detect_drift
+        END IF;$b$, y.ins, coalesce(x.same, ''));
+    END IF;
+    SELECT * INTO x FROM pgreplica.capture_exprs(tbl, 'NEW', 'OLD');
+    SELECT * INTO y FROM pgreplica.capture_exprs(tbl, 'OLD', 'NEW');
+    RETURN format($b$
+        -- multi-master: the row's version (pgreplica.row_version); inside
+        -- the block above: should the table have changed since this
+        -- function was made, the change goes without a version
+        IF TG_OP <> 'UPDATE' OR d <> '{}' THEN
+            vk := CASE WHEN TG_OP = 'DELETE' THEN k ELSE %1$s END;
+            -- locked: an apply of this row that commits first is seen here
+            SELECT v.clock, v.gen, v.node INTO vb FROM pgreplica.row_version v
+             WHERE v.relid = %2$s AND v.key = coalesce(k, vk) FOR UPDATE;
+            vc := greatest((extract(epoch FROM clock_timestamp()
+                            + coalesce(nullif(current_setting('pgreplica.test_clock_skew', true), ''), '0')::interval) * 1000000)::bigint,
+                           coalesce(vb.clock + 1, 0));
+            m := jsonb_build_object('v', jsonb_build_object('c', vc, 'g', coalesce(vb.gen, 0) + 1, 'n', %3$L));
+            IF vb.clock IS NOT NULL THEN
+                m := m || jsonb_build_object('b', jsonb_build_object('c', vb.clock, 'g', vb.gen, 'n', vb.node));
+            END IF;
+            IF TG_OP = 'UPDATE' THEN
+                m := m || jsonb_build_object('old', (%4$s) - ARRAY[%5$s]::text[]);
+                d := %6$s;
+            END IF;
+            INSERT INTO pgreplica.row_version AS r (relid, key, clock, gen, node, deleted)
+            VALUES (%2$s, vk, vc, coalesce(vb.gen, 0) + 1, %3$L, TG_OP = 'DELETE')
+            ON CONFLICT (relid, key) DO UPDATE
+               SET clock = EXCLUDED.clock, gen = EXCLUDED.gen, node = EXCLUDED.node, deleted = EXCLUDED.deleted;
+        END IF;$b$, y.key, tbl::oid, pgreplica.mm_node(), y.ins, coalesce(x.same, ''), x.ins);
+END
+$f$;
+
+-- Whether version a beats version b (either may be NULL: no version, the
+-- oldest) under a policy: latest, the newer clock; priority, the version
+-- with more writes behind it, then the node earlier in ranks. Ties (same
+-- clock, or same count) go to the node earlier in ranks, then by name: a
+-- total order, the same on every node, that puts every write after the
+-- versions it saw.
+CREATE OR REPLACE FUNCTION pgreplica.mm_beats(a jsonb, b jsonb, policy text, ranks text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE
+           WHEN a IS NULL THEN false
+           WHEN b IS NULL THEN true
+           ELSE (CASE WHEN policy = 'priority' THEN (a->>'g')::bigint ELSE (a->>'c')::bigint END,
+                 -coalesce(array_position(ranks, a->>'n'), 2147483647), a->>'n', (a->>'c')::bigint)
+              > (CASE WHEN policy = 'priority' THEN (b->>'g')::bigint ELSE (b->>'c')::bigint END,
+                 -coalesce(array_position(ranks, b->>'n'), 2147483647), b->>'n', (b->>'c')::bigint)
+           END
+$$;
+
+-- A row image for the conflict ledger: values longer than 1 kB are
+-- summarised (length and md5), not copied.
+CREATE OR REPLACE FUNCTION pgreplica.mm_summary(img jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN img IS NULL OR jsonb_typeof(img) <> 'object' THEN img
+           ELSE (SELECT coalesce(jsonb_object_agg(e.key, CASE WHEN length(e.value::text) > 1024
+                                                         THEN to_jsonb(format('<%s bytes, md5 %s>', length(e.value::text), md5(e.value::text)))
+                                                         ELSE e.value END), '{}')
+                   FROM jsonb_each(img) e) END
+$$;
+
+-- The source of a table's apply function on a multi-master node
+-- (pgreplica.mm_apply_<oid>): the engine applies every event of another
+-- node to the table through it, in its apply transaction. It finds the
+-- local row and its version, tells a conflict (the local version is not
+-- the one the event overwrote, and the row is not already what the event
+-- makes it), keeps the winner by the policy (the version that beats the
+-- other: see mm_beats), records the conflict with both rows and versions
+-- in pgreplica.conflict, and returns its kind ('' when none). Policy
+-- 'error' stops instead (SQLSTATE RP014): nothing of the batch commits.
+CREATE OR REPLACE FUNCTION pgreplica.mm_apply_source(tbl regclass) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $f$
+DECLARE
+    t      record;  -- over record t
+    target text;
+    cols   text;
+    sets   text;
+    rdef   text;
+    vals   text;
+    match  text;
+BEGIN
+    SELECT * INTO t FROM pgreplica.capture_exprs(tbl, 't', 't');
+    IF t.key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || pgreplica.table_name(tbl) INTO target
+      FROM pg_class c WHERE c.oid = tbl;
+    SELECT string_agg(pgreplica.quote_always(a.attname), ', ' ORDER BY a.attnum),
+           string_agg(format('%1$s = n.%1$s%2$s', pgreplica.quote_always(a.attname),
+                             CASE WHEN j THEN '::' || format_type(a.atttypid, a.atttypmod) ELSE '' END), ', ' ORDER BY a.attnum),
+           string_agg(format('%s %s', pgreplica.quote_always(a.attname),
+                             CASE WHEN j THEN 'text' ELSE format_type(a.atttypid, a.atttypmod) END), ', ' ORDER BY a.attnum),
+           string_agg(format('n.%s%s', pgreplica.quote_always(a.attname),
+                             CASE WHEN j THEN '::' || format_type(a.atttypid, a.atttypmod) ELSE '' END), ', ' ORDER BY a.attnum)
+      INTO cols, sets, rdef, vals
+      FROM pg_attribute a
+      JOIN pg_type ty ON ty.oid = a.atttypid
+     CROSS JOIN LATERAL (SELECT coalesce(nullif(ty.typbasetype, 0), ty.oid) IN ('json'::regtype, 'jsonb'::regtype) AS j) jj
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+    SELECT string_agg(format('t.%s = (ok->>%L)::%s', pgreplica.quote_always(a.attname), a.attname,
+                             format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY x.o)
+      INTO match
+      FROM unnest(pgreplica.key_columns(tbl)) WITH ORDINALITY AS x(k, o)
+      JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = x.k;
+    RETURN format($src$
+-- generated by pgreplica for %1$s (multi-master apply); do not edit
+DECLARE
+    ok     jsonb := CASE WHEN op = 'I' THEN %2$s ELSE k END;  -- where the row is now
+    vk     jsonb := CASE WHEN op = 'D' THEN k ELSE %2$s END;  -- where it is after the event
+    rv     jsonb := meta->'v';
+    lv     jsonb;
+    loc    jsonb;
+    kind   text;
+    wins   boolean;
+    equal  boolean;
+BEGIN
+  FOR attempt IN 1..3 LOOP
+    -- The row first, locked: a local writer of it commits before this
+    -- reads the row's version (and one that comes later waits for this).
+    SELECT %4$s INTO loc FROM %5$s AS t WHERE %6$s FOR UPDATE;
+    SELECT jsonb_build_object('c', v.clock, 'g', v.gen, 'n', v.node) INTO lv
+      FROM pgreplica.row_version v WHERE v.relid = %3$s AND v.key = ok FOR UPDATE;
+    equal := CASE WHEN op = 'D' THEN loc IS NULL ELSE coalesce(loc = d, false) END;
+    kind := NULL;
+    IF lv IS DISTINCT FROM meta->'b' AND NOT equal THEN
+        kind := CASE op WHEN 'I' THEN CASE WHEN loc IS NOT NULL THEN 'insert_exists' END
+                        WHEN 'U' THEN CASE WHEN loc IS NULL THEN 'update_missing' ELSE 'update_origin_differs' END
+                        ELSE CASE WHEN lv IS NULL THEN 'delete_missing' ELSE 'delete_origin_differs' END END;
+    END IF;
+    IF kind IS NOT NULL AND policy = 'error' THEN
+        RAISE EXCEPTION 'pgreplica: conflict %%: %% of %% %% by node %% meets node %%''s version; policy error stops this direction',
+                        kind, CASE op WHEN 'I' THEN 'insert' WHEN 'U' THEN 'update' ELSE 'delete' END, %7$L, ok, rv->>'n', coalesce(lv->>'n', 'this')
+              USING ERRCODE = 'RP014',
+                    HINT = 'Resolve the row by hand on the nodes (or change conflicts.policy), then pgreplica retry.';
+    END IF;
+    wins := pgreplica.mm_beats(rv, lv, policy, ranks);
+    IF wins AND NOT equal THEN
+        IF op = 'D' THEN
+            DELETE FROM %5$s AS t WHERE %6$s;
+        ELSIF loc IS NOT NULL THEN
+            UPDATE %5$s AS t SET %8$s FROM jsonb_to_record(d) AS n(%9$s) WHERE %6$s;
+        ELSE
+            BEGIN
+                INSERT INTO %1$s (%10$s) OVERRIDING SYSTEM VALUE SELECT %11$s FROM jsonb_to_record(d) AS n(%9$s);
+            EXCEPTION WHEN unique_violation THEN
+                IF attempt < 3 THEN
+                    CONTINUE;  -- a local writer inserted it meanwhile: decide again
+                END IF;
+                RAISE;
+            END;
+        END IF;
+    END IF;
+    EXIT;
+  END LOOP;
+    IF wins THEN
+        INSERT INTO pgreplica.row_version AS r (relid, key, clock, gen, node, deleted)
+        VALUES (%3$s, vk, (rv->>'c')::bigint, (rv->>'g')::bigint, rv->>'n', op = 'D')
+        ON CONFLICT (relid, key) DO UPDATE
+           SET clock = EXCLUDED.clock, gen = EXCLUDED.gen, node = EXCLUDED.node, deleted = EXCLUDED.deleted;
+    END IF;
+    IF kind IS NOT NULL THEN
+        INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind,
+                                        local_row, local_version, remote_version, policy, winner, outcome)
+        VALUES (set_name, event_id, txid, %12$L, %13$L, op, ok, pgreplica.mm_summary(d), kind,
+                pgreplica.mm_summary(loc), lv, rv, policy,
+                CASE WHEN wins THEN rv ELSE lv END, CASE WHEN wins THEN 'applied' ELSE 'kept' END);
+        RETURN kind;
+    END IF;
+    RETURN '';
+END
+$src$, pgreplica.table_name(tbl), pgreplica.mm_key_of(tbl, 'd'), tbl::oid, t.ins, target, match,
+       pgreplica.table_name(tbl), sets, rdef, cols, vals,
+       (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+       (SELECT c.relname FROM pg_class c WHERE c.oid = tbl));
+END
+$f$;
+
+-- Makes (or keeps) a table's multi-master apply function; NULL without a key.
+CREATE OR REPLACE FUNCTION pgreplica.mm_refresh(tbl regclass) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    src text := pgreplica.mm_apply_source(tbl);
+    fn  text := 'pgreplica.mm_apply_' || tbl::oid;
+BEGIN
+    IF src IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p
+                    WHERE p.oid = to_regprocedure(fn || '("char",jsonb,jsonb,jsonb,text,text[],text,bigint,text)')
+                      AND p.prosrc = src) THEN
+        EXECUTE format('CREATE OR REPLACE FUNCTION %s(op "char", k jsonb, d jsonb, meta jsonb, policy text, ranks text[],'
+                       ' set_name text, event_id bigint, txid text) RETURNS text LANGUAGE plpgsql'
+                       ' SET search_path = pg_catalog, pg_temp AS %L', fn, src);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s("char",jsonb,jsonb,jsonb,text,text[],text,bigint,text) FROM PUBLIC', fn);
+    END IF;
+    RETURN fn;
+END
+$$;
 
 INSERT INTO pgreplica.meta (key, value) VALUES ('capture_version', '3')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE pgreplica.meta.value <> EXCLUDED.value;

@@ -1,4 +1,4 @@
--- pgreplica bookkeeping schema for a replica database, version 2.
+-- pgreplica bookkeeping schema for a replica database, version 3.
 --
 -- Installed by `pgreplica install` on every replica; can also be run by hand:
 --   psql -v ON_ERROR_STOP=1 -1 -f sql/replica.sql "dbname=shop"
@@ -43,6 +43,21 @@ CREATE TABLE IF NOT EXISTS pgreplica.conflict (
     kind        text NOT NULL,
     detected_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- On a multi-master node the conflict ledger also holds both sides of each
+-- conflict and its outcome (the same on every node): the row and version
+-- found here, the remote version (the remote row is data), the policy, the
+-- winning version and whether the remote change was applied or the local
+-- row kept; reviewed_at when an operator reviewed it (pgreplica conflicts
+-- resolve).
+ALTER TABLE pgreplica.conflict ADD COLUMN IF NOT EXISTS local_row jsonb,
+                               ADD COLUMN IF NOT EXISTS local_version jsonb,
+                               ADD COLUMN IF NOT EXISTS remote_version jsonb,
+                               ADD COLUMN IF NOT EXISTS policy text,
+                               ADD COLUMN IF NOT EXISTS winner jsonb,
+                               ADD COLUMN IF NOT EXISTS outcome text,
+                               ADD COLUMN IF NOT EXISTS reviewed_at timestamptz,
+                               ADD COLUMN IF NOT EXISTS review text;
 
 -- Per-table state of an online copy (pgreplica sync):
 --   copying      the copy is running; the engine holds this table's events

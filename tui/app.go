@@ -98,6 +98,9 @@ func NewApp(o AppOptions) *Model {
 		Row: func(ctx context.Context, c conflicts.Conflict) (map[string]string, error) {
 			return conflict.CurrentRow(ctx, cfg, c, "tui")
 		},
+		Resolve: func(ctx context.Context, c conflicts.Conflict, choice string) (string, error) {
+			return conflict.Resolve(ctx, cfg, c, choice, "tui")
+		},
 	})
 	logs := logpane.NewScreen(env)
 	report := o.Report

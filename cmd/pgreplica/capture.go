@@ -39,7 +39,15 @@ them. --disable-replica-triggers then disables those triggers on the
 replicated tables (ALTER TABLE ... DISABLE TRIGGER, as the tables' owner).
 
 A table whose capture was removed (remove-table) is left out with an error:
-copy it again with add-table --sync, or take it back with --no-sync.`,
+copy it again with add-table --sync, or take it back with --no-sync.
+
+On a multi-master set (nodes:) every node gets both: its own writes are
+captured and every other node's applied. Every node is reached first; the
+replicated tables' sequences must not be able to give the same value on two
+nodes (distinct ranges, or INCREMENT BY the number of nodes with an offset
+per node): a sequence at risk is an error that names it, and with --yes
+install sets such sequences to step by the number of nodes, each node from
+its own offset, past every node's last value.`,
 		Example: "  pgreplica -c shop.yaml install\n  pgreplica -c shop.yaml install --disable-replica-triggers --yes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -47,7 +55,12 @@ copy it again with add-table --sync, or take it back with --no-sync.`,
 			if err != nil {
 				return err
 			}
-			typos, err := capture.UnmatchedIncludes(cmd.Context(), cfg, "install")
+			if cfg.MultiMaster() {
+				if err := capture.CheckNodes(cmd.Context(), cfg); err != nil {
+					return err
+				}
+			}
+			typos, err := capture.UnmatchedIncludes(cmd.Context(), cfg.Directions("")[0], "install")
 			if err != nil {
 				return err
 			}
@@ -60,7 +73,7 @@ copy it again with add-table --sync, or take it back with --no-sync.`,
 					return err
 				}
 			}
-			return capture.InstallWith(cmd.Context(), cfg, capture.Options{DisableReplicaTriggers: disableTriggers}, a.line)
+			return capture.InstallWith(cmd.Context(), cfg, capture.Options{DisableReplicaTriggers: disableTriggers, FixSequences: a.yes}, a.line)
 		},
 	}
 	cmd.Flags().BoolVar(&disableTriggers, "disable-replica-triggers", false, "disable the replicas' own user triggers on replicated tables where the apply role cannot skip them (asks first)")
@@ -106,6 +119,7 @@ type tableJSON struct {
 	Sequences   []sequenceJSON      `json:"sequences,omitempty"`
 	Fenced      []string            `json:"fenced_on,omitempty"` // replicas where writes to it are refused (protect)
 	Rules       map[string]ruleJSON `json:"rules,omitempty"`     // per replica, its rule for the table (replicas[].tables)
+	Node        string              `json:"node,omitempty"`      // multi-master: the node that captures it (replicas: the others)
 }
 
 // ruleJSON is a replica's rule for a table in `tables --json`.
@@ -202,138 +216,173 @@ needs a re-copy under it (or the rule is not installed yet).`,
 			if err != nil {
 				return err
 			}
-			tables, skipped, err := replay.ListTables(cmd.Context(), cfg, "", cfg.Tables.Match)
-			if err != nil {
-				return err
-			}
-			for _, r := range skipped {
-				fmt.Fprintf(a.stderr, "warning: replica %s could not be read: its pending events are not counted\n", r)
-			}
-			if typos, err := capture.UnmatchedIncludes(cmd.Context(), cfg, "tables"); err == nil {
-				for _, s := range typos {
-					fmt.Fprintf(a.stderr, "warning: %s\n", s)
-				}
-			}
-			capture.SortByStatus(tables)
-			states, perReplica := tableStates(cmd.Context(), cfg, tables)
-			seqs, _ := capture.ReadSequences(cmd.Context(), cfg) // none before install
-			fenced := capture.Fenced(cmd.Context(), cfg)
-			var ruleStates []rule.State
-			if rule.Any(cfg) {
-				if ruleStates, err = rule.States(cmd.Context(), cfg); err != nil {
-					fmt.Fprintf(a.stderr, "warning: rules: %v\n", err)
-				}
-			}
-			rules := map[pg.Table][]rule.State{}
-			for _, s := range ruleStates {
-				rules[s.Table] = append(rules[s.Table], s)
-			}
-			if asJSON {
-				byTable := map[pg.Table][]sequenceJSON{}
-				for _, s := range seqs {
-					byTable[s.Table] = append(byTable[s.Table], sequenceJSON{Name: s.Name, Origin: s.Origin, Replicas: s.Replicas})
-				}
-				out := make([]tableJSON, len(tables))
-				for i, t := range tables {
-					out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status),
-						State: states[t.Table], Replicas: perReplica[t.Table], Pending: t.Pending}
-					switch {
-					case out[i].Key == nil:
-						out[i].Key = []string{}
-					case t.KeyIsUnique:
-						out[i].KeyIndex = "unique"
-					default:
-						out[i].KeyIndex = "primary"
-					}
-					if !t.Last.IsZero() {
-						s := t.Last.UTC().Format(time.RFC3339)
-						out[i].LastEventAt = &s
-					}
-					out[i].Sequences = byTable[t.Table]
-					for _, s := range rules[t.Table] {
-						if out[i].Rules == nil {
-							out[i].Rules = map[string]ruleJSON{}
-						}
-						out[i].Rules[s.Replica] = ruleOf(s)
-					}
-					for _, r := range cfg.Connected() {
-						if fenced[r.Name][t.Table] {
-							out[i].Fenced = append(out[i].Fenced, r.Name)
-						}
-					}
+			if !cfg.MultiMaster() {
+				out, err := a.listTables(cmd.Context(), cfg, asJSON)
+				if err != nil || !asJSON {
+					return err
 				}
 				return a.printJSON(out)
 			}
-			w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "STATUS\tTABLE\tKEY\tSTATE\tPENDING\tLAST EVENT")
-			for _, t := range tables {
-				key, last := "-", "-"
-				if len(t.Key) > 0 {
-					key = strings.Join(t.Key, ",")
-				}
-				if t.KeyIsUnique {
-					key += " (unique)"
-				}
-				if !t.Last.IsZero() {
-					last = t.Last.Local().Format("2006-01-02 15:04:05")
-				}
-				state := states[t.Table]
-				for _, s := range rules[t.Table] {
-					if s.Problem() != "" {
-						state = "needs re-copy"
-						if s.Hash != s.Installed {
-							state = "rule not installed"
-						}
+			// A multi-master set: each node's capture, and its
+			// changes' progress on the other nodes.
+			all := []tableJSON{}
+			for i, d := range cfg.Directions("") {
+				if !asJSON {
+					if i > 0 {
+						fmt.Fprintln(a.stdout)
 					}
+					fmt.Fprintf(a.stdout, "node %s (its changes on %s):\n", d.Source, strings.Join(replicaNames(d), ", "))
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, state, t.Pending, last)
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			if len(ruleStates) > 0 {
-				fmt.Fprintln(a.stdout)
-			}
-			for _, s := range ruleStates {
-				line := "replica " + s.Replica + ": " + s.Table.String() + ": "
-				if s.Rule != nil {
-					line += s.Rule.Summary()
-				} else {
-					line += "no rule"
+				out, err := a.listTables(cmd.Context(), d, asJSON)
+				if err != nil {
+					return fmt.Errorf("node %s: %w", d.Source, err)
 				}
-				if p := s.Problem(); p != "" {
-					line += " · " + p
-				}
-				fmt.Fprintln(a.stdout, line)
-			}
-			for _, r := range cfg.Connected() {
-				if n := len(fenced[r.Name]); n > 0 {
-					fmt.Fprintf(a.stdout, "\nreplica %s is fenced (protect): writes by anyone but pgreplica are refused on %d %s\n", r.Name, n, plural(n, "table", "tables"))
+				for _, t := range out {
+					t.Node = d.Source
+					all = append(all, t)
 				}
 			}
-			if len(seqs) == 0 {
-				return nil
+			if asJSON {
+				return a.printJSON(all)
 			}
-			// Sequences travel in the stream: where each stands.
-			fmt.Fprintln(a.stdout)
-			w = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			head := "SEQUENCE\tTABLE\tORIGIN"
-			for _, r := range cfg.Connected() {
-				head += "\t" + strings.ToUpper(r.Name)
-			}
-			fmt.Fprintln(w, head)
-			for _, sq := range seqs {
-				line := sq.Name + "\t" + sq.Table.String() + "\t" + seqValue(sq.Origin)
-				for _, r := range cfg.Connected() {
-					line += "\t" + seqValue(sq.Replicas[r.Name])
-				}
-				fmt.Fprintln(w, line)
-			}
-			return w.Flush()
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: an array of {table, key, key_index, status, state, replicas, pending, last_event_at}")
 	return cmd
+}
+
+// listTables prints the tables of a one-way set (or of one node of a
+// multi-master set), or with asJSON returns them.
+func (a *app) listTables(ctx context.Context, cfg *config.Config, asJSON bool) ([]tableJSON, error) {
+	tables, skipped, err := replay.ListTables(ctx, cfg, "", cfg.Tables.Match)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range skipped {
+		fmt.Fprintf(a.stderr, "warning: replica %s could not be read: its pending events are not counted\n", r)
+	}
+	if typos, err := capture.UnmatchedIncludes(ctx, cfg, "tables"); err == nil {
+		for _, s := range typos {
+			fmt.Fprintf(a.stderr, "warning: %s\n", s)
+		}
+	}
+	capture.SortByStatus(tables)
+	states, perReplica := tableStates(ctx, cfg, tables)
+	seqs, _ := capture.ReadSequences(ctx, cfg) // none before install
+	fenced := capture.Fenced(ctx, cfg)
+	var ruleStates []rule.State
+	if rule.Any(cfg) {
+		if ruleStates, err = rule.States(ctx, cfg); err != nil {
+			fmt.Fprintf(a.stderr, "warning: rules: %v\n", err)
+		}
+	}
+	rules := map[pg.Table][]rule.State{}
+	for _, s := range ruleStates {
+		rules[s.Table] = append(rules[s.Table], s)
+	}
+	if asJSON {
+		byTable := map[pg.Table][]sequenceJSON{}
+		for _, s := range seqs {
+			byTable[s.Table] = append(byTable[s.Table], sequenceJSON{Name: s.Name, Origin: s.Origin, Replicas: s.Replicas})
+		}
+		out := make([]tableJSON, len(tables))
+		for i, t := range tables {
+			out[i] = tableJSON{Table: t.Table.String(), Key: t.Key, Status: string(t.Status),
+				State: states[t.Table], Replicas: perReplica[t.Table], Pending: t.Pending}
+			switch {
+			case out[i].Key == nil:
+				out[i].Key = []string{}
+			case t.KeyIsUnique:
+				out[i].KeyIndex = "unique"
+			default:
+				out[i].KeyIndex = "primary"
+			}
+			if !t.Last.IsZero() {
+				s := t.Last.UTC().Format(time.RFC3339)
+				out[i].LastEventAt = &s
+			}
+			out[i].Sequences = byTable[t.Table]
+			for _, s := range rules[t.Table] {
+				if out[i].Rules == nil {
+					out[i].Rules = map[string]ruleJSON{}
+				}
+				out[i].Rules[s.Replica] = ruleOf(s)
+			}
+			for _, r := range cfg.Connected() {
+				if fenced[r.Name][t.Table] {
+					out[i].Fenced = append(out[i].Fenced, r.Name)
+				}
+			}
+		}
+		return out, nil
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "STATUS\tTABLE\tKEY\tSTATE\tPENDING\tLAST EVENT")
+	for _, t := range tables {
+		key, last := "-", "-"
+		if len(t.Key) > 0 {
+			key = strings.Join(t.Key, ",")
+		}
+		if t.KeyIsUnique {
+			key += " (unique)"
+		}
+		if !t.Last.IsZero() {
+			last = t.Last.Local().Format("2006-01-02 15:04:05")
+		}
+		state := states[t.Table]
+		for _, s := range rules[t.Table] {
+			if s.Problem() != "" {
+				state = "needs re-copy"
+				if s.Hash != s.Installed {
+					state = "rule not installed"
+				}
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Status, t.Table, key, state, t.Pending, last)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	if len(ruleStates) > 0 {
+		fmt.Fprintln(a.stdout)
+	}
+	for _, s := range ruleStates {
+		line := "replica " + s.Replica + ": " + s.Table.String() + ": "
+		if s.Rule != nil {
+			line += s.Rule.Summary()
+		} else {
+			line += "no rule"
+		}
+		if p := s.Problem(); p != "" {
+			line += " · " + p
+		}
+		fmt.Fprintln(a.stdout, line)
+	}
+	for _, r := range cfg.Connected() {
+		if n := len(fenced[r.Name]); n > 0 {
+			fmt.Fprintf(a.stdout, "\nreplica %s is fenced (protect): writes by anyone but pgreplica are refused on %d %s\n", r.Name, n, plural(n, "table", "tables"))
+		}
+	}
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	// Sequences travel in the stream: where each stands.
+	fmt.Fprintln(a.stdout)
+	w = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	head := "SEQUENCE\tTABLE\tORIGIN"
+	for _, r := range cfg.Connected() {
+		head += "\t" + strings.ToUpper(r.Name)
+	}
+	fmt.Fprintln(w, head)
+	for _, sq := range seqs {
+		line := sq.Name + "\t" + sq.Table.String() + "\t" + seqValue(sq.Origin)
+		for _, r := range cfg.Connected() {
+			line += "\t" + seqValue(sq.Replicas[r.Name])
+		}
+		fmt.Fprintln(w, line)
+	}
+	return nil, w.Flush()
 }
 
 func parseTables(args []string) ([]pg.Table, error) {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -137,6 +139,23 @@ type conflictJSON struct {
 	Captured   map[string]string `json:"captured"`
 	ReplicaRow map[string]string `json:"replica_row"` // null when the replica has no row for the key
 	RowError   string            `json:"row_error,omitempty"`
+	// Multi-master only (replica is then the direction, "a->b").
+	LocalRow      map[string]string `json:"local_row,omitempty"` // the target's row when the conflict was met
+	LocalVersion  json.RawMessage   `json:"local_version,omitempty"`
+	RemoteVersion json.RawMessage   `json:"remote_version,omitempty"`
+	Policy        string            `json:"policy,omitempty"`
+	Winner        json.RawMessage   `json:"winner,omitempty"`  // the winning version: the same on every node
+	Outcome       string            `json:"outcome,omitempty"` // applied (the remote change) or kept (the local row)
+	Review        string            `json:"review,omitempty"`  // keep or other, once reviewed
+	ReviewedAt    string            `json:"reviewed_at,omitempty"`
+}
+
+// optJSON is s as raw JSON, or nil (left out) when empty.
+func optJSON(s string) json.RawMessage {
+	if s == "" {
+		return nil
+	}
+	return json.RawMessage(s)
 }
 
 func (a *app) conflictsCommand() *cobra.Command {
@@ -156,7 +175,7 @@ for its key (none, when the row is still missing). At most 500 per replica.`,
 			if err != nil {
 				return err
 			}
-			if replica != "" {
+			if replica != "" && !cfg.MultiMaster() {
 				if _, err := cfg.Replica(replica); err != nil {
 					return usagef("%v", err)
 				}
@@ -171,6 +190,14 @@ for its key (none, when the row is still missing). At most 500 per replica.`,
 					if c.RowErr != nil {
 						j.RowError = c.RowErr.Error()
 					}
+					if c.Outcome != "" {
+						j.LocalRow = conflict.Flatten(c.LocalRow)
+						j.LocalVersion, j.RemoteVersion, j.Winner = optJSON(c.LocalVersion), optJSON(c.RemoteVersion), optJSON(c.Winner)
+						j.Policy, j.Outcome, j.Review = c.Policy, c.Outcome, c.Review
+						if c.ReviewedAt != nil {
+							j.ReviewedAt = c.ReviewedAt.UTC().Format(time.RFC3339)
+						}
+					}
 					out = append(out, j)
 				}
 				if err := a.printJSON(out); err != nil {
@@ -182,8 +209,62 @@ for its key (none, when the row is still missing). At most 500 per replica.`,
 			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: [{replica, id, event, txid, table, op, kind, at, key, captured, replica_row}]")
-	cmd.Flags().StringVar(&replica, "replica", "", "only the conflicts of replica `NAME`")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: [{replica, id, event, txid, table, op, kind, at, key, captured, replica_row}]; on a multi-master set also local_row, local_version, remote_version, policy, winner, outcome, review, reviewed_at")
+	cmd.Flags().StringVar(&replica, "replica", "", "only the conflicts of replica `NAME` (multi-master: a direction a->b, or a node)")
+	cmd.AddCommand(a.conflictsResolveCommand())
+	return cmd
+}
+
+func (a *app) conflictsResolveCommand() *cobra.Command {
+	var on string
+	cmd := &cobra.Command{
+		Use:   "resolve ID keep|other",
+		Short: "Review a multi-master conflict: keep its outcome, or take the other version",
+		Long: `Reviews conflict ID of direction --replica A->B (as 'pgreplica conflicts' lists
+it). keep leaves the outcome as it is. other writes the version that lost on
+node B as an ordinary change (the local row if the remote change was applied,
+the remote row if the local one was kept; deleted if that version had no
+row): it is captured there, is newer than every node's version, and so
+reaches every node and wins. Either way the conflict is marked reviewed on
+every node that recorded it.`,
+		Example: "  pgreplica -c mesh.yaml conflicts resolve --replica paris->tokyo 17 keep\n  pgreplica -c mesh.yaml conflicts resolve --replica paris->tokyo 18 other",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return usagef("conflict ID: want a positive number (got %q)", args[0])
+			}
+			if args[1] != conflict.Keep && args[1] != conflict.Other {
+				return usagef("want keep or other (got %q)", args[1])
+			}
+			if on == "" {
+				return usagef("--replica A->B: the direction whose ledger holds conflict %d (pgreplica conflicts lists them)", id)
+			}
+			cfg, err := a.loadConfigWithReplicas()
+			if err != nil {
+				return err
+			}
+			if !cfg.MultiMaster() {
+				return usagef("conflicts resolve is for a multi-master set (nodes:)")
+			}
+			cs, errs := conflict.List(cmd.Context(), cfg, on, "conflicts resolve")
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			for _, c := range cs {
+				if c.ID == id && c.Replica == on {
+					did, err := conflict.Resolve(cmd.Context(), cfg, c, args[1], "conflicts resolve")
+					if err != nil {
+						return err
+					}
+					a.line(did)
+					return nil
+				}
+			}
+			return fmt.Errorf("no conflict %d recorded for %s (pgreplica conflicts --replica %s lists them)", id, on, on)
+		},
+	}
+	cmd.Flags().StringVar(&on, "replica", "", "the direction `A->B` whose ledger holds the conflict")
 	return cmd
 }
 

@@ -31,6 +31,7 @@ type runOptions struct {
 	logFile   string
 	logLevel  string
 	serveSSH  string // also serve the TUI over SSH on this address
+	node      string // multi-master: apply only into this node
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -57,12 +58,17 @@ serve.ssh in the config). With alerts: set it sends e-mail and webhook alerts
 conflicts, and when each clears); with metrics.listen set it serves
 /metrics, /healthz and /readyz there (an address in use is an error).
 
+On a multi-master set (nodes:) the engine drives every direction: each
+node's changes applied to every other node. With --node NAME it applies only
+into that node, for a daemon per node (nodes in different places).
+
 One engine applies a set to a replica at a time (an advisory lock on the
 replica). A second daemon on the same config waits as a standby and takes
 over within seconds when the first stops or dies: run one on each of two
 hosts for high availability.`,
 		Example: `  pgreplica -c /etc/pgreplica/shop.yaml run
   pgreplica -c /etc/pgreplica/shop.yaml run --daemon --log-format json
+  pgreplica -c /etc/pgreplica/mesh.yaml run --daemon --node paris   # multi-master: apply into paris only
   systemctl enable --now pgreplica   # see scripts/pgreplica.service`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -75,6 +81,7 @@ hosts for high availability.`,
 	f.StringVar(&o.logFile, "log-file", "", "append logs to FILE instead of standard error")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.serveSSH, "serve-ssh", "", "also serve the TUI over SSH on HOST:PORT (see pgreplica serve --help)")
+	f.StringVar(&o.node, "node", "", "multi-master set: apply only the changes into this node (a daemon per node)")
 	return cmd
 }
 
@@ -135,6 +142,14 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 	cfg, err := a.loadConfigWithReplicas()
 	if err != nil {
 		return err
+	}
+	if o.node != "" {
+		if !cfg.MultiMaster() {
+			return usagef("--node is for a multi-master set (nodes: in the config); %s has origin: and replicas:", cfg.Path)
+		}
+		if _, err := cfg.Node(o.node); err != nil {
+			return usagef("--node: %v", err)
+		}
 	}
 	if cfg.Control.Socket != "" {
 		if err := control.Check(cfg.Control.Socket); err != nil {
@@ -200,7 +215,7 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 		if alerts.alerter != nil {
 			alertEvents = alerts.alerter.OnEvent
 		}
-		eng = replay.New(cfg, log, replay.Options{OnEvent: onEvents(alertEvents, func(ev replay.Event) {
+		eng = replay.New(cfg, log, replay.Options{Node: o.node, OnEvent: onEvents(alertEvents, func(ev replay.Event) {
 			if met != nil {
 				met.OnEvent(ev)
 			}
@@ -267,6 +282,14 @@ func (a *app) runEngine(ctx context.Context, o runOptions) error {
 // retry can cure: pgreplica not installed on the origin. An unreachable
 // server is not fatal: the engine retries.
 func preflight(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if cfg.MultiMaster() {
+		for _, d := range cfg.Directions("") {
+			if err := preflight(ctx, d, log.With("node", d.Source)); err != nil {
+				return fmt.Errorf("node %s: %w", d.Source, err)
+			}
+		}
+		return nil
+	}
 	net := pg.NetOf(cfg)
 	ctx, cancel := context.WithTimeout(ctx, net.ConnectTimeout+net.DeadPath)
 	defer cancel()
@@ -313,7 +336,11 @@ could not be brought up to date (the error says which and why).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "applied %d events; %d replica(s) caught up\n", n, len(cfg.Connected())) // file replicas: export
+			caught := fmt.Sprintf("%d replica(s)", len(cfg.Connected())) // file replicas: export
+			if cfg.MultiMaster() {
+				caught = fmt.Sprintf("%d direction(s)", len(eng.Status()))
+			}
+			fmt.Fprintf(a.stdout, "applied %d events; %s caught up\n", n, caught)
 			return nil
 		},
 	}

@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +350,45 @@ func TestInstallWhileTheOriginIsBusy(t *testing.T) {
 		if ti.Key != nil && ti.Status != capture.Installed {
 			t.Fatalf("%s is %s after install", ti.Table, ti.Status)
 		}
+	}
+}
+
+// skip_roles: writes by a listed role (logged in as it, or after SET ROLE)
+// are not captured, row changes or TRUNCATE; the list is compiled into the
+// capture function (no lookup per row), and a reinstall with another list
+// makes the function again.
+func TestSkipRolesAreNotCaptured(t *testing.T) {
+	ctx, cfg, origin, _ := setup(t)
+	role := "loader_" + strings.ToLower(t.Name())
+	exec(t, origin, "CREATE ROLE "+role+"; GRANT INSERT, UPDATE, DELETE, SELECT, TRUNCATE ON single TO "+role)
+	t.Cleanup(func() {
+		exec(t, origin, "RESET ROLE; REASSIGN OWNED BY "+role+" TO CURRENT_USER; DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
+	cfg.SkipRoles = []string{role, "nobody_else"}
+	lines := install(t, ctx, cfg)
+	if want := "origin: writes by " + role + ", nobody_else are not captured (skip_roles)"; !slices.Contains(lines, want) {
+		t.Fatalf("install printed %q, want the line %q", lines, want)
+	}
+	src := strs(t, origin, `SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(pgreplica.capture_function('single'::regclass) || '()')`)
+	if !strings.Contains(src[0], "'{"+role+",nobody_else}'") {
+		t.Fatalf("the capture function does not hold the role list as a literal:\n%s", src[0])
+	}
+	exec(t, origin, "SET ROLE "+role)
+	exec(t, origin, "INSERT INTO single VALUES (1, 'loaded'), (2, 'loaded'); UPDATE single SET v = 'x' WHERE id = 1; DELETE FROM single WHERE id = 2")
+	exec(t, origin, "TRUNCATE single")
+	exec(t, origin, "RESET ROLE")
+	exec(t, origin, "INSERT INTO single VALUES (3, 'by the owner')")
+	if got := events(t, origin); len(got) != 1 || got[0].op != "I" || got[0].data != `{"v": "by the owner", "id": 3}` {
+		t.Fatalf("events = %+v, want only the owner's insert", got)
+	}
+
+	// Without the list, the role's writes are captured again.
+	cfg.SkipRoles = nil
+	install(t, ctx, cfg)
+	exec(t, origin, "SET ROLE "+role)
+	exec(t, origin, "INSERT INTO single VALUES (4, 'loaded')")
+	exec(t, origin, "RESET ROLE")
+	if got := events(t, origin); len(got) != 2 || got[1].data != `{"v": "loaded", "id": 4}` {
+		t.Fatalf("events = %+v, want the role's insert captured", got)
 	}
 }

@@ -70,6 +70,10 @@ type Options struct {
 	// installs capture table by table): the replicas' rules of the other
 	// tables are neither checked nor changed.
 	Some bool
+	// FixSequences, on a multi-master set, sets the replicated tables'
+	// sequences that could give the same value on two nodes to an offset
+	// per node (the operator agreed) instead of refusing to install.
+	FixSequences bool
 }
 
 // ErrRemoved is returned (wrapped) when tables whose capture was removed
@@ -90,6 +94,9 @@ func Install(ctx context.Context, cfg *config.Config, report Report) error {
 // are left out (and reported, and the error wraps ErrRemoved) unless
 // opt.Recapture is set; the rest is installed all the same.
 func InstallWith(ctx context.Context, cfg *config.Config, opt Options, report Report) error {
+	if cfg.MultiMaster() {
+		return installNodes(ctx, cfg, opt, report)
+	}
 	s, err := open(ctx, cfg)
 	if err != nil {
 		return err
@@ -228,6 +235,28 @@ func (s *session) installOrigin(ctx context.Context, tables []TableInfo, rules m
 	}
 	if err := s.recordRules(ctx, rules, keyed, report); err != nil {
 		return "", err
+	}
+	if err := recordSkipRoles(ctx, s.origin, s.cfg.SkipRoles, report); err != nil {
+		return "", err
+	}
+	drift := slices.Clone(s.cfg.Conflicts.DetectDrift)
+	slices.Sort(drift)
+	if drift == nil {
+		drift = []string{}
+	}
+	if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('drift_tables', to_jsonb($1::text[])::text)
+	                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+	                                  WHERE pgreplica.meta.value::jsonb <> EXCLUDED.value::jsonb`, drift); err != nil {
+		return "", fmt.Errorf("origin: record conflicts.detect_drift: %w", err)
+	}
+	if s.cfg.Source != "" {
+		// Multi-master: the capture functions keep each row's version and
+		// every table gets its apply function (sql/origin.sql).
+		if _, err := s.origin.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('mm_node', $1)
+		                                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+		                                  WHERE pgreplica.meta.value <> EXCLUDED.value`, s.cfg.Source); err != nil {
+			return "", fmt.Errorf("origin: record the node's name: %w", err)
+		}
 	}
 	for _, t := range tables {
 		line, err := addTableRetried(ctx, s.origin, t.Table)
@@ -532,6 +561,14 @@ func requireOrigin(ctx context.Context, conn *pgx.Conn) error {
 // origin and the pgreplica schema from every replica. Application tables
 // and rows are not touched.
 func Uninstall(ctx context.Context, cfg *config.Config, report Report) error {
+	if cfg.MultiMaster() {
+		for _, d := range cfg.Directions("") {
+			if err := Uninstall(ctx, d, nodeReport(d.Source, report)); err != nil {
+				return fmt.Errorf("node %s: %w", d.Source, err)
+			}
+		}
+		return nil
+	}
 	s, err := open(ctx, cfg)
 	if err != nil {
 		return err
@@ -581,6 +618,27 @@ SELECT n.nspname, c.relname, t.tgname
 			return fmt.Errorf("replica %s: drop schema pgreplica: %w", r.Name, err)
 		}
 		report(fmt.Sprintf("replica %s: removed schema pgreplica", r.Name))
+	}
+	return nil
+}
+
+// recordSkipRoles stores skip_roles where the capture functions' generator
+// reads it (pgreplica.meta skip_roles); the triggers made after it (every
+// table's, as its function is then no longer current) have it compiled in.
+func recordSkipRoles(ctx context.Context, conn *pgx.Conn, roles []string, report Report) error {
+	list := slices.Clone(roles)
+	slices.Sort(list)
+	if list == nil {
+		list = []string{}
+	}
+	tag, err := conn.Exec(ctx, `INSERT INTO pgreplica.meta (key, value) VALUES ('skip_roles', to_jsonb($1::text[])::text)
+	                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+	                             WHERE pgreplica.meta.value::jsonb <> EXCLUDED.value::jsonb`, list)
+	if err != nil {
+		return fmt.Errorf("origin: record skip_roles: %w", err)
+	}
+	if tag.RowsAffected() > 0 && len(list) > 0 {
+		report("origin: writes by " + strings.Join(list, ", ") + " are not captured (skip_roles)")
 	}
 	return nil
 }

@@ -32,7 +32,18 @@ type Config struct {
 	Timeouts     Timeouts      `yaml:"timeouts"`      // deadlines that keep a dead network path from hanging anything
 	Serve        Serve         `yaml:"serve"`         // the TUI served over SSH; see serve.go
 	DDL          DDL           `yaml:"ddl"`           // schema changes made with plain SQL on the origin
-	Path         string        `yaml:"-"`             // file it was loaded from, "" when built from flags
+	// Nodes make a multi-master set (nodes.go): every node captures and
+	// applies every other node's changes. Exclusive with Origin and Replicas.
+	Nodes []Node `yaml:"nodes"`
+	// Conflicts is a multi-master set's conflict resolution.
+	Conflicts Conflicts `yaml:"conflicts"`
+	// SkipRoles are roles whose writes are not captured (PyReplica's
+	// SKIP_USER): compiled into the capture triggers by install.
+	SkipRoles []string `yaml:"skip_roles"`
+	Path      string   `yaml:"-"` // file it was loaded from, "" when built from flags
+	// Source is, on a direction of a multi-master set (Directions), the
+	// node whose changes it carries; "" on a one-way set.
+	Source string `yaml:"-"`
 }
 
 // DDL is what happens to a schema change made with plain SQL (not
@@ -176,7 +187,7 @@ func (c *Config) Validate() error {
 
 // RequireReplicas reports an error when no replica is configured.
 func (c *Config) RequireReplicas() error {
-	if len(c.Replicas) > 0 {
+	if len(c.Replicas) > 0 || len(c.Nodes) > 0 {
 		return nil
 	}
 	where := c.Path
@@ -220,7 +231,9 @@ func (c *Config) problems() []problem {
 		add("name", nameRule+" (got %q)", c.Name)
 	}
 
-	if msg := dsnProblem(c.Origin.DSN); msg != "" {
+	if len(c.Nodes) > 0 {
+		c.nodeProblems(add)
+	} else if msg := dsnProblem(c.Origin.DSN); msg != "" {
 		add("origin.dsn", "%s", msg)
 	}
 
@@ -250,6 +263,22 @@ func (c *Config) problems() []problem {
 			add(field+".dsn", "same as origin.dsn: a database cannot replicate into itself")
 		}
 		r.ruleProblems(i, add)
+	}
+
+	seenRole := map[string]int{}
+	for i, r := range c.SkipRoles {
+		field := fmt.Sprintf("skip_roles[%d]", i)
+		first, seen := seenRole[r]
+		switch {
+		case strings.TrimSpace(r) == "":
+			add(field, "empty role name")
+		case len(r) > 63:
+			add(field, "a role name has at most 63 bytes (got %d)", len(r))
+		case seen:
+			add(field, "duplicate, already listed as skip_roles[%d] (got %q)", first, r)
+		default:
+			seenRole[r] = i
+		}
 	}
 
 	if len(c.Tables.Include) == 0 {
@@ -291,6 +320,7 @@ func (c *Config) problems() []problem {
 		add("control.socket", "too long for a unix socket path, at most %d bytes (got %d bytes)", maxSocketPath, len(c.Control.Socket))
 	}
 	c.alertProblems(add)
+	c.conflictProblems(add)
 	c.Serve.problems(add)
 	return ps
 }

@@ -717,3 +717,50 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadNodes(t *testing.T) {
+	path := writeConfig(t, "name: mesh\nnodes:\n  - {name: paris, dsn: host=db1}\n  - {name: tokyo, dsn: host=db2}\n  - {name: lima, dsn: host=db3}\nskip_roles: [loader]\n")
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MultiMaster() || len(c.Nodes) != 3 || c.SkipRoles[0] != "loader" {
+		t.Fatalf("loaded %+v", c)
+	}
+	var got []string
+	for _, d := range c.Directions("") {
+		var to []string
+		for _, r := range d.Replicas {
+			to = append(to, r.Name)
+		}
+		got = append(got, d.Name+" "+d.Source+" "+d.Origin.DSN+" -> "+strings.Join(to, ","))
+	}
+	want := "mesh__paris paris host=db1 -> tokyo,lima|mesh__tokyo tokyo host=db2 -> paris,lima|mesh__lima lima host=db3 -> paris,tokyo"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("directions:\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	if d := c.Directions("lima"); len(d) != 2 || d[0].Replicas[0].Name != "lima" || d[1].Source != "tokyo" {
+		t.Fatalf("directions into lima: %+v", d)
+	}
+	if p := c.Pairs(); len(p) != 3 || p[2].Source != "tokyo" || p[2].Replicas[0].Name != "lima" {
+		t.Fatalf("pairs: %+v", p)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"nodes:\n  - {name: a, dsn: host=db1}\n  - {name: b, dsn: host=db2}\nreplicas:\n  - {name: r, dsn: host=db3}\n",
+			"pgreplica.yaml:1: nodes: a multi-master set lists nodes: instead of origin: and replicas:; keep one of the two shapes"},
+		{"nodes:\n  - {name: a, dsn: host=db1}\n",
+			"pgreplica.yaml:1: nodes: a multi-master set needs at least 2 nodes (got 1)"},
+		{"nodes:\n  - {name: a, dsn: host=db1}\n  - {name: a, dsn: host=db2}\n",
+			`pgreplica.yaml:3: nodes[1].name: duplicate, already used by nodes[0] (got "a")`},
+		{"nodes:\n  - {name: a__b, dsn: host=db1}\n  - {name: c, dsn: host=db2}\n",
+			`pgreplica.yaml:2: nodes[0].name: must not contain "__", which joins set and node names (got "a__b")`},
+		{"origin: {dsn: host=db1}\nskip_roles: [x, x]\n",
+			`pgreplica.yaml:2: skip_roles[1]: duplicate, already listed as skip_roles[0] (got "x")`},
+	} {
+		_, err := Load(writeConfig(t, tc.yaml))
+		if errText(err) != tc.want {
+			t.Errorf("%s:\ngot  %s\nwant %s", tc.yaml, errText(err), tc.want)
+		}
+	}
+}

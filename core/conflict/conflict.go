@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,6 +30,13 @@ type Conflict struct {
 	Data    string // JSON, the captured row
 	Kind    string
 	At      time.Time
+	// On a multi-master set (Replica is then the direction, "a->b"): the
+	// row found on the target and the versions of both sides, the policy,
+	// the winning version, whether the remote change was applied or the
+	// local row kept, and when and how an operator reviewed it.
+	LocalRow, LocalVersion, RemoteVersion, Winner string // JSON; "" when none
+	Policy, Outcome, Review                       string
+	ReviewedAt                                    *time.Time
 }
 
 // Limit is how many conflicts are read per replica (newest first).
@@ -38,16 +46,25 @@ const Limit = 500
 // the one named replica, when not ""), newest first; a replica that cannot
 // be read is reported in errs, not fatal. purpose names the sessions.
 func List(ctx context.Context, cfg *config.Config, replica, purpose string) (out []Conflict, errs []error) {
-	for _, r := range cfg.Replicas {
-		if replica != "" && r.Name != replica {
-			continue
+	for _, d := range cfg.Directions("") {
+		for _, r := range d.Replicas {
+			name := r.Name
+			if d.Source != "" {
+				name = config.DirectionLabel(d.Source, r.Name)
+			}
+			if replica != "" && name != replica && r.Name != replica {
+				continue
+			}
+			cs, err := readReplica(ctx, d.Name, r, purpose)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for i := range cs {
+				cs[i].Replica = name
+			}
+			out = append(out, cs...)
 		}
-		cs, err := readReplica(ctx, cfg.Name, r, purpose)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, cs...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.After(out[j].At) })
 	return out, errs
@@ -60,8 +77,12 @@ func readReplica(ctx context.Context, set string, r config.Replica, purpose stri
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	rows, err := conn.Query(ctx, `SELECT id, event_id, txid, schema_name, table_name, op::text,
-	       coalesce(key::text, ''), coalesce(data::text, ''), kind, detected_at
-	  FROM pgreplica.conflict WHERE set_name = $1 ORDER BY id DESC LIMIT $2`, set, Limit)
+	       coalesce(key::text, ''), coalesce(data::text, ''), kind, detected_at,
+	       coalesce(to_jsonb(c)->>'local_row', ''), coalesce(to_jsonb(c)->>'local_version', ''),
+	       coalesce(to_jsonb(c)->>'remote_version', ''), coalesce(to_jsonb(c)->>'winner', ''),
+	       coalesce(to_jsonb(c)->>'policy', ''), coalesce(to_jsonb(c)->>'outcome', ''), coalesce(to_jsonb(c)->>'review', ''),
+	       (to_jsonb(c)->>'reviewed_at')::timestamptz
+	  FROM pgreplica.conflict c WHERE set_name = $1 ORDER BY id DESC LIMIT $2`, set, Limit)
 	if err != nil {
 		if pg.IsUndefinedTable(err) {
 			return nil, nil // not installed there yet: no conflicts
@@ -70,7 +91,8 @@ func readReplica(ctx context.Context, set string, r config.Replica, purpose stri
 	}
 	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Conflict, error) {
 		c := Conflict{Replica: r.Name}
-		err := row.Scan(&c.ID, &c.EventID, &c.Txid, &c.Table.Schema, &c.Table.Name, &c.Op, &c.Key, &c.Data, &c.Kind, &c.At)
+		err := row.Scan(&c.ID, &c.EventID, &c.Txid, &c.Table.Schema, &c.Table.Name, &c.Op, &c.Key, &c.Data, &c.Kind, &c.At,
+			&c.LocalRow, &c.LocalVersion, &c.RemoteVersion, &c.Winner, &c.Policy, &c.Outcome, &c.Review, &c.ReviewedAt)
 		return c, err
 	})
 	if err != nil {
@@ -82,7 +104,7 @@ func readReplica(ctx context.Context, set string, r config.Replica, purpose stri
 // CurrentRow reads the replica's current row for a conflict's key, as
 // column -> text value; nil when there is no such row.
 func CurrentRow(ctx context.Context, cfg *config.Config, c Conflict, purpose string) (map[string]string, error) {
-	r, err := cfg.Replica(c.Replica)
+	r, err := replicaOf(cfg, c.Replica)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +156,7 @@ func ListWithRows(ctx context.Context, cfg *config.Config, replica, purpose stri
 		out[i].Conflict = c
 		conn, ok := conns[c.Replica]
 		if !ok {
-			r, err := cfg.Replica(c.Replica)
+			r, err := replicaOf(cfg, c.Replica)
 			if err == nil {
 				conn, err = pg.ConnectReplica(ctx, r, purpose)
 			}
@@ -170,4 +192,21 @@ func Flatten(s string) map[string]string {
 		}
 	}
 	return out
+}
+
+// replicaOf is the database a conflict was recorded on: the replica, or on
+// a multi-master set the target node of the direction ("a->b": b).
+func replicaOf(cfg *config.Config, name string) (config.Replica, error) {
+	if !cfg.MultiMaster() {
+		return cfg.Replica(name)
+	}
+	_, to, ok := strings.Cut(name, "->")
+	if !ok {
+		to = name
+	}
+	n, err := cfg.Node(to)
+	if err != nil {
+		return config.Replica{}, err
+	}
+	return config.Replica{Name: n.Name, DSN: n.DSN}, nil
 }

@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"errors"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,6 +23,9 @@ func AppName(purpose string) string {
 
 // ConnectOrigin connects to the set's origin for purpose (see AppName).
 func ConnectOrigin(ctx context.Context, cfg *config.Config, purpose string) (*pgx.Conn, error) {
+	if cfg.MultiMaster() {
+		return nil, errors.New("a multi-master set (nodes:) has no one origin: this command works on one-way sets only; install, run, replicate, status, tables, verify and conflicts take nodes")
+	}
 	return ConnectNet(ctx, "origin", cfg.Origin.DSN, AppName(purpose), NetOf(cfg))
 }
 

@@ -35,6 +35,8 @@ type applier struct {
 	skip     map[int64]bool // events the operator skipped (pgreplica.skipped)
 	skipRead time.Time      // when skip was read
 
+	mm *mmRules // a direction of a multi-master set: events with versions go through the table's apply function
+
 	noCopies     bool     // the last batch found no table being copied
 	held         []string // tables held on the replica, as the last batch found them (held.go)
 	fallbacks    int      // batches replayed event by event after the set-based apply failed
@@ -260,7 +262,7 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 // applyRows applies events without scripts or sequence samples in tx: one
 // statement each, or folded and set-based inside a savepoint.
 func (a *applier) applyRows(ctx context.Context, tx session, events []*event) ([]Conflict, error) {
-	if !a.fast(len(events)) {
+	if !a.fastFor(events) {
 		return a.applyExactIn(ctx, tx, events)
 	}
 	// The savepoint is released by the commit.
@@ -289,7 +291,7 @@ func needsCare(events []*event, skipped map[int64]bool) bool {
 // succeeds or names the event that fails. prefixErr is set by the readers
 // of p's own statements; no fallback is tried when it is.
 func (a *applier) applyPipelined(ctx context.Context, tx session, p *pipeline, events []*event, prefixErr *error) ([]Conflict, error) {
-	if a.fast(len(events)) {
+	if a.fastFor(events) {
 		ops, err := a.planFast(ctx, events)
 		if err == nil {
 			p.queue(func(br pgx.BatchResults) error {
@@ -356,6 +358,17 @@ func (a *applier) queueExact(ctx context.Context, b *pgx.Batch, events []*event)
 			queued = append(queued, e)
 			continue
 		}
+		if a.mm == nil && e.Op == 'U' && e.Meta != nil {
+			// conflicts.detect_drift: compare the row's old values first.
+			sql, args, ok, err := a.driftCheck(ctx, e)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				b.Queue(sql, args...)
+				queued = append(queued, &event{ID: e.ID, Txid: e.Txid, Table: e.Table, Op: 'C', Key: e.Key, Data: e.Data})
+			}
+		}
 		sql, args, err := a.statement(ctx, e)
 		if err != nil {
 			return nil, err
@@ -374,6 +387,13 @@ func (a *applier) readExact(br pgx.BatchResults, queued []*event) ([]Conflict, e
 		tag, err := br.Exec()
 		if err != nil {
 			return nil, a.explain(e, err)
+		}
+		if e.Op == 'C' {
+			if tag.RowsAffected() > 0 { // the replica's row had changed: drift
+				conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
+					Op: "U", Key: string(e.Key), Data: string(e.Data), Kind: UpdateOriginDiffers, At: time.Now()})
+			}
+			continue
 		}
 		if tag.RowsAffected() == 0 && (e.Op == 'U' || e.Op == 'D') {
 			kind := UpdateNoRow

@@ -57,6 +57,11 @@ type Engine struct {
 
 	mu      sync.Mutex
 	started time.Time
+
+	// parts are, on a multi-master set, the engines of its directions: one
+	// per source node, each an ordinary one-way engine (the fields above
+	// are then unused but cfg, log and emit).
+	parts []*Engine
 }
 
 // Options tune an engine. Zero values are fine.
@@ -66,6 +71,9 @@ type Options struct {
 	OnEvent func(Event)
 	// Apply chooses how batches are applied (default: auto).
 	Apply ApplyMode
+	// Node, on a multi-master set, limits the engine to the directions
+	// into that node (a daemon per node); "" drives every direction.
+	Node string
 }
 
 // New makes an engine for a validated config with at least one replica.
@@ -75,6 +83,12 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 		emit = func(Event) {}
 	}
 	e := &Engine{cfg: cfg, log: log, emit: emit, wake: NewWake(), net: netOf(cfg)}
+	if cfg.MultiMaster() {
+		for _, d := range cfg.Directions(opt.Node) {
+			e.parts = append(e.parts, New(d, log.With("source", d.Source), opt))
+		}
+		return e
+	}
 	for _, r := range cfg.Connected() { // file replicas are fed by bundles
 		w := newWorker(cfg, r, log, emit, opt.Apply)
 		w.async = true
@@ -85,6 +99,13 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) *Engine {
 
 // Status returns the current state of every replica.
 func (e *Engine) Status() []ReplicaStatus {
+	if e.parts != nil {
+		var out []ReplicaStatus
+		for _, p := range e.parts {
+			out = append(out, p.Status()...)
+		}
+		return out
+	}
 	out := make([]ReplicaStatus, len(e.workers))
 	for i, w := range e.workers {
 		out[i] = w.snapshot()
@@ -96,8 +117,13 @@ func (e *Engine) Status() []ReplicaStatus {
 // for the end of its backoff. It reports false when there is no such
 // replica. It never blocks.
 func (e *Engine) Retry(name string) bool {
+	for _, p := range e.parts {
+		if p.Retry(name) {
+			return true
+		}
+	}
 	for _, w := range e.workers {
-		if w.replica.Name == name {
+		if w.label == name {
 			select {
 			case w.retry <- struct{}{}:
 			default: // a retry is already asked for
@@ -122,6 +148,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	e.started = time.Now()
 	e.mu.Unlock()
+	if e.parts != nil {
+		e.log.Info("engine starting", "set", e.cfg.Name, "nodes", len(e.cfg.Nodes), "directions", len(e.Status()))
+		var wg sync.WaitGroup
+		for _, p := range e.parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.Run(ctx)
+			}()
+		}
+		wg.Wait()
+		e.log.Info("engine stopped", "set", e.cfg.Name)
+		return nil
+	}
 	e.log.Info("engine starting", "set", e.cfg.Name, "replicas", len(e.workers))
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -313,6 +353,24 @@ func nextBackoff(cur time.Duration, needsOperator bool) time.Duration {
 // returns (rserv's Replicate). The replicas are done in parallel; the
 // errors of all are returned together.
 func (e *Engine) Once(ctx context.Context) (int, error) {
+	if e.parts != nil {
+		var wg sync.WaitGroup
+		counts := make([]int, len(e.parts))
+		errs := make([]error, len(e.parts))
+		for i, p := range e.parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				counts[i], errs[i] = p.Once(ctx)
+			}()
+		}
+		wg.Wait()
+		total := 0
+		for _, n := range counts {
+			total += n
+		}
+		return total, errors.Join(errs...)
+	}
 	// The sequences as they are now travel with what is applied below.
 	var seq *pgx.Conn
 	if err := e.sampleOnce(ctx, &seq); err != nil {
@@ -380,6 +438,9 @@ func (e *Engine) purgeLoop(ctx context.Context) {
 		// A purge deletes at most what has piled up since the last one.
 		pctx, cancel := context.WithTimeout(ctx, e.net.DeadPath+e.cfg.Purge.Interval)
 		res, err := Purge(pctx, conn)
+		if err == nil && e.cfg.Source != "" {
+			err = purgeLedger(pctx, conn, e.cfg.Conflicts.Kept(), e.log)
+		}
 		cancel()
 		closeSoon(conn)
 		if err != nil {

@@ -60,6 +60,10 @@ func (e ConflictFound) replica() string { return e.Replica }
 const (
 	UpdateNoRow = "update: no row"
 	DeleteNoRow = "delete: no row"
+	// UpdateOriginDiffers (conflicts.detect_drift): the replica's row had
+	// other values in the changed columns than the origin's row had before
+	// the change (a local write on the replica); the change was applied.
+	UpdateOriginDiffers = "update_origin_differs"
 )
 
 // Conflict is an UPDATE or DELETE that found no row on the replica; it was

@@ -22,7 +22,9 @@ const minFastBatch = 2
 
 // fast reports whether a batch of n events is applied set-based.
 func (a *applier) fast(n int) bool {
-	return n > 0 && (a.mode == ApplyFast || (a.mode == ApplyAuto && !a.inOrder && n >= minFastBatch))
+	// Multi-master: each event is resolved against its row's version, one
+	// at a time (the set-based path would not see conflicts).
+	return a.mm == nil && n > 0 && (a.mode == ApplyFast || (a.mode == ApplyAuto && !a.inOrder && n >= minFastBatch))
 }
 
 // op is one step of a folded batch: a set-based statement, events applied

@@ -63,6 +63,11 @@ func (e *Engine) sampleOnce(ctx context.Context, conn **pgx.Conn) error {
 		}
 		*conn = c
 	}
+	if e.cfg.Source != "" {
+		// Multi-master: every node draws from its own sequence range
+		// (install checks), so samples of one are not applied to another.
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.net.DeadPath)
 	defer cancel()
 	err := SampleSequences(ctx, *conn)

@@ -23,6 +23,7 @@ type event struct {
 	Key   []byte
 	Data  []byte
 	Route []byte // per filtered replica, which side of its filter the row is on (route.go)
+	Meta  []byte // multi-master: the row's versions (log.meta); nil elsewhere
 
 	key, data image // Key and Data parsed (by parse)
 }
@@ -38,7 +39,7 @@ func (e *event) parse() {
 }
 
 func (e *event) size() int {
-	return len(e.Key) + len(e.Data) + len(e.Table.Schema) + len(e.Table.Name) + 48
+	return len(e.Key) + len(e.Data) + len(e.Route) + len(e.Meta) + len(e.Table.Schema) + len(e.Table.Name) + 48
 }
 
 // The interval (from, to] is the events whose transaction is visible in
@@ -55,7 +56,7 @@ const intervalWhere = `
    AND pg_visible_in_snapshot(txid, %[1]s)
    AND id > $4`
 
-const eventColumns = `id, txid::text::int8, at, schema_name, table_name, op::text, key::text, data::text, route::text`
+const eventColumns = `id, txid::text::int8, at, schema_name, table_name, op::text, key::text, data::text, route::text, meta::text`
 
 // readSQL selects the events of the interval (from, to], to = $5, after
 // event $4, in log id order.
@@ -68,7 +69,7 @@ var readSQL = `SELECT ` + eventColumns + ` FROM pgreplica.log` + fmt.Sprintf(int
 // is the statement's own snapshot, so the scan sees every event of the
 // transactions visible in it.
 var readCurrentSQL = `SELECT * FROM (
-SELECT 0::int8 AS id, 0::int8, now(), '', pg_current_snapshot()::text, 'S', NULL, NULL, NULL
+SELECT 0::int8 AS id, 0::int8, now(), '', pg_current_snapshot()::text, 'S', NULL, NULL, NULL, NULL
  UNION ALL
 SELECT ` + eventColumns + ` FROM pgreplica.log` + fmt.Sprintf(intervalWhere, `pg_current_snapshot()`) + `
 ) AS i ORDER BY id`
@@ -137,7 +138,7 @@ func scanEvents(rows pgx.Rows, fn func(*event) error) error {
 		var e event
 		var op string
 		var txid int64
-		if err := rows.Scan(&e.ID, &txid, &e.At, &e.Table.Schema, &e.Table.Name, &op, &e.Key, &e.Data, &e.Route); err != nil {
+		if err := rows.Scan(&e.ID, &txid, &e.At, &e.Table.Schema, &e.Table.Name, &op, &e.Key, &e.Data, &e.Route, &e.Meta); err != nil {
 			return fmt.Errorf("read events: %w", err)
 		}
 		e.Txid = uint64(txid)

@@ -23,6 +23,7 @@ type column struct {
 type tableMeta struct {
 	cols  map[string]column
 	stmts map[string]string // statement by op and column signature
+	relid uint32            // the table's oid (multi-master: its apply function is named by it)
 	// target is how UPDATE, DELETE and TRUNCATE name the table: with ONLY
 	// for an ordinary table, so that they touch exactly the rows the
 	// origin's statement touched and never an inheritance child's (whose
@@ -60,7 +61,7 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> 
 		return nil, stopTable(t, nil, "replica %s lacks table %s (event %d); its events are held there: create it, then pgreplica retry --table %s (or pgreplica sync --table %s)", a.replica, t, eventID, t, t)
 	}
 	var kind string
-	if err := a.conn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)`, t.Ident()).Scan(&kind); err != nil {
+	if err := a.conn.QueryRow(ctx, `SELECT relkind::text, oid FROM pg_class WHERE oid = to_regclass($1)`, t.Ident()).Scan(&kind, &m.relid); err != nil {
 		return nil, fmt.Errorf("kind of %s: %w", t, err)
 	}
 	if kind == "p" {
@@ -160,6 +161,9 @@ func (a *applier) statement(ctx context.Context, e *event) (string, []any, error
 	m, err := a.tableMeta(ctx, e.Table, e.ID)
 	if err != nil {
 		return "", nil, err
+	}
+	if a.mm != nil && e.Meta != nil && (e.Op == 'I' || e.Op == 'U' || e.Op == 'D') {
+		return a.mm.statement(m, a.set, e)
 	}
 	e.parse()
 	var dataCols, keyCols []string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +63,9 @@ func QueryStatusStale(ctx context.Context, cfg *config.Config) (Report, error) {
 }
 
 func queryStatus(ctx context.Context, cfg *config.Config, stale bool) (Report, error) {
+	if cfg.MultiMaster() {
+		return queryNodes(ctx, cfg, stale), nil
+	}
 	rep := Report{Set: cfg.Name, Origin: config.Describe(cfg.Origin.DSN), TakenAt: time.Now()}
 	n := netOf(cfg)
 	octx, cancel := context.WithTimeout(ctx, n.ConnectTimeout+n.DeadPath)
@@ -158,4 +162,38 @@ SELECT count(*), min(at) FROM pgreplica.log
 		rr.Lag = time.Since(*oldest)
 	}
 	return rr
+}
+
+// queryNodes is the report of a multi-master set: one row per direction,
+// named "a->b". A node that cannot be read makes its directions'
+// rows unreachable; the others are read all the same. An engine runs for
+// the set when one runs for every direction.
+func queryNodes(ctx context.Context, cfg *config.Config, stale bool) Report {
+	rep := Report{Set: cfg.Name, DaemonRunning: true, TakenAt: time.Now()}
+	var names []string
+	for _, n := range cfg.Nodes {
+		names = append(names, n.Name)
+	}
+	rep.Origin = "nodes " + strings.Join(names, ", ")
+	for _, d := range cfg.Directions("") {
+		r, err := queryStatus(ctx, d, stale)
+		if err != nil {
+			rep.DaemonRunning = false
+			for _, x := range d.Replicas {
+				rep.Replicas = append(rep.Replicas, ReplicaReport{Name: config.DirectionLabel(d.Source, x.Name),
+					Target: config.Describe(x.DSN), PendingUnknown: true, Error: "node " + d.Source + ": " + err.Error()})
+			}
+			continue
+		}
+		rep.DaemonRunning = rep.DaemonRunning && r.DaemonRunning
+		rep.LogEvents += r.LogEvents
+		for _, t := range r.Stale {
+			rep.Stale = append(rep.Stale, d.Source+":"+t)
+		}
+		for _, x := range r.Replicas {
+			x.Name = config.DirectionLabel(d.Source, x.Name)
+			rep.Replicas = append(rep.Replicas, x)
+		}
+	}
+	return rep
 }

@@ -20,7 +20,9 @@ import (
 type worker struct {
 	set     string
 	replica config.Replica
-	origin  string // origin DSN
+	mm      *mmRules // a multi-master direction's conflict rules, else nil
+	label   string   // the name in status and events: the replica's, or on a multi-master set its direction ("a->b")
+	origin  string   // origin DSN
 	limits  config.Batch
 	mode    ApplyMode
 	net     pg.Net        // connection bounds; DeadPath bounds every wait on a server
@@ -68,7 +70,13 @@ const idleWriteEvery = 10 * time.Second
 func newWorker(cfg *config.Config, r config.Replica, log *slog.Logger, emit func(Event), mode ApplyMode) *worker {
 	w := &worker{set: cfg.Name, replica: r, origin: cfg.Origin.DSN, limits: cfg.Batch, mode: mode,
 		net: netOf(cfg), grace: cfg.Timeouts.OrphanGrace, log: log.With("replica", r.Name), emit: emit, retry: make(chan struct{}, 1)}
-	w.status = ReplicaStatus{Name: r.Name, State: Starting, StateSince: time.Now()}
+	w.label = r.Name
+	w.mm = newMMRules(cfg)
+	if cfg.Source != "" {
+		w.label = config.DirectionLabel(cfg.Source, r.Name)
+		w.log = log.With("replica", w.label)
+	}
+	w.status = ReplicaStatus{Name: w.label, State: Starting, StateSince: time.Now()}
 	w.progress.Store(time.Now().UnixNano())
 	w.noProgressAfter = max(5*time.Second, 2*min(cfg.PollInterval, cfg.Timeouts.OrphanGrace/3))
 	return w
@@ -154,6 +162,7 @@ func (w *worker) connectIn(ctx context.Context, at *string) error {
 		w.replicaConn = c
 		w.unflushed = walMark{} // a crash may have lost what it named
 		w.apply = newApplier(c, w.set, w.replica.Name, w.mode)
+		w.apply.mm = w.mm
 		w.havePos, w.locked = false, false
 	}
 	if !w.locked && !w.beside {
@@ -432,7 +441,7 @@ func (w *worker) idleIn(ctx context.Context, next Position) error {
 }
 
 func (w *worker) reportBatch(events []*event, bytes int, took time.Duration, conflicts []Conflict) {
-	ev := BatchApplied{Replica: w.replica.Name, Events: len(events), Bytes: bytes, Took: took, Position: w.pos}
+	ev := BatchApplied{Replica: w.label, Events: len(events), Bytes: bytes, Took: took, Position: w.pos}
 	if len(events) > 0 {
 		ev.Oldest = events[0].At
 		for _, e := range events {
@@ -458,7 +467,7 @@ func (w *worker) reportBatch(events []*event, bytes int, took time.Duration, con
 	for _, c := range conflicts {
 		w.log.Warn("conflict", "table", c.Table.String(), "op", c.Op, "key", c.Key, "event", c.EventID,
 			"kind", c.Kind, "txid", c.Txid)
-		w.emit(ConflictFound{Replica: w.replica.Name, Conflict: c})
+		w.emit(ConflictFound{Replica: w.label, Conflict: c})
 	}
 }
 
@@ -579,7 +588,7 @@ func (w *worker) setState(s State, err error) {
 	}
 	w.mu.Unlock()
 	if from != s {
-		w.emit(StateChanged{Replica: w.replica.Name, From: from, To: s, Err: err})
+		w.emit(StateChanged{Replica: w.label, From: from, To: s, Err: err})
 		if err == nil {
 			w.log.Info("state", "state", string(s))
 		}

@@ -151,6 +151,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) (Result, error) {
 	if err := cfg.RequireReplicas(); err != nil {
 		return Result{}, err
 	}
+	if cfg.MultiMaster() {
+		return runPairs(ctx, cfg, opt)
+	}
 	replicas := cfg.Connected()
 	if len(replicas) == 0 {
 		return Result{}, fmt.Errorf("every replica of set %s is a file replica: verify compares over connections; run it where both databases can be reached (--origin and --replica)", cfg.Name)
@@ -174,6 +177,43 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) (Result, error) {
 		}
 		res.Replicas = append(res.Replicas, rr)
 		res.Equal = res.Equal && rr.Equal
+	}
+	return res, nil
+}
+
+// runPairs compares every pair of nodes of a multi-master set once, the
+// first (as the origin) with the second at the point the first's stream
+// reached there; each pair's result is named "a->b". opt.Replica, when
+// set, names one pair.
+func runPairs(ctx context.Context, cfg *config.Config, opt Options) (Result, error) {
+	res := Result{Equal: true}
+	var labels []string
+	found := false
+	onTable := opt.OnTable
+	for _, p := range cfg.Pairs() {
+		label := config.DirectionLabel(p.Source, p.Replicas[0].Name)
+		labels = append(labels, label)
+		if opt.Replica != "" && opt.Replica != label {
+			continue
+		}
+		found = true
+		po := opt
+		po.Replica = ""
+		if onTable != nil {
+			po.OnTable = func(_ string, t TableResult) { onTable(label, t) }
+		}
+		r, err := Run(ctx, p, po)
+		if err != nil {
+			return res, fmt.Errorf("nodes %s and %s: %w", p.Source, p.Replicas[0].Name, err)
+		}
+		for _, rr := range r.Replicas {
+			rr.Name = label
+			res.Replicas = append(res.Replicas, rr)
+		}
+		res.Equal = res.Equal && r.Equal
+	}
+	if !found {
+		return res, fmt.Errorf("unknown pair %q (known: %s)", opt.Replica, strings.Join(labels, ", "))
 	}
 	return res, nil
 }

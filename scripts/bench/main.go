@@ -104,7 +104,7 @@ func main() {
 	flag.IntVar(&o.InsertTxnRows, "insert-txn-rows", 0, "rows per transaction in the insert backlog (default 1000)")
 	flag.IntVar(&o.LagSeconds, "lag-seconds", 0, "seconds of the steady-rate lag run (default 30)")
 	flag.DurationVar(&o.QuietWait, "quiet-wait", 0, "before each sample, wait up to this long for other processes to leave the CPUs (under 25% busy) (default 2m, 25m in all; 0s with --quick)")
-	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag,oldtxn (default all)")
+	flag.StringVar(&scen, "scenarios", "", "comma-separated subset of overhead,apply,lag,oldtxn,multimaster (default all)")
 	flag.StringVar(&durability, "durability", "off,on", "overhead and apply with fsync = off (the test harness's setting) and/or on (PostgreSQL's default durability): off, on or off,on")
 	flag.Func("compare", "NAME=BINARY: also measure this pgreplica binary in the overhead and old-open-transaction scenarios, interleaved with the others (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
@@ -124,8 +124,8 @@ func main() {
 	if scen != "" {
 		o.Scenarios = map[string]bool{}
 		for _, s := range splitComma(scen) {
-			if s != "overhead" && s != "apply" && s != "lag" && s != "oldtxn" {
-				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (overhead, apply, lag, oldtxn)\n", s)
+			if s != "overhead" && s != "apply" && s != "lag" && s != "oldtxn" && s != "multimaster" {
+				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (overhead, apply, lag, oldtxn, multimaster)\n", s)
 				os.Exit(2)
 			}
 			o.Scenarios[s] = true
@@ -259,6 +259,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				e.note("lag p50", r, run, s.P50)
 			}
 		}
+	}
+	if o.want("multimaster") {
+		if err := e.setDurability(ctx, "off"); err != nil {
+			return nil, err
+		}
+		e.logf("multi-master node: pgbench on node a, plain and with capture + the engine applying to node b")
+		mm, err := e.multiMaster(ctx, o.Runs)
+		if err != nil {
+			return nil, fmt.Errorf("multi-master: %w", err)
+		}
+		e.logf("  multi-master / plain TPS: %.2f", mm.Ratio)
+		rep.MultiMaster = mm
 	}
 	rep.Samples = e.samples
 	rep.finish(time.Since(started))

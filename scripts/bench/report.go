@@ -131,8 +131,11 @@ type Report struct {
 	Lag       map[string]*LagResult              `json:"lag"`
 	Footprint *Footprint                         `json:"footprint,omitempty"`
 	OldTxn    map[string]*OldTxnResult           `json:"old_open_transaction,omitempty"` // by compared binary ("": the main one)
-	Targets   []Target                           `json:"targets"`
-	Samples   []Sample                           `json:"samples"`
+	// MultiMaster is a multi-master node's TPS with capture and the other
+	// node applying, against no capture (multimaster scenario).
+	MultiMaster *MultiMasterResult `json:"multi_master,omitempty"`
+	Targets     []Target           `json:"targets"`
+	Samples     []Sample           `json:"samples"`
 }
 
 func newReport(e *env) *Report {
@@ -567,6 +570,17 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "| %d | %s | %s | %.2f |\n", i+1, mmm(wo, sec), mmm(w, sec), ratio)
 		}
 		fmt.Fprintf(&b, "\nIn all: %.2f× with the transaction open; its last minute %.2f× its first.\n\n", o.Ratio, o.Growth)
+	}
+	if mm := r.MultiMaster; mm != nil {
+		plain, with := Stat{Runs: mm.PlainTPS}, Stat{Runs: mm.MultiMasterTPS}
+		plain.finish()
+		with.finish()
+		b.WriteString("### Multi-master node — pgbench TPC-B on node a of a 2-node set\n\n| variant | TPS |\n|---|---:|\n")
+		capt := Stat{Runs: mm.CaptureTPS}
+		capt.finish()
+		fmt.Fprintf(&b, "| no capture | %s |\n| capture with row versions alone | %s |\n| capture with row versions, the engine applying a's changes to node b | %s |\n",
+			mmm(plain, num), mmm(capt, num), mmm(with, num))
+		fmt.Fprintf(&b, "\nOrigin TPS ratio of the multi-master node: %.2f; by CPU per transaction: %.2f (capture alone: %.2f).\n\n", mm.Ratio, mm.CPURatio, mm.CaptureCPURatio)
 	}
 	if f := r.Footprint; f != nil {
 		b.WriteString("### Footprint — pgreplica replicate --once on the insert backlog\n\n")
