@@ -133,3 +133,17 @@ func TestReplicaWithRulesCannotBecomeOrigin(t *testing.T) {
 		t.Fatalf("switchover to a whole replica: %v", err)
 	}
 }
+
+// A multi-master set has no origin role to move.
+func TestMultiMasterHasNoSwitchover(t *testing.T) {
+	c := config.Default()
+	c.Name = "shop"
+	c.Nodes = []config.Node{{Name: "a", DSN: "host=db1"}, {Name: "b", DSN: "host=db2"}}
+	want := "set shop is a multi-master set (nodes:): every node already takes writes, there is no origin role to move"
+	if _, err := swapped(&c, "b", "b"); err == nil || err.Error() != "switchover: "+want {
+		t.Fatalf("switchover on nodes: %v", err)
+	}
+	if _, err := withoutOrigin(&c, "b"); err == nil || err.Error() != "failover: "+want {
+		t.Fatalf("failover on nodes: %v", err)
+	}
+}

@@ -150,6 +150,9 @@ func orNone(names []string) string {
 // withoutOrigin is the config after the failover of old to replica to:
 // its DSN is the origin's, and the old origin is gone.
 func withoutOrigin(old *config.Config, to string) (*config.Config, error) {
+	if old.MultiMaster() {
+		return nil, fmt.Errorf("failover: set %s is a multi-master set (nodes:): every node already takes writes, there is no origin role to move", old.Name)
+	}
 	var names []string
 	idx := -1
 	for i, r := range old.Replicas {

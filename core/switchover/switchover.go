@@ -166,6 +166,9 @@ func wholeCopy(cmd string, r config.Replica) error {
 }
 
 func swapped(old *config.Config, to, as string) (*config.Config, error) {
+	if old.MultiMaster() {
+		return nil, fmt.Errorf("switchover: set %s is a multi-master set (nodes:): every node already takes writes, there is no origin role to move", old.Name)
+	}
 	var names []string
 	idx := -1
 	for i, r := range old.Replicas {
