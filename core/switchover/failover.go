@@ -150,24 +150,8 @@ func orNone(names []string) string {
 // withoutOrigin is the config after the failover of old to replica to:
 // its DSN is the origin's, and the old origin is gone.
 func withoutOrigin(old *config.Config, to string) (*config.Config, error) {
-	if old.MultiMaster() {
-		return nil, fmt.Errorf("failover: set %s is a multi-master set (nodes:): every node already takes writes, there is no origin role to move", old.Name)
-	}
-	var names []string
-	idx := -1
-	for i, r := range old.Replicas {
-		names = append(names, r.Name)
-		if r.Name == to {
-			idx = i
-		}
-		if r.File {
-			return nil, fmt.Errorf("failover: replica %s is a file replica, which cannot follow a new origin; remove it from the set first", r.Name)
-		}
-	}
-	if idx < 0 {
-		return nil, fmt.Errorf("failover --to %s: the set %s has no replica %s (its replicas: %s)", to, old.Name, to, strings.Join(names, ", "))
-	}
-	if err := wholeCopy("failover", old.Replicas[idx]); err != nil {
+	idx, _, err := candidate("failover", old, to)
+	if err != nil {
 		return nil, err
 	}
 	n := *old

@@ -156,18 +156,14 @@ func Prepare(ctx context.Context, path string, opt Options) (*Plan, error) {
 
 // swapped is the config after the switchover of old to replica to, the
 // old origin becoming replica as.
-// wholeCopy refuses a replica with table rules as the new origin: it holds
-// only its projection of the origin's rows and columns.
-func wholeCopy(cmd string, r config.Replica) error {
-	if len(r.Tables) > 0 {
-		return fmt.Errorf("%s --to %s: replica %s has table rules (replicas[].tables: filters, columns or targets), so it holds only part of the origin's data and cannot become the origin", cmd, r.Name, r.Name)
-	}
-	return nil
-}
-
-func swapped(old *config.Config, to, as string) (*config.Config, error) {
+// candidate finds replica to in old and checks that it can become the
+// origin (cmd is "switchover" or "failover", for the errors): a one-way
+// set without file replicas, and a replica that holds the whole data (no
+// table rules: a projection cannot become the origin). It returns its
+// index and the replicas' names.
+func candidate(cmd string, old *config.Config, to string) (int, []string, error) {
 	if old.MultiMaster() {
-		return nil, fmt.Errorf("switchover: set %s is a multi-master set (nodes:): every node already takes writes, there is no origin role to move", old.Name)
+		return 0, nil, fmt.Errorf("%s: set %s is a multi-master set (nodes:): every node already takes writes, there is no origin role to move", cmd, old.Name)
 	}
 	var names []string
 	idx := -1
@@ -177,13 +173,21 @@ func swapped(old *config.Config, to, as string) (*config.Config, error) {
 			idx = i
 		}
 		if r.File {
-			return nil, fmt.Errorf("switchover: replica %s is a file replica, which cannot follow a new origin; remove it from the set first (and export what it lacks)", r.Name)
+			return 0, nil, fmt.Errorf("%s: replica %s is a file replica, which cannot follow a new origin; remove it from the set first (and export what it lacks)", cmd, r.Name)
 		}
 	}
 	if idx < 0 {
-		return nil, fmt.Errorf("switchover --to %s: the set %s has no replica %s (its replicas: %s)", to, old.Name, to, strings.Join(names, ", "))
+		return 0, nil, fmt.Errorf("%s --to %s: the set %s has no replica %s (its replicas: %s)", cmd, to, old.Name, to, strings.Join(names, ", "))
 	}
-	if err := wholeCopy("switchover", old.Replicas[idx]); err != nil {
+	if len(old.Replicas[idx].Tables) > 0 {
+		return 0, nil, fmt.Errorf("%s --to %s: replica %s has table rules (replicas[].tables: filters, columns or targets), so it holds only part of the origin's data and cannot become the origin", cmd, to, to)
+	}
+	return idx, names, nil
+}
+
+func swapped(old *config.Config, to, as string) (*config.Config, error) {
+	idx, names, err := candidate("switchover", old, to)
+	if err != nil {
 		return nil, err
 	}
 	if as != to && slices.Contains(names, as) {
