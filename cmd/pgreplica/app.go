@@ -38,7 +38,8 @@ func (a *app) rootCommand() *cobra.Command {
 		Long: `pgreplica captures row changes on an origin database with triggers and replays
 them on one or more replicas, exactly once and in commit order. It works
 where native logical replication can't: managed databases, no superuser,
-mixed major versions, per-table copies.
+mixed major versions, per-table or filtered copies, lazy multi-master,
+replicas fed by files, and a planned switchover with nothing lost.
 
 With no arguments in a terminal it opens the operator's TUI; every action of
 the TUI is also a subcommand below.
@@ -47,7 +48,7 @@ Configuration comes from -c FILE, else ./pgreplica.yaml, else the one file
 in /etc/pgreplica/*.yaml (with several there, one per set, pass -c); or,
 without a file, from --origin and --replica.`,
 		Example: `  pgreplica demo                         # see it work on two throwaway clusters
-  pgreplica -c shop.yaml install         # install capture on the origin, bookkeeping on replicas
+  pgreplica -c shop.yaml install         # capture and bookkeeping
   pgreplica --origin "dbname=shop" --replica "host=db2 dbname=shop" tables
   pgreplica -c shop.yaml run --daemon    # the replay engine, for systemd`,
 		Version:       version,
@@ -62,6 +63,8 @@ without a file, from --origin and --replica.`,
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+	// Flag help wraps at 80 columns, for an operator's ssh session.
+	root.SetUsageTemplate(strings.ReplaceAll(root.UsageTemplate(), "FlagUsages", "FlagUsagesWrapped 80"))
 	pf := root.PersistentFlags()
 	pf.StringVarP(&a.configPath, "config", "c", "", "config file (default ./pgreplica.yaml, then /etc/pgreplica/*.yaml)")
 	pf.StringVar(&a.originDSN, "origin", "", "origin DSN, for use without a config file; env:VAR or @FILE read it from there (default $"+config.EnvOrigin+")")

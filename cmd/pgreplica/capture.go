@@ -22,7 +22,7 @@ func (a *app) installCommand() *cobra.Command {
 	var disableTriggers bool
 	cmd := &cobra.Command{
 		Use:   "install",
-		Short: "Install or upgrade capture on the origin and bookkeeping on the replicas",
+		Short: "Install or upgrade capture on the origin, bookkeeping on replicas",
 		Long: `Installs the pgreplica schema and the capture triggers on every selected table
 of the origin (tables.include/exclude), and the bookkeeping schema on each
 replica. Everything is checked first (connections, versions, that each replica
@@ -84,7 +84,7 @@ its own offset, past every node's last value.`,
 func (a *app) uninstallCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "uninstall",
-		Short: "Remove triggers and the pgreplica schema from the origin and replicas",
+		Short: "Remove triggers and the pgreplica schema everywhere",
 		Long: `Removes the capture triggers from every table of the origin and drops the
 pgreplica schema (event log, positions, conflicts) from the origin and every
 replica. Application tables and rows are not touched. Events not yet applied
@@ -201,7 +201,7 @@ func (a *app) tablesCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "tables",
-		Short: "List the selected tables with key, trigger status and pending events",
+		Short: "List the selected tables: key, trigger, state, pending events",
 		Long: `Lists every table of the origin matched by tables.include/exclude with its
 primary key, the status of its capture trigger (installed, missing,
 no primary key, disabled), its state on the replicas (copying or catchup

@@ -42,7 +42,7 @@ func (a *app) checkCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Check the servers, privileges and tables before install (changes nothing)",
+		Short: "Check servers, privileges and tables before install (read-only)",
 		Long: `Connects to the origin and every replica and checks what pgreplica needs:
 each server reachable and PostgreSQL 13 or newer, CREATE on each database,
 TRIGGER on the origin's tables, every origin table present on every replica
@@ -219,7 +219,7 @@ func (a *app) conflictsResolveCommand() *cobra.Command {
 	var on string
 	cmd := &cobra.Command{
 		Use:   "resolve ID keep|other",
-		Short: "Review a multi-master conflict: keep its outcome, or take the other version",
+		Short: "Keep a multi-master conflict's outcome, or take the other version",
 		Long: `Reviews conflict ID of direction --replica A->B (as 'pgreplica conflicts' lists
 it). keep leaves the outcome as it is. other writes the version that lost on
 node B as an ordinary change (the local row if the remote change was applied,
@@ -355,7 +355,7 @@ func (a *app) smokeCommand() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "smoke",
-		Short: "Prove replication works: INSERT, UPDATE, DELETE a test row, timed per replica",
+		Short: "Prove replication works: a test row inserted, updated, deleted",
 		Long: `Creates the test table public.pgreplica_smoke on the origin and every replica,
 captures it, then INSERTs, UPDATEs and DELETEs a row on the origin and times
 each change until every replica shows it; then drops the table again. When

@@ -16,7 +16,7 @@ func (a *app) executeCommand() *cobra.Command {
 	var sql string
 	cmd := &cobra.Command{
 		Use:   "execute [FILE]",
-		Short: "Run a schema change on the origin and, in the stream, on every replica",
+		Short: "Run a schema change on the origin and, in order, on every replica",
 		Long: `Runs a SQL script (a schema change: ALTER TABLE, CREATE INDEX, ...) on the
 origin in one transaction that also brings the capture of every table it
 changes up to date and writes the script into the event log. Each replica
@@ -82,7 +82,7 @@ func (a *app) skipCommand() *cobra.Command {
 	var id int64
 	cmd := &cobra.Command{
 		Use:   "skip --replica R --event N",
-		Short: "Move a stopped replica past one event, recorded for review and reapply",
+		Short: "Move a stopped replica past one event (recorded, reapply-able)",
 		Long: `Records event N (read from the origin's log) in pgreplica.skipped on replica R,
 with who, when and why: the replay engine moves past it at its next attempt
 (pgreplica retry makes that now) and never applies it. The replica then differs
@@ -157,14 +157,14 @@ func (a *app) retryCommand() *cobra.Command {
 	var tables []string
 	cmd := &cobra.Command{
 		Use:   "retry --table T [--replica R] | retry --replica R",
-		Short: "Release a held table, or make the daemon retry a stopped replica now",
+		Short: "Release a held table, or retry a stopped replica now",
 		Long: `With --replica R alone: asks the running daemon, through its control socket
 (control.socket), to retry the replica at once instead of waiting for the end
 of its backoff (up to 30 seconds for a stopped replica). Use it after fixing
 what stopped the replica (see pgreplica why).
 
-With --table T: a table whose events a replica cannot apply (it lacks a column, a NOT NULL
-column gets no value...) is held there: its events wait in pgreplica.held, in
+With --table T: a table whose events a replica cannot apply (it lacks a
+column, a NOT NULL column gets no value...) is held there: its events wait in pgreplica.held, in
 order, while the other tables keep replicating (tables and status show it as
 held, with the reason). Once you fixed the table on the replica, retry
 releases it: the held events are applied first, at the engine's next batch,

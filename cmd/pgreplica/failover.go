@@ -17,7 +17,7 @@ func (a *app) failoverCommand() *cobra.Command {
 	var from string
 	cmd := &cobra.Command{
 		Use:   "failover --to REPLICA",
-		Short: "Make a replica the origin when the origin is lost (what it had not applied is lost)",
+		Short: "Make a replica the origin when the origin is lost",
 		Long: `The origin is lost: replica REPLICA becomes the origin without it.
 
   1 record    how far REPLICA had applied the old origin's log is kept on it
@@ -41,7 +41,8 @@ nothing), a replica that cannot be read, and a running daemon (stop it first;
 start it again with the rewritten config). It asks first: type the replica's
 name (--yes for scripts). Running it again after an interruption finishes it.`,
 		Example: `  pgreplica -c shop.yaml failover --to reporting
-  pgreplica -c shop.yaml failover --report-lost --from "host=db1 dbname=shop user=replicator" --json`,
+  pgreplica -c shop.yaml failover --report-lost --json \
+      --from "host=db1 dbname=shop user=replicator"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if reportLost == (opt.To != "") {

@@ -47,9 +47,9 @@ transient fault.
 
 SIGTERM or SIGINT finish the batch in flight and exit 0, within
 min(10s, timeouts.dead_path) even when a server no longer answers (an
-unfinished batch is rolled back and applied at the next start). SIGHUP reloads the
-config file (and reopens --log-file, for logrotate); an invalid new config is
-logged and the running one kept. With control.socket set, the daemon serves
+unfinished batch is rolled back and applied at the next start). SIGHUP
+reloads the config file (and reopens --log-file, for logrotate); an invalid
+new config is logged and the running one kept. With control.socket set, the daemon serves
 its status and log there for 'pgreplica status' and the TUI (and takes
 'pgreplica retry'). With --serve-ssh HOST:PORT the same process serves the
 TUI over SSH, every session on this engine (see 'pgreplica serve --help' and
@@ -68,7 +68,8 @@ over within seconds when the first stops or dies: run one on each of two
 hosts for high availability.`,
 		Example: `  pgreplica -c /etc/pgreplica/shop.yaml run
   pgreplica -c /etc/pgreplica/shop.yaml run --daemon --log-format json
-  pgreplica -c /etc/pgreplica/mesh.yaml run --daemon --node paris   # multi-master: apply into paris only
+  # multi-master: apply into node paris only
+  pgreplica -c /etc/pgreplica/mesh.yaml run --daemon --node paris
   systemctl enable --now pgreplica   # see scripts/pgreplica.service`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -34,7 +34,7 @@ func (a *app) serveCommand() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the TUI over SSH to operators' keys (one engine for every session)",
+		Short: "Serve the TUI over SSH to operators' keys, one engine for all",
 		Long: `Serves the terminal UI over SSH: 'ssh -p 2222 pgreplica@HOST' lands in the
 monitor, with no shell on the host. Every session gets its own TUI, sized to
 its own terminal and coloured for it (NO_COLOR or TERM=dumb sent by the

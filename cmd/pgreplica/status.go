@@ -145,7 +145,7 @@ func (a *app) statusCommand() *cobra.Command {
 	var maxLag, watch, timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show where each replica stands: position, pending events, lag, conflicts",
+		Short: "Where each replica stands: position, pending, lag, conflicts",
 		Long: `Reads, from the databases themselves, where each replica stands: its position,
 the events captured and not yet applied there, the lag (the age of the oldest
 of them, 0 when caught up), when it last applied a batch, the conflicts

@@ -31,7 +31,7 @@ func (a *app) switchoverCommand() *cobra.Command {
 	var dryRun, resume, abort bool
 	cmd := &cobra.Command{
 		Use:   "switchover --to REPLICA",
-		Short: "Move the origin role to a replica, nothing lost, sequences right (planned; both sides up)",
+		Short: "Move the origin role to a replica, nothing lost (planned)",
 		Long: `Makes replica REPLICA the origin of the set, in persisted steps:
 
   1 fence      the origin refuses writes to the replicated tables, with an error
@@ -45,7 +45,7 @@ func (a *app) switchoverCommand() *cobra.Command {
   5 config     the config file names the new origin (the old file is kept as
                FILE.bak-TIME)
   6 unfence    the fences are lifted: the new origin takes the writes
-  7 verify     every replica is compared with the new origin; the result is printed
+  7 verify     every replica is compared with the new origin (result printed)
 
 Before anything changes it refuses, with one line: a name that is not a
 replica of the set, a replica that lags more than --max-lag, cannot be read,
@@ -62,7 +62,9 @@ lifted. It asks first: type the replica's name (--yes for scripts).
 Exit status: 0 switched over and equal, 3 switched over but verify found
 differences, 1 error (the message says which step, and what to run next).`,
 		Example: `  pgreplica -c shop.yaml switchover --to reporting --dry-run
-  systemctl stop pgreplica && pgreplica -c shop.yaml switchover --to reporting && systemctl start pgreplica
+  systemctl stop pgreplica &&
+    pgreplica -c shop.yaml switchover --to reporting &&
+    systemctl start pgreplica
   pgreplica -c shop.yaml switchover --resume
   pgreplica -c shop.yaml switchover --abort --yes`,
 		Args: cobra.NoArgs,

@@ -23,7 +23,7 @@ func (a *app) syncCommand() *cobra.Command {
 	var schema bool
 	cmd := &cobra.Command{
 		Use:   "sync",
-		Short: "Copy tables from the origin to replicas online (a new replica, a drifted table)",
+		Short: "Copy tables from the origin to replicas online",
 		Long: `Copies the selected tables from the origin to the replicas while the origin
 keeps taking writes and the engine keeps running, then hands them to the
 engine, which applies exactly the changes the copy did not see.
@@ -53,8 +53,9 @@ Asks before replacing rows a replica already has, unless --yes. Progress
 (rows, bytes, rate, ETA) goes to standard error. If sync is interrupted,
 the unfinished tables stay marked as being copied (their changes are held,
 not lost): run it again.`,
-		Example: `  pgreplica -c shop.yaml sync --schema                 # bring a new, empty replica up online
-  pgreplica -c shop.yaml sync --replica reporting --table public.orders --yes   # re-copy a drifted table
+		Example: `  pgreplica -c shop.yaml sync --schema           # a new, empty replica, online
+  # re-copy a drifted table
+  pgreplica -c shop.yaml sync --replica reporting --table public.orders --yes
   pgreplica -c shop.yaml sync --workers 8`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

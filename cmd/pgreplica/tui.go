@@ -40,7 +40,7 @@ func (a *app) tuiCommand() *cobra.Command {
 	var o tuiOptions
 	cmd := &cobra.Command{
 		Use:   "tui",
-		Short: "Open the operator's terminal UI (also: pgreplica with no arguments)",
+		Short: "Open the operator's terminal UI (also: no arguments)",
 		Long: `Opens the terminal UI: the install wizard when pgreplica is not installed yet
 (or with --wizard), else the tables, the replication monitor with its live log,
 and the conflicts. With control.socket set and a daemon listening there, the

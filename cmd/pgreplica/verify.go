@@ -67,7 +67,7 @@ func (a *app) verifyCommand() *cobra.Command {
 	var maxKeys int
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Compare replicas with the origin at one consistent point; --repair fixes the differences",
+		Short: "Compare replicas with the origin at one point; --repair fixes",
 		Long: `Compares each replica with the origin, table by table, at one consistent point
 while writes go on: the replica's position is locked (a running engine waits),
 an origin snapshot is taken, and the replica applies exactly the changes up to
