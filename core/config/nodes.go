@@ -187,8 +187,10 @@ const (
 	KindDeleteOriginDiffers = "delete_origin_differs"
 )
 
-// Kinds are the conflict kinds, in the order the README lists them.
-var kinds = []string{KindInsertExists, KindUpdateOriginDiffers, KindUpdateMissing, KindDeleteOriginDiffers, KindDeleteMissing}
+// ConflictKinds are the conflict kinds, in the order the README lists them.
+func ConflictKinds() []string {
+	return []string{KindInsertExists, KindUpdateOriginDiffers, KindUpdateMissing, KindDeleteOriginDiffers, KindDeleteMissing}
+}
 
 // kindPairs are the kinds that the two nodes of one pair of concurrent
 // changes meet, each its own: of a concurrent UPDATE and DELETE of a row,
@@ -198,7 +200,7 @@ var kinds = []string{KindInsertExists, KindUpdateOriginDiffers, KindUpdateMissin
 // (insert_exists and update_origin_differs are met as themselves on both
 // nodes; delete_missing needs a row without a version, which concurrent
 // changes do not make.)
-var kindPairs = [][2]string{{KindUpdateMissing, KindDeleteOriginDiffers}}
+func kindPairs() [][2]string { return [][2]string{{KindUpdateMissing, KindDeleteOriginDiffers}} }
 
 // DefaultPolicy is the conflict policy of a set that names none.
 const DefaultPolicy = PolicyLatest
@@ -289,6 +291,7 @@ func (c *Config) conflictProblems(add func(field, format string, args ...any)) {
 // under the set's policy and under every table's.
 func (c *Config) kindProblems(add func(field, format string, args ...any)) {
 	keys := slices.Sorted(maps.Keys(c.Conflicts.Kinds))
+	kinds := ConflictKinds()
 	bad := false
 	for _, k := range keys {
 		if !slices.Contains(kinds, k) {
@@ -308,7 +311,7 @@ func (c *Config) kindProblems(add func(field, format string, args ...any)) {
 			scopes = append(scopes, t)
 		}
 	}
-	for _, pair := range kindPairs {
+	for _, pair := range kindPairs() {
 		for _, t := range scopes {
 			a, b := c.PolicyForKind(t, pair[0]), c.PolicyForKind(t, pair[1])
 			if a == b {

@@ -704,3 +704,34 @@ func TestMultiMasterKindPriority(t *testing.T) {
 		t.Errorf("apply functions of t: %s, want the one with kinds", got)
 	}
 }
+
+// An INSERT that finds another deletion than the one it followed met a
+// concurrent DELETE: a deleted and re-inserted the row while b deleted
+// it, later by clock. a meets b's delete as delete_origin_differs; b
+// meets a's insert over its own tombstone, no kind of its own, and must
+// resolve it by the same policy (the override priority, not the set's
+// latest, under which b's later delete would win on b only).
+func TestMultiMasterKindInsertOverTombstone(t *testing.T) {
+	m := newMM(t, 2, mmSchema)
+	m.cfg.Conflicts.Policy = "latest"
+	m.cfg.Conflicts.Kinds = map[string]string{"update_missing": "priority", "delete_origin_differs": "priority"}
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'base', 0)")
+	m.all()
+	exec(t, m.conns[0], "DELETE FROM t WHERE id = 1")
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'a again', 1)")
+	time.Sleep(2 * time.Millisecond)
+	exec(t, m.conns[1], "DELETE FROM t WHERE id = 1")
+	m.all()
+	for i := range m.conns {
+		if got := m.row(i, "t", 1); got != `(1,"a again",1)` {
+			t.Errorf("node %s ends with %s, want a's insert (it saw more writes: priority counts them)", m.names[i], got)
+		}
+	}
+	if got := m.policyLedger(0, "t", 1); got != "delete_origin_differs priority kept won by a" {
+		t.Errorf("node a recorded %q", got)
+	}
+	if got, want := scalar(t, m.conns[0], "SELECT clock || ' ' || gen || ' ' || node || ' ' || deleted FROM pgreplica.row_version"),
+		scalar(t, m.conns[1], "SELECT clock || ' ' || gen || ' ' || node || ' ' || deleted FROM pgreplica.row_version"); got != want {
+		t.Errorf("versions differ: a %s, b %s", got, want)
+	}
+}
