@@ -29,9 +29,9 @@ func newMMRules(cfg *config.Config) *mmRules {
 	if cfg.Source == "" {
 		return nil
 	}
-	kinds, err := json.Marshal(cfg.Conflicts.Kinds) // a map of strings: cannot fail
-	if err != nil || cfg.Conflicts.Kinds == nil {
-		kinds = []byte("{}")
+	kinds := []byte("{}")
+	if len(cfg.Conflicts.Kinds) > 0 {
+		kinds, _ = json.Marshal(cfg.Conflicts.Kinds) // a map of strings always marshals
 	}
 	return &mmRules{policyFor: cfg.PolicyFor, kinds: string(kinds), ranks: cfg.Ranks()}
 }
