@@ -971,8 +971,10 @@ $$;
 -- the one the event overwrote, and the row is not already what the event
 -- makes it), keeps the winner by the policy (the version that beats the
 -- other: see mm_beats), records the conflict with both rows and versions
--- in pgreplica.conflict, and returns its kind ('' when none). Policy
--- 'error' stops instead (SQLSTATE RP014): nothing of the batch commits.
+-- in pgreplica.conflict, and returns its kind ('' when none). The policy
+-- is the table's, or the kind's override in kinds (conflicts.kinds,
+-- {"kind": "policy"}); the ledger records the one used. Policy 'error'
+-- stops instead (SQLSTATE RP014): nothing of the batch commits.
 CREATE OR REPLACE FUNCTION pgreplica.mm_apply_source(tbl regclass) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $f$
@@ -1019,6 +1021,7 @@ DECLARE
     kind   text;
     wins   boolean;
     equal  boolean;
+    base   text := policy;  -- the table's
 BEGIN
   FOR attempt IN 1..3 LOOP
     -- The row first, locked: a local writer of it commits before this
@@ -1028,16 +1031,22 @@ BEGIN
       FROM pgreplica.row_version v WHERE v.relid = %3$s AND v.key = ok FOR UPDATE;
     equal := CASE WHEN op = 'D' THEN loc IS NULL ELSE coalesce(loc = d, false) END;
     kind := NULL;
+    policy := base;
     IF lv IS DISTINCT FROM meta->'b' AND NOT equal THEN
         kind := CASE op WHEN 'I' THEN CASE WHEN loc IS NOT NULL THEN 'insert_exists' END
                         WHEN 'U' THEN CASE WHEN loc IS NULL THEN 'update_missing' ELSE 'update_origin_differs' END
                         ELSE CASE WHEN lv IS NULL THEN 'delete_missing' ELSE 'delete_origin_differs' END END;
+        -- A kind's override (conflicts.kinds) wins over the table's policy.
+        -- An insert that finds no row but another tombstone than the one
+        -- it overwrote met a concurrent delete, which its node meets as
+        -- delete_origin_differs: both sides resolve by that kind's policy.
+        policy := coalesce(kinds->>coalesce(kind, 'delete_origin_differs'), base);
     END IF;
     IF kind IS NOT NULL AND policy = 'error' THEN
         RAISE EXCEPTION 'pgreplica: conflict %%: %% of %% %% by node %% meets node %%''s version; policy error stops this direction',
                         kind, CASE op WHEN 'I' THEN 'insert' WHEN 'U' THEN 'update' ELSE 'delete' END, %7$L, ok, rv->>'n', coalesce(lv->>'n', 'this')
               USING ERRCODE = 'RP014',
-                    HINT = 'Resolve the row by hand on the nodes (or change conflicts.policy), then pgreplica retry.';
+                    HINT = 'Resolve the row by hand on the nodes (or change conflicts.policy or conflicts.kinds), then pgreplica retry.';
     END IF;
     wins := pgreplica.mm_beats(rv, lv, policy, ranks);
     IF wins AND NOT equal THEN
@@ -1093,12 +1102,14 @@ BEGIN
         RETURN NULL;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_proc p
-                    WHERE p.oid = to_regprocedure(fn || '("char",jsonb,jsonb,jsonb,text,text[],text,bigint,text)')
+                    WHERE p.oid = to_regprocedure(fn || '("char",jsonb,jsonb,jsonb,text,jsonb,text[],text,bigint,text)')
                       AND p.prosrc = src) THEN
-        EXECUTE format('CREATE OR REPLACE FUNCTION %s(op "char", k jsonb, d jsonb, meta jsonb, policy text, ranks text[],'
-                       ' set_name text, event_id bigint, txid text) RETURNS text LANGUAGE plpgsql'
+        -- the signature before conflicts.kinds: no overload may linger
+        EXECUTE format('DROP FUNCTION IF EXISTS %s("char",jsonb,jsonb,jsonb,text,text[],text,bigint,text)', fn);
+        EXECUTE format('CREATE OR REPLACE FUNCTION %s(op "char", k jsonb, d jsonb, meta jsonb, policy text, kinds jsonb,'
+                       ' ranks text[], set_name text, event_id bigint, txid text) RETURNS text LANGUAGE plpgsql'
                        ' SET search_path = pg_catalog, pg_temp AS %L', fn, src);
-        EXECUTE format('REVOKE ALL ON FUNCTION %s("char",jsonb,jsonb,jsonb,text,text[],text,bigint,text) FROM PUBLIC', fn);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s("char",jsonb,jsonb,jsonb,text,jsonb,text[],text,bigint,text) FROM PUBLIC', fn);
     END IF;
     RETURN fn;
 END

@@ -718,6 +718,9 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
+// mmNodes is the start of a multi-master config (lines 1 to 3).
+const mmNodes = "nodes:\n  - {name: a, dsn: host=db1}\n  - {name: b, dsn: host=db2}\n"
+
 func TestLoadNodes(t *testing.T) {
 	path := writeConfig(t, "name: mesh\nnodes:\n  - {name: paris, dsn: host=db1}\n  - {name: tokyo, dsn: host=db2}\n  - {name: lima, dsn: host=db3}\nskip_roles: [loader]\n")
 	c, err := Load(path)
@@ -746,6 +749,24 @@ func TestLoadNodes(t *testing.T) {
 		t.Fatalf("pairs: %+v", p)
 	}
 
+	// Per-kind overrides: a kind's policy wins over its table's, which
+	// wins over the set's; both kinds of an UPDATE/DELETE pair overridden
+	// alike is valid.
+	c, err = Load(writeConfig(t, mmNodes+"conflicts:\n  policy: latest\n  tables: {public.stock: priority}\n"+
+		"  kinds: {insert_exists: error, update_missing: priority, delete_origin_differs: priority}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range [][3]string{
+		{"public.t", "insert_exists", "error"}, {"public.stock", "insert_exists", "error"},
+		{"public.t", "update_origin_differs", "latest"}, {"public.stock", "update_origin_differs", "priority"},
+		{"public.t", "update_missing", "priority"}, {"public.t", "delete_origin_differs", "priority"},
+	} {
+		if got := c.PolicyForKind(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("policy for %s in %s = %s, want %s", tc[1], tc[0], got, tc[2])
+		}
+	}
+
 	for _, tc := range []struct{ yaml, want string }{
 		{"nodes:\n  - {name: a, dsn: host=db1}\n  - {name: b, dsn: host=db2}\nreplicas:\n  - {name: r, dsn: host=db3}\n",
 			"pgreplica.yaml:1: nodes: a multi-master set lists nodes: instead of origin: and replicas:; keep one of the two shapes"},
@@ -757,6 +778,18 @@ func TestLoadNodes(t *testing.T) {
 			`pgreplica.yaml:2: nodes[0].name: must not contain "__", which joins set and node names (got "a__b")`},
 		{"origin: {dsn: host=db1}\nskip_roles: [x, x]\n",
 			`pgreplica.yaml:2: skip_roles[1]: duplicate, already listed as skip_roles[0] (got "x")`},
+		{mmNodes + "conflicts:\n  kinds:\n    insert_exists: error\n    update_conflict: latest\n",
+			`pgreplica.yaml:7: conflicts.kinds.update_conflict: unknown conflict kind: want insert_exists, update_origin_differs, update_missing, delete_origin_differs, delete_missing (got "update_conflict")`},
+		{mmNodes + "conflicts:\n  kinds:\n    insert_exists: keep_local\n",
+			`pgreplica.yaml:6: conflicts.kinds.insert_exists: keep_local does not converge: each node would keep a different row; use latest, priority or error (got "keep_local")`},
+		{mmNodes + "conflicts:\n  kinds:\n    delete_missing: newest\n",
+			`pgreplica.yaml:6: conflicts.kinds.delete_missing: want latest, priority or error (got "newest")`},
+		{mmNodes + "conflicts:\n  policy: latest\n  kinds:\n    update_missing: priority\n",
+			`pgreplica.yaml:6: conflicts.kinds: update_missing resolves by priority but delete_origin_differs by latest in the set: of a concurrent UPDATE and DELETE of one row, the node that deleted meets the update as update_missing and the node that updated meets the delete as delete_origin_differs, so the two must resolve by the same policy or the nodes keep different rows; give both the same policy`},
+		{mmNodes + "conflicts:\n  policy: priority\n  tables: {public.stock: latest}\n  kinds: {delete_origin_differs: priority}\n",
+			`pgreplica.yaml:7: conflicts.kinds: update_missing resolves by latest but delete_origin_differs by priority in table public.stock: of a concurrent UPDATE and DELETE of one row, the node that deleted meets the update as update_missing and the node that updated meets the delete as delete_origin_differs, so the two must resolve by the same policy or the nodes keep different rows; give both the same policy`},
+		{"origin: {dsn: host=db1}\nconflicts:\n  kinds: {insert_exists: error}\n",
+			`pgreplica.yaml:2: conflicts: conflict policies are for a multi-master set (nodes:); a one-way set has only detect_drift and retention`},
 	} {
 		_, err := Load(writeConfig(t, tc.yaml))
 		if errText(err) != tc.want {

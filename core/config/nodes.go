@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -142,6 +144,11 @@ type Conflicts struct {
 	Priority []string `yaml:"priority"`
 	// Tables override the policy per table ("schema.table": policy).
 	Tables map[string]string `yaml:"tables"`
+	// Kinds override the policy per conflict kind (Kinds below: policy),
+	// in every table: a kind's override wins over the table's policy,
+	// which wins over the set's. update_missing and delete_origin_differs
+	// must resolve alike (see kindPairs).
+	Kinds map[string]string `yaml:"kinds"`
 	// DetectDrift ("schema.table", also on a one-way set): an UPDATE of
 	// these tables carries the old values of the changed columns; a
 	// replica whose row had other values there (a local write) records
@@ -171,6 +178,30 @@ const (
 	PolicyError    = "error"
 )
 
+// The conflict kinds, as PostgreSQL 18 names them.
+const (
+	KindInsertExists        = "insert_exists"
+	KindUpdateMissing       = "update_missing"
+	KindUpdateOriginDiffers = "update_origin_differs"
+	KindDeleteMissing       = "delete_missing"
+	KindDeleteOriginDiffers = "delete_origin_differs"
+)
+
+// ConflictKinds are the conflict kinds, in the order the README lists them.
+func ConflictKinds() []string {
+	return []string{KindInsertExists, KindUpdateOriginDiffers, KindUpdateMissing, KindDeleteOriginDiffers, KindDeleteMissing}
+}
+
+// kindPairs are the kinds that the two nodes of one pair of concurrent
+// changes meet, each its own: of a concurrent UPDATE and DELETE of a row,
+// the node that updated receives the delete as delete_origin_differs and
+// the node that deleted receives the update as update_missing. The two
+// must resolve by the same policy, or each node keeps a different row.
+// (insert_exists and update_origin_differs are met as themselves on both
+// nodes; delete_missing needs a row without a version, which concurrent
+// changes do not make.)
+func kindPairs() [][2]string { return [][2]string{{KindUpdateMissing, KindDeleteOriginDiffers}} }
+
 // DefaultPolicy is the conflict policy of a set that names none.
 const DefaultPolicy = PolicyLatest
 
@@ -184,6 +215,15 @@ func (c *Config) PolicyFor(table string) string {
 		return DefaultPolicy
 	}
 	return c.Conflicts.Policy
+}
+
+// PolicyForKind is the conflict policy of a kind of conflict in a table:
+// the kind's override (conflicts.kinds), else the table's policy.
+func (c *Config) PolicyForKind(table, kind string) string {
+	if p, ok := c.Conflicts.Kinds[kind]; ok {
+		return p
+	}
+	return c.PolicyFor(table)
 }
 
 // Ranks is the node priority list: Conflicts.Priority, else the nodes in order.
@@ -210,7 +250,7 @@ func policyProblem(p string) string {
 
 func (c *Config) conflictProblems(add func(field, format string, args ...any)) {
 	if !c.MultiMaster() {
-		if c.Conflicts.Policy != "" || len(c.Conflicts.Priority) > 0 || len(c.Conflicts.Tables) > 0 {
+		if c.Conflicts.Policy != "" || len(c.Conflicts.Priority) > 0 || len(c.Conflicts.Tables) > 0 || len(c.Conflicts.Kinds) > 0 {
 			add("conflicts", "conflict policies are for a multi-master set (nodes:); a one-way set has only detect_drift and retention")
 		}
 		return
@@ -228,6 +268,7 @@ func (c *Config) conflictProblems(add func(field, format string, args ...any)) {
 			add("conflicts.tables", "%s: %s", t, msg)
 		}
 	}
+	c.kindProblems(add)
 	if len(c.Conflicts.Priority) > 0 {
 		seen := map[string]bool{}
 		for i, n := range c.Conflicts.Priority {
@@ -241,6 +282,50 @@ func (c *Config) conflictProblems(add func(field, format string, args ...any)) {
 		}
 		if len(seen) != len(c.Nodes) {
 			add("conflicts.priority", "must list every node once (got %d of %d)", len(c.Conflicts.Priority), len(c.Nodes))
+		}
+	}
+}
+
+// kindProblems checks conflicts.kinds: known kinds, known policies, and
+// the kinds of one pair of concurrent changes (kindPairs) resolving alike
+// under the set's policy and under every table's.
+func (c *Config) kindProblems(add func(field, format string, args ...any)) {
+	keys := slices.Sorted(maps.Keys(c.Conflicts.Kinds))
+	kinds := ConflictKinds()
+	bad := false
+	for _, k := range keys {
+		if !slices.Contains(kinds, k) {
+			add("conflicts.kinds."+k, "unknown conflict kind: want %s (got %q)", strings.Join(kinds, ", "), k)
+			bad = true
+		} else if msg := policyProblem(c.Conflicts.Kinds[k]); msg != "" {
+			add("conflicts.kinds."+k, "%s", msg)
+			bad = true
+		}
+	}
+	if bad || len(keys) == 0 {
+		return
+	}
+	scopes := []string{""}
+	for _, t := range slices.Sorted(maps.Keys(c.Conflicts.Tables)) {
+		if policyProblem(c.Conflicts.Tables[t]) == "" {
+			scopes = append(scopes, t)
+		}
+	}
+	for _, pair := range kindPairs() {
+		for _, t := range scopes {
+			a, b := c.PolicyForKind(t, pair[0]), c.PolicyForKind(t, pair[1])
+			if a == b {
+				continue
+			}
+			where := "the set"
+			if t != "" {
+				where = "table " + t
+			}
+			add("conflicts.kinds", "%s resolves by %s but %s by %s in %s: of a concurrent UPDATE and DELETE of one row, "+
+				"the node that deleted meets the update as %s and the node that updated meets the delete as %s, "+
+				"so the two must resolve by the same policy or the nodes keep different rows; give both the same policy",
+				pair[0], a, pair[1], b, where, pair[0], pair[1])
+			break
 		}
 	}
 }

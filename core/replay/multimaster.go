@@ -21,6 +21,7 @@ import (
 // the conflict, all in the apply transaction.
 type mmRules struct {
 	policyFor func(table string) string
+	kinds     string // conflicts.kinds as a jsonb object: kind -> policy
 	ranks     []string
 }
 
@@ -28,14 +29,18 @@ func newMMRules(cfg *config.Config) *mmRules {
 	if cfg.Source == "" {
 		return nil
 	}
-	return &mmRules{policyFor: cfg.PolicyFor, ranks: cfg.Ranks()}
+	kinds := []byte("{}")
+	if len(cfg.Conflicts.Kinds) > 0 {
+		kinds, _ = json.Marshal(cfg.Conflicts.Kinds) // a map of strings always marshals
+	}
+	return &mmRules{policyFor: cfg.PolicyFor, kinds: string(kinds), ranks: cfg.Ranks()}
 }
 
 // statement is the call of the table's apply function for event e.
 func (r *mmRules) statement(m *tableMeta, set string, e *event) (string, []any, error) {
-	sql := fmt.Sprintf(`SELECT pgreplica.mm_apply_%d($1::text::"char", $2::jsonb, $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9)`, m.relid)
+	sql := fmt.Sprintf(`SELECT pgreplica.mm_apply_%d($1::text::"char", $2::jsonb, $3::jsonb, $4::jsonb, $5, $6::jsonb, $7, $8, $9, $10)`, m.relid)
 	return sql, []any{string(e.Op), nullText(e.Key), nullText(e.Data), string(e.Meta), r.policyFor(e.Table.String()),
-		r.ranks, set, e.ID, strconv.FormatUint(e.Txid, 10)}, nil
+		r.kinds, r.ranks, set, e.ID, strconv.FormatUint(e.Txid, 10)}, nil
 }
 
 // purgeLedger removes, on a multi-master node, the conflicts recorded more

@@ -578,3 +578,160 @@ func TestOneWayDriftIsReported(t *testing.T) {
 	}
 	e.requireEqual(0, "t", "other")
 }
+
+// policyLedger is what node i recorded of conflicts on key id of table:
+// kind, the policy used, outcome and the winning version's node.
+func (m *mmEnv) policyLedger(i int, table string, id int) string {
+	m.t.Helper()
+	rows, err := m.conns[i].Query(m.ctx, `SELECT kind || ' ' || policy || ' ' || outcome || ' won by ' || (winner->>'n') FROM pgreplica.conflict
+	                                       WHERE table_name = $1 AND key->>'id' = $2 ORDER BY id`, table, fmt.Sprint(id))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return strings.Join(out, "; ")
+}
+
+// Per-kind override to error: under set policy latest with
+// kinds {insert_exists: error}, a concurrent UPDATE pair still resolves by
+// latest, and a concurrent INSERT pair stops both directions, naming the
+// kind, their positions unchanged.
+func TestMultiMasterKindError(t *testing.T) {
+	m := newMM(t, 2, mmSchema)
+	m.cfg.Conflicts.Policy = "latest"
+	m.cfg.Conflicts.Kinds = map[string]string{"insert_exists": "error"}
+	if err := m.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, m.conns[0], "INSERT INTO t VALUES (2, 'base', 0)")
+	m.all()
+	exec(t, m.conns[0], "UPDATE t SET v = 'a' WHERE id = 2")
+	exec(t, m.conns[1], "UPDATE t SET v = 'b' WHERE id = 2")
+	m.all()
+	for i := range m.conns {
+		if got := m.row(i, "t", 2); got != "(2,b,0)" {
+			t.Errorf("node %s ends with %s, want b's (the later, by latest)", m.names[i], got)
+		}
+		if got := m.policyLedger(i, "t", 2); got != "update_origin_differs latest "+map[int]string{0: "applied", 1: "kept"}[i]+" won by b" {
+			t.Errorf("node %s recorded %q", m.names[i], got)
+		}
+	}
+
+	pos := func(i int, set string) string {
+		return scalar(t, m.conns[i], "SELECT snapshot || ' ' || applied_events FROM pgreplica.position WHERE set_name = '"+set+"'")
+	}
+	beforeA, beforeB := pos(1, "mm__a"), pos(0, "mm__b")
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'a', 1)")
+	exec(t, m.conns[1], "INSERT INTO t VALUES (1, 'b', 2)")
+	_, err := replay.New(m.cfg, testLogger(t), replay.Options{}).Once(m.ctx)
+	if err == nil || !strings.Contains(err.Error(), `pgreplica: conflict insert_exists: insert of public.t {"id": 1} by node a meets node b's version; policy error stops this direction`) ||
+		!strings.Contains(err.Error(), `pgreplica: conflict insert_exists: insert of public.t {"id": 1} by node b meets node a's version; policy error stops this direction`) {
+		t.Fatalf("once = %v, want both directions stopped on insert_exists", err)
+	}
+	if !replay.IsStop(err) || !strings.Contains(err.Error(), "SQLSTATE RP014") {
+		t.Errorf("the error is not one the operator must fix: %v", err)
+	}
+	if a, b := pos(1, "mm__a"), pos(0, "mm__b"); a != beforeA || b != beforeB {
+		t.Errorf("positions moved: a->b %s to %s, b->a %s to %s", beforeA, a, beforeB, b)
+	}
+	if got, want := m.row(0, "t", 1)+" "+m.row(1, "t", 1), "(1,a,1) (1,b,2)"; got != want {
+		t.Errorf("rows %s, want each node's own: %s", got, want)
+	}
+	delete(m.cfg.Conflicts.Kinds, "insert_exists") // the set's latest again
+	m.all()
+	for i := range m.conns {
+		if got := m.row(i, "t", 1); got != "(1,b,2)" {
+			t.Errorf("node %s ends with %s, want b's (the later)", m.names[i], got)
+		}
+	}
+}
+
+// Per-kind override to priority: under set policy latest, and over a
+// table's policy error, kinds {update_origin_differs: priority} makes a
+// (first in priority) win a concurrent UPDATE pair though b's write is
+// the newer, on both nodes, and both ledgers record priority and a.
+func TestMultiMasterKindPriority(t *testing.T) {
+	m := newMM(t, 2, mmSchema+"CREATE TABLE te (id int PRIMARY KEY, v text, n int);")
+	m.cfg.Conflicts.Policy = "latest"
+	m.cfg.Conflicts.Tables = map[string]string{"public.te": "error"}
+	m.cfg.Conflicts.Kinds = map[string]string{"update_origin_differs": "priority"}
+	if err := m.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range []string{"t", "te"} {
+		exec(t, m.conns[0], "INSERT INTO "+tb+" VALUES (1, 'base', 0)")
+	}
+	m.all()
+	for _, tb := range []string{"t", "te"} {
+		exec(t, m.conns[0], "UPDATE "+tb+" SET v = 'a' WHERE id = 1")
+	}
+	time.Sleep(2 * time.Millisecond) // b's write is the newer by clock
+	for _, tb := range []string{"t", "te"} {
+		exec(t, m.conns[1], "UPDATE "+tb+" SET v = 'b' WHERE id = 1")
+	}
+	m.all()
+	for _, tb := range []string{"t", "te"} {
+		for i := range m.conns {
+			if got := m.row(i, tb, 1); got != "(1,a,0)" {
+				t.Errorf("%s: node %s ends with %s, want a's (first in priority)", tb, m.names[i], got)
+			}
+			if got, want := m.policyLedger(i, tb, 1), "update_origin_differs priority "+map[int]string{0: "kept", 1: "applied"}[i]+" won by a"; got != want {
+				t.Errorf("%s: node %s recorded %q, want %q", tb, m.names[i], got, want)
+			}
+		}
+	}
+	if got, want := scalar(t, m.conns[0], "SELECT clock || ' ' || gen || ' ' || node FROM pgreplica.row_version WHERE relid = 'public.t'::regclass"),
+		scalar(t, m.conns[1], "SELECT clock || ' ' || gen || ' ' || node FROM pgreplica.row_version WHERE relid = 'public.t'::regclass"); got != want {
+		t.Errorf("versions differ: a %s, b %s", got, want)
+	}
+	// b's version was the newer: the override, not the clock, chose a.
+	if got := scalar(t, m.conns[1], `SELECT ((remote_version->>'c')::bigint < (local_version->>'c')::bigint)::text FROM pgreplica.conflict WHERE table_name = 't'`); got != "true" {
+		t.Errorf("a's version newer than b's: %s; the test proves nothing", got)
+	}
+
+	// The apply function has one signature: the one before kinds is
+	// dropped when mm_refresh replaces it.
+	c := m.conns[0]
+	exec(t, c, `DO $$ DECLARE fn text := 'pgreplica.mm_apply_' || 'public.t'::regclass::oid; BEGIN
+	  EXECUTE format('DROP FUNCTION %s("char",jsonb,jsonb,jsonb,text,jsonb,text[],text,bigint,text)', fn);
+	  EXECUTE format('CREATE FUNCTION %s(op "char", k jsonb, d jsonb, meta jsonb, policy text, ranks text[], set_name text, event_id bigint, txid text) RETURNS text LANGUAGE sql AS $b$ SELECT '''' $b$', fn);
+	END $$`)
+	exec(t, c, "SELECT pgreplica.mm_refresh('public.t')")
+	if got := scalar(t, c, `SELECT string_agg(oid::regprocedure::text, ', ') FROM pg_proc WHERE proname = 'mm_apply_' || 'public.t'::regclass::oid`); !strings.HasSuffix(got, `("char",jsonb,jsonb,jsonb,text,jsonb,text[],text,bigint,text)`) || strings.Contains(got, ", ") {
+		t.Errorf("apply functions of t: %s, want the one with kinds", got)
+	}
+}
+
+// An INSERT that finds another deletion than the one it followed met a
+// concurrent DELETE: a deleted and re-inserted the row while b deleted
+// it, later by clock. a meets b's delete as delete_origin_differs; b
+// meets a's insert over its own tombstone, no kind of its own, and must
+// resolve it by the same policy (the override priority, not the set's
+// latest, under which b's later delete would win on b only).
+func TestMultiMasterKindInsertOverTombstone(t *testing.T) {
+	m := newMM(t, 2, mmSchema)
+	m.cfg.Conflicts.Policy = "latest"
+	m.cfg.Conflicts.Kinds = map[string]string{"update_missing": "priority", "delete_origin_differs": "priority"}
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'base', 0)")
+	m.all()
+	exec(t, m.conns[0], "DELETE FROM t WHERE id = 1")
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'a again', 1)")
+	time.Sleep(2 * time.Millisecond)
+	exec(t, m.conns[1], "DELETE FROM t WHERE id = 1")
+	m.all()
+	for i := range m.conns {
+		if got := m.row(i, "t", 1); got != `(1,"a again",1)` {
+			t.Errorf("node %s ends with %s, want a's insert (it saw more writes: priority counts them)", m.names[i], got)
+		}
+	}
+	if got := m.policyLedger(0, "t", 1); got != "delete_origin_differs priority kept won by a" {
+		t.Errorf("node a recorded %q", got)
+	}
+	if got, want := scalar(t, m.conns[0], "SELECT clock || ' ' || gen || ' ' || node || ' ' || deleted FROM pgreplica.row_version"),
+		scalar(t, m.conns[1], "SELECT clock || ' ' || gen || ' ' || node || ' ' || deleted FROM pgreplica.row_version"); got != want {
+		t.Errorf("versions differ: a %s, b %s", got, want)
+	}
+}
