@@ -231,7 +231,7 @@ func (e *Engine) runWorker(ctx context.Context, w *worker) {
 	for {
 		woken := e.wake.C()
 		started := time.Now()
-		n, err := w.catchUp(dbCtx, ctx)
+		n, err := w.catchUpThroughLocks(dbCtx, ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -385,7 +385,7 @@ func (e *Engine) Once(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			defer w.disconnect()
-			n, err := w.catchUp(ctx, ctx)
+			n, err := w.catchUpThroughLocks(ctx, ctx)
 			var sb *standbyError
 			// The session of an engine that just stopped may hold the lock
 			// for a moment longer: look again before leaving it to another.
@@ -393,7 +393,7 @@ func (e *Engine) Once(ctx context.Context) (int, error) {
 				select {
 				case <-ctx.Done():
 				case <-time.After(500 * time.Millisecond):
-					n, err = w.catchUp(ctx, ctx)
+					n, err = w.catchUpThroughLocks(ctx, ctx)
 				}
 			}
 			if errors.As(err, &sb) {
@@ -401,10 +401,10 @@ func (e *Engine) Once(ctx context.Context) (int, error) {
 				w.log.Warn("not applied here: a running pgreplica engine applies this replica", "holder", sb.holder.String())
 				err = nil
 			}
-			counts[i], errs[i] = n, err
 			if err == nil {
 				err = w.publish(ctx, true)
 			}
+			counts[i], errs[i] = n, err
 		}()
 	}
 	wg.Wait()

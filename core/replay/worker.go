@@ -272,6 +272,31 @@ func (w *worker) catchUp(ctx, stopping context.Context) (applied int, err error)
 	}
 }
 
+// lockRetries is how many times a catch-up whose batch the replica rolled
+// back for a lock conflict (a deadlock with another session, as two
+// multi-master directions into one node can meet) is run again at once.
+const lockRetries = 3
+
+// catchUpThroughLocks is catchUp, run again up to lockRetries times when
+// the replica rolled a batch back for a deadlock or a busy lock: the
+// position did not move, so the batch is simply applied again.
+func (w *worker) catchUpThroughLocks(ctx, stopping context.Context) (int, error) {
+	applied, err := w.catchUp(ctx, stopping)
+	for try := 1; try <= lockRetries && err != nil && pg.IsLockBusy(err) && ctx.Err() == nil; try++ {
+		w.log.Info("batch rolled back by a lock conflict on the replica; applying it again", "err", err.Error(), "try", try)
+		w.disconnect()
+		select {
+		case <-ctx.Done():
+			return applied, err
+		case <-time.After(time.Duration(try) * 50 * time.Millisecond):
+		}
+		var n int
+		n, err = w.catchUp(ctx, stopping)
+		applied += n
+	}
+	return applied, err
+}
+
 // applyInterval applies the events of (pos.Snapshot, target] in batches of
 // bounded size, each in its own replica transaction; a zero target is the
 // origin's current snapshot, taken by the read itself. A reader goroutine
