@@ -17,6 +17,7 @@ import (
 	"pgreplica/core/replay"
 	"pgreplica/core/rule"
 	"pgreplica/core/status"
+	"pgreplica/core/switchover"
 )
 
 // statusJSON is the stable shape of `status --json`.
@@ -31,8 +32,11 @@ type statusJSON struct {
 	StaleCapture  []string `json:"stale_capture"` // tables whose capture is stale: run install
 	// Rules: the replicas' table rules that need the operator ("replica
 	// eu: public.customers: needs re-copy under its rule: pgreplica sync ...").
-	Rules    []string            `json:"rules,omitempty"`
-	Replicas []replicaStatusJSON `json:"replicas"`
+	Rules []string `json:"rules,omitempty"`
+	// Switchover: a switchover under way (its state file is next to the
+	// config): the origin's replicated tables refuse writes until it ends.
+	Switchover string              `json:"switchover,omitempty"`
+	Replicas   []replicaStatusJSON `json:"replicas"`
 }
 
 type replicaStatusJSON struct {
@@ -65,7 +69,7 @@ type fileStatusJSON struct {
 // exitUsage), Nagios-like from the worst replica: see statusExit.
 const (
 	statusWarning  = 3 // a replica is catching up, retrying or starting, makes no progress, or lags more than --max-lag
-	statusCritical = 4 // a replica is stopped, unreachable or in error, or holds a table
+	statusCritical = 4 // a replica is stopped, unreachable or in error, or holds a table; a switchover is under way
 	statusNoEngine = 5 // no pgreplica engine runs for the set: nothing is replicated
 )
 
@@ -75,7 +79,8 @@ Exit codes, for scripts and monitoring (the worst case wins, in this order):
   0  every replica is streaming or caught up (behind, while an engine runs,
      counts as streaming; so do a standby and a file replica), within
      --max-lag when given
-  4  a replica is stopped, unreachable or in error, or holds a table
+  4  a replica is stopped, unreachable or in error, or holds a table; or a
+     switchover is under way
   5  no pgreplica engine runs for the set: nothing is being replicated
      (a set of file replicas only needs none)
   3  a replica is catching up, retrying or starting, makes no progress, or
@@ -249,8 +254,26 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 	if code == exitOK && len(ruleLines) > 0 {
 		code, reason = statusWarning, ruleLines[0]
 	}
+	var under string
+	if a.originDSN == "" && len(a.replicaDSN) == 0 {
+		if path, err := config.Find(a.configPath); err == nil {
+			if st, err := switchover.ReadState(path); err != nil {
+				under = err.Error()
+			} else if st != nil {
+				under = fmt.Sprintf("a switchover of set %s to %s is under way (done: %s): the origin refuses writes to the replicated tables; finish it with pgreplica switchover --resume or undo it with --abort", st.Set, st.To, st.Done)
+			}
+		}
+	}
+	if under != "" {
+		// The switchover is why nothing applies (it stops the daemon).
+		if code < statusCritical || code == statusNoEngine {
+			code = statusCritical
+		}
+		reason = under
+	}
 	out := statusJSON{Set: rep.Set, Origin: rep.Origin, DaemonRunning: rep.DaemonRunning, LogEvents: rep.LogEvents,
-		Health: healthWord(code), Reason: reason, ExitCode: code, StaleCapture: append([]string{}, rep.Stale...), Rules: ruleLines}
+		Health: healthWord(code), Reason: reason, ExitCode: code, StaleCapture: append([]string{}, rep.Stale...), Rules: ruleLines,
+		Switchover: under}
 	for _, r := range rs {
 		j := replicaStatusJSON{Name: r.Name, State: string(r.State), Position: r.Position.Snapshot.String(),
 			LagSeconds: math.Round(r.Lag.Seconds()*1000) / 1000, Conflicts: r.Conflicts, Error: r.Err, Tables: r.Tables, Holder: r.Holder}
@@ -297,6 +320,9 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 	}
 	for _, l := range out.Rules {
 		fmt.Fprintf(a.stdout, "%s\n\n", l)
+	}
+	if out.Switchover != "" {
+		fmt.Fprintf(a.stdout, "%s\n\n", out.Switchover)
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "REPLICA\tSTATE\tPENDING\tLAG\tLAST APPLIED\tCONFLICTS")

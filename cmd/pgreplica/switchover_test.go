@@ -318,6 +318,11 @@ func TestSwitchoverKilledAtEachStepResumesOrAborts(t *testing.T) {
 		if _, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--to", "r1", "--yes"); code != 1 || !strings.Contains(errOut, "a switchover of set shop to r1 is under way (done: "+done+"); finish it with pgreplica switchover --resume or undo it with --abort") {
 			t.Fatalf("%s: a second switchover: %d %q", what, code, errOut)
 		}
+		// status says so: critical, with the way out.
+		if out, errOut, code := cli(t, "", "-c", s.cfg, "status", "--json"); code != statusCritical ||
+			!strings.Contains(out, `"switchover": "a switchover of set shop to r1 is under way (done: `+done+`): the origin refuses writes to the replicated tables; finish it with pgreplica switchover --resume or undo it with --abort"`) {
+			t.Fatalf("%s: status during the switchover: %d\n%s%s", what, code, out, errOut)
+		}
 		if how == "abort" {
 			out, errOut, code := cli(t, "", "-c", s.cfg, "switchover", "--abort", "--yes")
 			if step == "unfence" {
