@@ -242,6 +242,9 @@ func (a *applier) applyIn(ctx context.Context, tx session, old, next Position, e
 
 	b := &pgx.Batch{}
 	for _, c := range conflicts {
+		if c.Ledgered {
+			continue
+		}
 		b.Queue(`INSERT INTO pgreplica.conflict (set_name, event_id, txid, schema_name, table_name, op, key, data, kind)
 		         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)`,
 			a.set, c.EventID, fmt.Sprint(c.Txid), c.Table.Schema, c.Table.Name, c.Op, c.Key, nullText([]byte(c.Data)), c.Kind)
@@ -384,6 +387,19 @@ func (a *applier) queueExact(ctx context.Context, b *pgx.Batch, events []*event)
 func (a *applier) readExact(br pgx.BatchResults, queued []*event) ([]Conflict, error) {
 	var conflicts []Conflict
 	for _, e := range queued {
+		if a.viaMM(e) {
+			// The table's apply function returns the conflict's kind ('' for
+			// none) and has recorded it in the ledger.
+			var kind string
+			if err := br.QueryRow().Scan(&kind); err != nil {
+				return nil, a.explain(e, err)
+			}
+			if kind != "" {
+				conflicts = append(conflicts, Conflict{EventID: e.ID, Txid: e.Txid, Table: e.Table,
+					Op: string(e.Op), Key: string(e.Key), Data: string(e.Data), Kind: kind, At: time.Now(), Ledgered: true})
+			}
+			continue
+		}
 		tag, err := br.Exec()
 		if err != nil {
 			return nil, a.explain(e, err)

@@ -66,8 +66,10 @@ const (
 	UpdateOriginDiffers = "update_origin_differs"
 )
 
-// Conflict is an UPDATE or DELETE that found no row on the replica; it was
-// applied as a no-op and recorded in pgreplica.conflict there.
+// Conflict is an UPDATE or DELETE that found no row on the replica (it was
+// applied as a no-op), a change of a row that a local write had changed
+// (detect_drift), or on a multi-master node a concurrent change resolved by
+// the policy; each is recorded in pgreplica.conflict there.
 type Conflict struct {
 	EventID int64
 	Txid    uint64
@@ -77,4 +79,8 @@ type Conflict struct {
 	Data    string // the changed columns as JSON (UPDATE)
 	Kind    string
 	At      time.Time // when it was found
+	// Ledgered: a multi-master table's apply function recorded it in
+	// pgreplica.conflict itself (with both rows, the versions and the
+	// outcome).
+	Ledgered bool
 }

@@ -3,6 +3,7 @@ package replay_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -733,5 +734,43 @@ func TestMultiMasterKindInsertOverTombstone(t *testing.T) {
 	if got, want := scalar(t, m.conns[0], "SELECT clock || ' ' || gen || ' ' || node || ' ' || deleted FROM pgreplica.row_version"),
 		scalar(t, m.conns[1], "SELECT clock || ' ' || gen || ' ' || node || ' ' || deleted FROM pgreplica.row_version"); got != want {
 		t.Errorf("versions differ: a %s, b %s", got, want)
+	}
+}
+
+// A conflict met on a multi-master node is reported like a one-way one (a
+// ConflictFound event: the log line, the alerts and the status count) with
+// its kind, and recorded once in that node's ledger (by the apply function
+// only).
+func TestMultiMasterConflictIsReported(t *testing.T) {
+	m := newMM(t, 2, mmSchema)
+	exec(t, m.conns[0], "INSERT INTO t VALUES (1, 'first', 0)")
+	m.all()
+	exec(t, m.conns[0], "UPDATE t SET v = 'a' WHERE id = 1")
+	exec(t, m.conns[1], "UPDATE t SET v = 'b' WHERE id = 1")
+	var mu sync.Mutex
+	found := map[string][]string{}
+	eng := replay.New(m.cfg, testLogger(t), replay.Options{OnEvent: func(ev replay.Event) {
+		if c, ok := ev.(replay.ConflictFound); ok {
+			mu.Lock()
+			found[c.Replica] = append(found[c.Replica], c.Conflict.Kind+" "+c.Conflict.Table.String()+" "+c.Conflict.Key)
+			mu.Unlock()
+		}
+	}})
+	if _, err := eng.Once(m.ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`update_origin_differs public.t {"id": 1}`}
+	for _, dir := range []string{"a->b", "b->a"} {
+		if got := found[dir]; !slices.Equal(got, want) {
+			t.Errorf("conflicts reported on %s: %q, want %q", dir, got, want)
+		}
+	}
+	for i := range m.conns {
+		if n := queryInt(t, m.conns[i], "SELECT count(*) FROM pgreplica.conflict"); n != 1 {
+			t.Errorf("node %s ledger holds %d entries, want 1", m.names[i], n)
+		}
+	}
+	if a, b := m.row(0, "t", 1), m.row(1, "t", 1); a != b {
+		t.Errorf("nodes differ: a %s, b %s", a, b)
 	}
 }

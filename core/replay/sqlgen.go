@@ -157,12 +157,18 @@ func nullText(b []byte) any {
 
 // statement builds (once per table, operation and column set) the SQL that
 // applies an event, and returns it with its arguments.
+// viaMM reports whether e is applied through its table's multi-master
+// apply function (a change with versions, on a multi-master direction).
+func (a *applier) viaMM(e *event) bool {
+	return a.mm != nil && e.Meta != nil && (e.Op == 'I' || e.Op == 'U' || e.Op == 'D')
+}
+
 func (a *applier) statement(ctx context.Context, e *event) (string, []any, error) {
 	m, err := a.tableMeta(ctx, e.Table, e.ID)
 	if err != nil {
 		return "", nil, err
 	}
-	if a.mm != nil && e.Meta != nil && (e.Op == 'I' || e.Op == 'U' || e.Op == 'D') {
+	if a.viaMM(e) {
 		return a.mm.statement(m, a.set, e)
 	}
 	e.parse()
