@@ -474,6 +474,27 @@ func (p *Plan) fence(ctx context.Context) error {
 	return nil
 }
 
+// shortTx runs f in a short transaction of its own on conn, with a 2 s
+// lock timeout, again (up to 10 times) while the lock is busy or a
+// deadlock chose it: DDL on a busy application table waits for its lock
+// without holding up the application for long.
+func shortTx(ctx context.Context, conn *pgx.Conn, f func(pgx.Tx) error) error {
+	return pg.Retry(ctx, 10, 200*time.Millisecond, pg.IsLockBusy, func() error {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
+			return err
+		}
+		if err := f(tx); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+}
+
 // putFence installs the fence function and puts the switchover fence on
 // each of tables, in a short transaction per table (busy tables are
 // retried).
@@ -482,15 +503,7 @@ func putFence(ctx context.Context, conn *pgx.Conn, tables []pg.Table, what strin
 		return fmt.Errorf("install the fence function: %w", err)
 	}
 	for _, t := range tables {
-		err := pg.Retry(ctx, 10, 200*time.Millisecond, pg.IsLockBusy, func() error {
-			tx, err := conn.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback(ctx)
-			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
-				return err
-			}
+		err := shortTx(ctx, conn, func(tx pgx.Tx) error {
 			var sql *string
 			if err := tx.QueryRow(ctx, `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = 'pgreplica_switchover')
 			    THEN format('CREATE TRIGGER pgreplica_switchover BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgreplica.switchover_fence(%L)', $1::text, $2::text) END`,
@@ -500,10 +513,8 @@ func putFence(ctx context.Context, conn *pgx.Conn, tables []pg.Table, what strin
 			if sql == nil {
 				return nil
 			}
-			if _, err := tx.Exec(ctx, *sql); err != nil {
-				return err
-			}
-			return tx.Commit(ctx)
+			_, err := tx.Exec(ctx, *sql)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("fence %s: %w (creating it needs TRIGGER on the table)", t, err)
@@ -837,22 +848,12 @@ func restorePosition(ctx context.Context, c *pgx.Conn, set string, sp SavedPosit
 // were removed: capturing them again needs no new copy).
 func uncapture(ctx context.Context, c *pgx.Conn, tables []pg.Table) error {
 	for _, t := range tables {
-		err := pg.Retry(ctx, 10, 200*time.Millisecond, pg.IsLockBusy, func() error {
-			tx, err := c.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback(ctx)
-			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
-				return err
-			}
+		err := shortTx(ctx, c, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, "SELECT pgreplica.remove_table(to_regclass($1))", t.Ident()); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, "DELETE FROM pgreplica.removed WHERE relid = to_regclass($1)", t.Ident()); err != nil {
-				return err
-			}
-			return tx.Commit(ctx)
+			_, err := tx.Exec(ctx, "DELETE FROM pgreplica.removed WHERE relid = to_regclass($1)", t.Ident())
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("remove capture from %s: %w", t, err)
@@ -933,19 +934,9 @@ func dropTriggers(ctx context.Context, c *pgx.Conn, name string) error {
 		return err
 	}
 	for _, t := range tables {
-		err := pg.Retry(ctx, 10, 200*time.Millisecond, pg.IsLockBusy, func() error {
-			tx, err := c.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback(ctx)
-			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS "+pgx.Identifier{name}.Sanitize()+" ON "+t.Ident()); err != nil {
-				return err
-			}
-			return tx.Commit(ctx)
+		err := shortTx(ctx, c, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS "+pgx.Identifier{name}.Sanitize()+" ON "+t.Ident())
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("drop %s on %s: %w", name, t, err)
