@@ -58,8 +58,14 @@ func NewApp(o AppOptions) *Model {
 	deps := tables.Deps{
 		List: func(ctx context.Context) ([]capture.TableInfo, error) {
 			// Every user table: those the config leaves out are shown
-			// as not replicated, with why.
-			t, _, err := replay.ListTables(ctx, cfg, "tui", capture.UserTables)
+			// as not replicated, with why. On a multi-master set, the
+			// first node's (every node has the same tables), with its
+			// changes' progress on the others.
+			c := cfg
+			if c != nil && c.MultiMaster() {
+				c = cfg.Directions("")[0]
+			}
+			t, _, err := replay.ListTables(ctx, c, "tui", capture.UserTables)
 			return t, err
 		},
 		Install: func(ctx context.Context, t pg.Table, report func(string)) error {
@@ -69,8 +75,10 @@ func NewApp(o AppOptions) *Model {
 			return capture.RemoveTables(ctx, cfg, []pg.Table{t}, report)
 		},
 	}
-	if o.ReadOnly {
-		// Not only hidden: a read-only TUI has no way to change a database.
+	if o.ReadOnly || cfg != nil && cfg.MultiMaster() {
+		// Not only hidden: a read-only TUI has no way to change a database
+		// (and a multi-master set's tables are installed on every node by
+		// pgreplica install).
 		deps.Install, deps.Remove = nil, nil
 	}
 	tab := tables.New(env, deps)
@@ -106,7 +114,7 @@ func NewApp(o AppOptions) *Model {
 	report := o.Report
 	if report == nil {
 		report = func(ctx context.Context) (replay.Report, error) {
-			if len(cfg.Replicas) == 0 {
+			if len(cfg.Replicas) == 0 && !cfg.MultiMaster() {
 				return replay.Report{}, nil
 			}
 			return replay.QueryStatus(ctx, cfg)

@@ -85,7 +85,10 @@ type Model struct {
 
 // New makes the screen.
 func New(env *screen.Env, deps Deps) *Model {
-	return &Model{env: env, deps: deps, keys: newKeys(env.ReadOnly), filter: screen.Input{Prompt: "filter: "}}
+	// A multi-master set's tables are installed on every node at once, by
+	// pgreplica install: no per-table install or remove here.
+	fixed := env.ReadOnly || env.Config != nil && env.Config.MultiMaster()
+	return &Model{env: env, deps: deps, keys: newKeys(fixed), filter: screen.Input{Prompt: "filter: "}}
 }
 
 // LoadedMsg is the result of reading the tables.
