@@ -55,22 +55,8 @@ type failoverPosition struct {
 // that still answers (a switchover loses nothing), a name that is not a
 // replica, a replica that cannot be read, and a running daemon.
 func PrepareFailover(ctx context.Context, path string, opt Options) (*Failover, error) {
-	if path == "" {
-		return nil, errors.New("failover rewrites the config file: name it with -c FILE (--origin and --replica cannot be rewritten)")
-	}
-	if st, err := ReadState(path); err != nil {
-		return nil, err
-	} else if st != nil {
-		return nil, fmt.Errorf("a switchover of set %s to %s is under way (done: %s): finish it with pgreplica switchover --resume or undo it with --abort", st.Set, st.To, st.Done)
-	}
-	if err := noEnvDSN(opt.Environ); err != nil {
-		return nil, err
-	}
-	old, err := config.Load(path)
+	old, err := loadToMove("failover", path, opt.Environ)
 	if err != nil {
-		return nil, err
-	}
-	if err := old.RequireReplicas(); err != nil {
 		return nil, err
 	}
 	n, err := withoutOrigin(old, opt.To)

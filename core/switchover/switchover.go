@@ -116,22 +116,8 @@ func Prepare(ctx context.Context, path string, opt Options) (*Plan, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = DefaultTimeout
 	}
-	if path == "" {
-		return nil, errors.New("switchover rewrites the config file: name it with -c FILE (--origin and --replica cannot be rewritten)")
-	}
-	if st, err := ReadState(path); err != nil {
-		return nil, err
-	} else if st != nil {
-		return nil, fmt.Errorf("a switchover of set %s to %s is under way (done: %s); finish it with pgreplica switchover --resume or undo it with --abort", st.Set, st.To, st.Done)
-	}
-	if err := noEnvDSN(opt.Environ); err != nil {
-		return nil, err
-	}
-	old, err := config.Load(path)
+	old, err := loadToMove("switchover", path, opt.Environ)
 	if err != nil {
-		return nil, err
-	}
-	if err := old.RequireReplicas(); err != nil {
 		return nil, err
 	}
 	if opt.As == "" {
@@ -156,6 +142,31 @@ func Prepare(ctx context.Context, path string, opt Options) (*Plan, error) {
 
 // swapped is the config after the switchover of old to replica to, the
 // old origin becoming replica as.
+// loadToMove loads the config file at path for a switchover or a failover
+// (cmd), which rewrite it: refused without a file, while a switchover is
+// under way, and with DSNs from the environment.
+func loadToMove(cmd, path string, environ []string) (*config.Config, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%s rewrites the config file: name it with -c FILE (--origin and --replica cannot be rewritten)", cmd)
+	}
+	if st, err := ReadState(path); err != nil {
+		return nil, err
+	} else if st != nil {
+		return nil, fmt.Errorf("a switchover of set %s to %s is under way (done: %s); finish it with pgreplica switchover --resume or undo it with --abort", st.Set, st.To, st.Done)
+	}
+	if err := noEnvDSN(environ); err != nil {
+		return nil, err
+	}
+	old, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := old.RequireReplicas(); err != nil {
+		return nil, err
+	}
+	return old, nil
+}
+
 // candidate finds replica to in old and checks that it can become the
 // origin (cmd is "switchover" or "failover", for the errors): a one-way
 // set without file replicas, and a replica that holds the whole data (no
