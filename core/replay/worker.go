@@ -281,19 +281,19 @@ const lockRetries = 3
 // the replica rolled a batch back for a deadlock or a busy lock: the
 // position did not move, so the batch is simply applied again.
 func (w *worker) catchUpThroughLocks(ctx, stopping context.Context) (int, error) {
-	applied, err := w.catchUp(ctx, stopping)
-	for try := 1; try <= lockRetries && err != nil && pg.IsLockBusy(err) && ctx.Err() == nil; try++ {
-		w.log.Info("batch rolled back by a lock conflict on the replica; applying it again", "err", err.Error(), "try", try)
-		w.disconnect()
-		select {
-		case <-ctx.Done():
-			return applied, err
-		case <-time.After(time.Duration(try) * 50 * time.Millisecond):
+	applied, try := 0, 0
+	var last error
+	err := pg.Retry(ctx, 1+lockRetries, 50*time.Millisecond, pg.IsLockBusy, func() error {
+		if try > 0 {
+			w.log.Info("batch rolled back by a lock conflict on the replica; applying it again", "err", last.Error(), "try", try)
+			w.disconnect()
 		}
-		var n int
-		n, err = w.catchUp(ctx, stopping)
+		try++
+		n, err := w.catchUp(ctx, stopping)
 		applied += n
-	}
+		last = err
+		return err
+	})
 	return applied, err
 }
 
