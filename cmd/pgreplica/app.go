@@ -165,6 +165,16 @@ func (a *app) flagDSN(flag, value string) (string, error) {
 }
 
 // loadConfigWithReplicas is loadConfig for commands that need replicas.
+// configFile is the config file in use, "" when the set comes from
+// --origin/--replica or there is none (for the commands that rewrite it or
+// keep state next to it: switchover, failover).
+func (a *app) configFile() (string, error) {
+	if a.originDSN != "" || len(a.replicaDSN) > 0 {
+		return "", nil
+	}
+	return config.Find(a.configPath)
+}
+
 func (a *app) loadConfigWithReplicas() (*config.Config, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {

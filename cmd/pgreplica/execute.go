@@ -91,8 +91,8 @@ operator fixed what made it fail) or the table is copied again.`,
 		Example: "  pgreplica -c shop.yaml skip --replica reporting --event 9912231 --reason 'row removed by hand' --yes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if replica == "" || id <= 0 {
-				return &usageError{"--replica and --event are required"}
+			if err := needEvent(replica, id); err != nil {
+				return err
 			}
 			cfg, err := a.loadConfig()
 			if err != nil {
@@ -120,6 +120,14 @@ operator fixed what made it fail) or the table is copied again.`,
 	return cmd
 }
 
+// needEvent is the check of skip's and reapply's two required flags.
+func needEvent(replica string, id int64) error {
+	if replica == "" || id <= 0 {
+		return &usageError{"--replica and --event are required"}
+	}
+	return nil
+}
+
 func (a *app) reapplyCommand() *cobra.Command {
 	var replica string
 	var id int64
@@ -132,8 +140,8 @@ fail. Nothing changes if it fails again.`,
 		Example: "  pgreplica -c shop.yaml reapply --replica reporting --event 9912231",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if replica == "" || id <= 0 {
-				return &usageError{"--replica and --event are required"}
+			if err := needEvent(replica, id); err != nil {
+				return err
 			}
 			cfg, err := a.loadConfig()
 			if err != nil {

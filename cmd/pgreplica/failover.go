@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"pgreplica/core/config"
 	"pgreplica/core/switchover"
 )
 
@@ -78,12 +77,9 @@ name (--yes for scripts). Running it again after an interruption finishes it.`,
 				}
 				return nil
 			}
-			path, err := config.Find(a.configPath)
+			path, err := a.configFile()
 			if err != nil {
 				return err
-			}
-			if a.originDSN != "" || len(a.replicaDSN) > 0 {
-				path = ""
 			}
 			opt.Environ = os.Environ()
 			opt.Report = a.line

@@ -255,13 +255,11 @@ func (a *app) statusOnce(parent context.Context, cfg *config.Config, asJSON bool
 		code, reason = statusWarning, ruleLines[0]
 	}
 	var under string
-	if a.originDSN == "" && len(a.replicaDSN) == 0 {
-		if path, err := config.Find(a.configPath); err == nil {
-			if st, err := switchover.ReadState(path); err != nil {
-				under = err.Error()
-			} else if st != nil {
-				under = fmt.Sprintf("a switchover of set %s to %s is under way (done: %s): the origin refuses writes to the replicated tables; finish it with pgreplica switchover --resume or undo it with --abort", st.Set, st.To, st.Done)
-			}
+	if path, err := a.configFile(); err == nil && path != "" {
+		if st, err := switchover.ReadState(path); err != nil {
+			under = err.Error()
+		} else if st != nil {
+			under = fmt.Sprintf("a switchover of set %s to %s is under way (done: %s): the origin refuses writes to the replicated tables; finish it with pgreplica switchover --resume or undo it with --abort", st.Set, st.To, st.Done)
 		}
 	}
 	if under != "" {

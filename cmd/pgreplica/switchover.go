@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"pgreplica/core/config"
 	"pgreplica/core/switchover"
 	"pgreplica/core/verify"
 )
@@ -81,12 +80,9 @@ differences, 1 error (the message says which step, and what to run next).`,
 			if dryRun && opt.To == "" {
 				return usagef("--dry-run goes with --to")
 			}
-			path, err := config.Find(a.configPath)
+			path, err := a.configFile()
 			if err != nil {
 				return err
-			}
-			if a.originDSN != "" || len(a.replicaDSN) > 0 {
-				path = ""
 			}
 			opt.Environ = os.Environ()
 			opt.Report = a.line
