@@ -19,9 +19,9 @@ CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
 CREATE TABLE counter (id int PRIMARY KEY, n bigint NOT NULL);
 CREATE TABLE history (id bigserial PRIMARY KEY, account int, delta int, at timestamptz DEFAULT now());`
 
-// load runs small bank transactions on the origin until ctx ends,
-// reconnecting after errors (the origin may restart). It returns how many
-// committed.
+// load runs small bank transactions on the origin until ctx ends (the one
+// in flight then is finished), reconnecting after errors (the origin may
+// restart). It returns how many committed.
 func load(ctx context.Context, dsn string, workers int) func() int64 {
 	var committed atomic.Int64
 	var wg sync.WaitGroup
@@ -40,11 +40,17 @@ func load(ctx context.Context, dsn string, workers int) func() int64 {
 					conn = c
 				}
 				acct, delta := rand.IntN(100)+1, rand.IntN(200)-100
-				_, err := conn.Exec(ctx, `BEGIN;
+				// A transaction once begun is not cancelled by the end of
+				// ctx: one cancelled after its first trigger ran would
+				// leave a gap in the log's ids, which the crash test
+				// counts events by (its log is purged).
+				tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				_, err := conn.Exec(tctx, `BEGIN;
 UPDATE counter SET n = n + 1 WHERE id = 1;
 UPDATE accounts SET balance = balance + `+itoa(delta)+` WHERE id = `+itoa(acct)+`;
 INSERT INTO history (account, delta) VALUES (`+itoa(acct)+`, `+itoa(delta)+`);
 COMMIT`)
+				cancel()
 				if err != nil {
 					conn.Close(context.Background())
 					conn = nil
